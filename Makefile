@@ -1,0 +1,30 @@
+# One set-up for every command: `make install` creates .venv with torch==2.13.0 first
+# (a CPU wheel; an unpinned torch would make pip download a CUDA build of several GB).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export EDGEGAN_DATA ?= $(abspath ../shared/datasets)
+
+.PHONY: install demo test test-fast clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml runtime/pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e "./runtime[onnx,litert]" -e ".[export,bench,dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/edgegan demo --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,116 @@
+"""The DCGAN family of Aguinaldo et al. (2019), "Compressing GANs using Knowledge Distillation".
+
+Generator, 32x32 (the paper's, Table 1): z(100) → ConvT(100,8d,4,1,0) BN ReLU → ConvT(8d,4d,4,2,1)
+BN ReLU → ConvT(4d,2d,4,2,1) BN ReLU → ConvT(2d,d,4,2,1) BN ReLU → Conv2d(d,nc,1)+bias → Tanh.
+Transposed convolutions carry no bias (BatchNorm follows), so with nc=1 the parameter count is
+672d² + 12831d + 1 — 28,351 at d=2 and 47,324,929 at d=256 (1669:1).
+
+The 64x64 variant, for users' own data, starts at 16d channels and adds one up-sampling stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from edgegan.errors import ConfigError
+from edgegan.models import FAMILIES, Family
+
+
+@dataclass(frozen=True)
+class DCGANArgs:
+    d: int = 2  # depth factor: channels of the last hidden layer; the others are 2d, 4d, 8d(, 16d)
+    nc: int = 1  # output channels (1 grey, 3 RGB)
+    image_size: int = 32  # 32 (the paper) or 64 (one more up-sampling stage)
+    latent_dim: int = 100  # size of z; the paper uses 100
+    d_disc: int | None = None  # depth factor of the matching discriminator (None: same as d)
+
+    def __post_init__(self) -> None:
+        for name in ("d", "nc", "latent_dim"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"dcgan: {name} must be an integer >= 1, got {v!r}")
+        if self.image_size not in (32, 64):
+            raise ConfigError(f"dcgan: image_size must be 32 or 64, got {self.image_size!r}")
+        if self.d_disc is not None and (not isinstance(self.d_disc, int) or self.d_disc < 1):
+            raise ConfigError(f"dcgan: d_disc must be an integer >= 1, got {self.d_disc!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _up(cin: int, cout: int, first: bool = False) -> list[nn.Module]:
+    conv = nn.ConvTranspose2d(cin, cout, 4, 1, 0, bias=False) if first else nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+    return [conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, args: DCGANArgs):
+        super().__init__()
+        self.args = args
+        d = args.d
+        widths = [8 * d, 4 * d, 2 * d, d] if args.image_size == 32 else [16 * d, 8 * d, 4 * d, 2 * d, d]
+        layers: list[nn.Module] = _up(args.latent_dim, widths[0], first=True)
+        for cin, cout in zip(widths, widths[1:]):
+            layers += _up(cin, cout)
+        layers += [nn.Conv2d(d, args.nc, 1, 1, 0, bias=True), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(_dcgan_init)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.args.latent_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # Accept (N, latent) as well as the classic (N, latent, 1, 1).
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        return self.net(z)
+
+
+class DCGANDiscriminator(nn.Module):
+    """The usual DCGAN critic mirrored to the generator: strided 4x4 convs, BN, LeakyReLU; returns logits."""
+
+    def __init__(self, args: DCGANArgs):
+        super().__init__()
+        d = args.d_disc or args.d
+        widths = [d, 2 * d, 4 * d] if args.image_size == 32 else [d, 2 * d, 4 * d, 8 * d]
+        layers: list[nn.Module] = [nn.Conv2d(args.nc, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        for cin, cout in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
+        self.apply(_dcgan_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1).squeeze(1)
+
+
+def _dcgan_init(m: nn.Module) -> None:
+    # Radford et al. (2016): N(0, 0.02) conv weights, N(1, 0.02) BN scales.
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def dcgan_param_count(d: int, nc: int = 1) -> int:
+    """Closed form for the 32x32 generator (paper, Table 1): 672d² + (12800 + 30 + nc)d + nc."""
+    return 672 * d * d + (12830 + nc) * d + nc
+
+
+FAMILIES.add(
+    "dcgan",
+    Family(
+        name="dcgan",
+        make_args=DCGANArgs,
+        build_generator=DCGANGenerator,
+        build_discriminator=DCGANDiscriminator,
+        description="DCGAN scaled by depth factor d (Aguinaldo et al. 2019); 32x32 or 64x64",
+    ),
+)
