@@ -34,12 +34,18 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
 
 
+def save_generator_weights(path: str | os.PathLike, generator: torch.nn.Module, family: str) -> None:
+    save_tensors(path, generator.state_dict(), metadata={"family": family})
+
+
 def model_section(generator: torch.nn.Module, family: str, args: dict[str, Any], run_dir: str | os.PathLike,
-                  weights_name: str = WEIGHTS_NAME) -> dict[str, Any]:
-    """Save a generator's weights in ``run_dir`` and return the manifest's ``model`` section."""
+                  weights_name: str = WEIGHTS_NAME, write: bool = True) -> dict[str, Any]:
+    """Save a generator's weights in ``run_dir`` (unless ``write`` is False: already saved) and return
+    the manifest's ``model`` section."""
     run_dir = Path(run_dir)
     wpath = run_dir / weights_name
-    save_tensors(wpath, generator.state_dict(), metadata={"family": family})
+    if write:
+        save_generator_weights(wpath, generator, family)
     a = get_family(family).make_args(**args)
     h = w = a.image_size
     return {

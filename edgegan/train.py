@@ -1,0 +1,251 @@
+"""GAN training for teachers and for the paper's *baselines* (a student-sized GAN trained from scratch).
+
+Standard DCGAN recipe (Radford et al. 2016): Adam(2e-4, β=(0.5, 0.999)), non-saturating BCE loss.
+A run directory holds::
+
+    manifest.json            written last: the run's commit point (model, dataset, config, train)
+    generator.safetensors    the generator (what later stages read)
+    discriminator.safetensors
+    state.safetensors        optimiser moments and RNG state, for --resume (no pickle)
+    state.json               step, loss history and the scalars of the optimiser state
+    samples/step_NNNNNN.png  sample grids on fixed latents
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from edgegan.errors import CheckpointError, ConfigError
+from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, read_manifest, sha256_file, versions
+
+log = logging.getLogger(__name__)
+KINDS = ("teacher", "baseline")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "digits"  # dataset name (edgegan.data)
+    data_dir: str | None = None  # folder of the dataset's files (else $EDGEGAN_DATA/<dataset>)
+    family: str = "dcgan"  # generator family
+    d: int = 64  # depth factor of the generator
+    d_disc: int | None = None  # depth factor of the discriminator (None: same as d)
+    image_size: int = 32  # 32 (paper) or 64
+    latent_dim: int = 100  # size of z
+    steps: int = 2000  # total optimiser steps (a resumed run continues up to this)
+    batch_size: int = 64
+    lr: float = 2e-4  # Adam learning rate, both networks
+    beta1: float = 0.5  # Adam β1 (DCGAN)
+    seed: int = 0
+    device: str = "cpu"
+    sample_every: int = 500  # steps between sample grids (0: only at the end)
+    checkpoint_every: int = 500  # steps between checkpoints (0: only at the end)
+    kind: str = "teacher"  # "teacher" or "baseline" (same training, recorded as what it is)
+    limit: int | None = None  # use only the first N training images
+
+    def __post_init__(self) -> None:
+        ints = {"d": 1, "steps": 1, "batch_size": 1, "latent_dim": 1, "sample_every": 0, "checkpoint_every": 0}
+        for name, lo in ints.items():
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
+        if self.d_disc is not None and self.d_disc < 1:
+            raise ConfigError(f"d-disc must be >= 1, got {self.d_disc}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+
+    def model_args(self, nc: int) -> dict[str, Any]:
+        return {"d": self.d, "nc": nc, "image_size": self.image_size, "latent_dim": self.latent_dim, "d_disc": self.d_disc}
+
+
+# Fields that may differ between an interrupted run and its resumption.
+_RESUMABLE = {"steps", "sample_every", "checkpoint_every", "device", "data_dir"}
+
+
+def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train a GAN into run directory ``out``; returns the manifest. Validates everything before writing."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from edgegan.checkpoint import load_tensors, model_section, save_tensors
+    from edgegan.data import load_dataset
+    from edgegan.models import build_discriminator, build_generator, get_family
+    from edgegan.utils import progress as bar
+    from edgegan.utils import resolve_device, seed_everything
+    from edgegan.viz import save_grid
+    from edgegan_runtime import latent
+
+    out = Path(out)
+    get_family(cfg.family)
+    device = resolve_device(cfg.device)
+    state_json = out / "state.json"
+    start_step, history, prev = 0, [], None
+    if resume:
+        if not state_json.exists():
+            raise CheckpointError(f"{out}: nothing to resume (no state.json; start without --resume)")
+        prev = _read_state(out)
+        old = TrainConfig(**prev["config"])
+        diff = {k for k, v in asdict(cfg).items() if getattr(old, k) != v} - _RESUMABLE
+        if diff:
+            raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
+        start_step, history = prev["step"], prev["history"]
+        if start_step >= cfg.steps:
+            raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
+
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split="train", image_size=cfg.image_size, limit=cfg.limit)
+    nc = data.shape[0]
+    margs = cfg.model_args(nc)
+    seed_everything(cfg.seed)
+    G = build_generator(cfg.family, **margs).to(device)
+    D = build_discriminator(cfg.family, **margs).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if prev is not None:
+        _restore(out, prev, G, D, opt_g, opt_d, gen, load_tensors)
+
+    out.mkdir(parents=True, exist_ok=True)
+    images = data.torch()
+    n = len(images)
+    fixed_z = torch.from_numpy(latent(64, cfg.latent_dim, cfg.seed)).to(device)
+    t0 = time.perf_counter()
+    pb = bar(cfg.steps, f"train {cfg.kind} d={cfg.d}", initial=start_step, enabled=progress)
+    step = start_step
+    ones = torch.ones(cfg.batch_size, device=device)
+    zeros = torch.zeros(cfg.batch_size, device=device)
+    try:
+        for step in range(start_step + 1, cfg.steps + 1):
+            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+            real = images[idx].to(device)
+            z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
+            fake = G(z)
+            # Discriminator: real → 1, fake → 0.
+            opt_d.zero_grad(set_to_none=True)
+            loss_d = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+            loss_d.backward()
+            opt_d.step()
+            # Generator: non-saturating loss, fake → 1.
+            opt_g.zero_grad(set_to_none=True)
+            loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
+            loss_g.backward()
+            opt_g.step()
+            if step % max(1, cfg.steps // 200) == 0 or step == cfg.steps:
+                history.append([step, round(loss_g.item(), 5), round(loss_d.item(), 5)])
+            pb.update(1)
+            pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
+            if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
+                _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+                _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen, save_tensors)
+    except KeyboardInterrupt:
+        # Keep what was learnt: a resumable checkpoint at the last finished step.
+        done = step - 1 if step > start_step else start_step
+        if done > start_step:
+            _checkpoint(out, cfg, done, history, G, D, opt_g, opt_d, gen, save_tensors)
+            log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
+        raise
+    finally:
+        pb.close()
+    seconds = time.perf_counter() - t0
+    _sample(G, fixed_z, out / "samples" / f"step_{cfg.steps:06d}.png", save_grid)
+    _checkpoint(out, cfg, cfg.steps, history, G, D, opt_g, opt_d, gen, save_tensors)
+    G.eval()
+    manifest = {
+        "schema": "edgegan.manifest/1",
+        "kind": cfg.kind,
+        "created": now_iso(),
+        "versions": versions(),
+        "model": model_section(G.cpu(), cfg.family, margs, out, write=False),
+        "discriminator": file_entry(out / "discriminator.safetensors", out),
+        "dataset": data.describe(),
+        "config": asdict(cfg),
+        "train": {
+            "step": cfg.steps,
+            "resumed_from": start_step or None,
+            "seconds": round(seconds + (prev or {}).get("seconds", 0.0), 3),
+            "seconds_per_step": round(seconds / max(1, cfg.steps - start_step), 5),
+            "loss_curve": {"columns": ["step", "loss_g", "loss_d"], "rows": history},
+            "samples": f"samples/step_{cfg.steps:06d}.png",
+        },
+    }
+    atomic_write_json(out / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def _sample(G, z, path: Path, save_grid) -> None:
+    import torch
+
+    was = G.training
+    G.eval()
+    with torch.no_grad():
+        imgs = G(z).cpu().numpy()
+    G.train(was)
+    save_grid(imgs, path, nrow=8)
+
+
+def _checkpoint(out: Path, cfg: TrainConfig, step: int, history: list, G, D, opt_g, opt_d, gen, save_tensors) -> None:
+    from edgegan.checkpoint import flatten_state
+
+    from edgegan.checkpoint import save_generator_weights
+
+    save_generator_weights(out / "generator.safetensors", G, cfg.family)
+    save_tensors(out / "discriminator.safetensors", D.state_dict())
+    tensors: dict = {}
+    meta: dict = {}
+    flatten_state("opt_g", opt_g.state_dict(), tensors, meta)
+    flatten_state("opt_d", opt_d.state_dict(), tensors, meta)
+    tensors["rng.sampler"] = gen.get_state()
+    import torch
+
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_tensors(out / "state.safetensors", tensors)
+    files = {n: sha256_file(out / n) for n in ("generator.safetensors", "discriminator.safetensors", "state.safetensors")}
+    atomic_write_json(out / "state.json", {"step": step, "config": asdict(cfg), "history": history,
+                                           "optimizer_meta": meta, "sha256": files})
+
+
+def _read_state(out: Path) -> dict[str, Any]:
+    try:
+        st = json.loads((out / "state.json").read_text())
+        for name, digest in st["sha256"].items():
+            if sha256_file(out / name) != digest:
+                raise CheckpointError(f"{out / name}: does not match state.json (checkpoint corrupt)")
+        return st
+    except (json.JSONDecodeError, KeyError, FileNotFoundError) as e:
+        raise CheckpointError(f"{out}/state.json: corrupt resume state ({type(e).__name__}: {e})") from None
+
+
+def _restore(out: Path, st: dict, G, D, opt_g, opt_d, gen, load_tensors) -> None:
+    from edgegan.checkpoint import unflatten_state
+
+    G.load_state_dict(load_tensors(out / "generator.safetensors"))
+    D.load_state_dict(load_tensors(out / "discriminator.safetensors"))
+    t = load_tensors(out / "state.safetensors")
+    meta = st["optimizer_meta"]
+    for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)):
+        sub_t = {k[len(name) + 1:]: v for k, v in t.items() if k.startswith(name + ".")}
+        sub_m = {k[len(name) + 1:]: v for k, v in meta.items() if k.startswith(name + ".")}
+        opt.load_state_dict(unflatten_state(sub_t, sub_m))
+    gen.set_state(t["rng.sampler"])
+    import torch
+
+    torch.set_rng_state(t["rng.torch"])
+
+
+def existing_manifest(out: str | Path) -> dict[str, Any] | None:
+    p = Path(out) / MANIFEST_NAME
+    return read_manifest(p) if p.exists() else None
+
+
+__all__ = ["TrainConfig", "train_gan", "replace"]

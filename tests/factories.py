@@ -1,0 +1,24 @@
+"""Generator factories for the `module:factory` teacher form, used by the tests."""
+
+import torch
+
+from edgegan.models import build_generator
+
+
+def dcgan_d16():
+    return build_generator("dcgan", d=16)
+
+
+class _Odd(torch.nn.Module):
+    latent_dim = 16
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 3 * 24 * 24)
+
+    def forward(self, z):
+        return torch.tanh(self.fc(z.flatten(1))).view(-1, 3, 24, 24)
+
+
+def odd_size():
+    return _Odd()

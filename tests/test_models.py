@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from edgegan.errors import ConfigError, UnknownNameError
+from edgegan.models import build_discriminator, build_generator, count_params, family_names, get_family
+from edgegan.models.dcgan import dcgan_param_count
+
+# The paper's Table 1 (MNIST, nc=1), plus d=256: the teacher of the 1669:1 result.
+PAPER = {2: 28_351, 4: 62_077, 8: 145_657, 16: 377_329, 32: 1_098_721, 48: 2_164_177,
+         64: 3_573_697, 128: 12_652_417, 256: 47_324_929}
+
+
+@pytest.mark.parametrize("d,expected", sorted(PAPER.items()))
+def test_paper_parameter_counts(d, expected):
+    g = build_generator("dcgan", d=d, nc=1)
+    assert count_params(g) == expected
+    assert 672 * d * d + 12831 * d + 1 == expected == dcgan_param_count(d)
+
+
+def test_mnist_compression_ratio_is_the_papers():
+    assert round(PAPER[256] / PAPER[2]) == 1669
+
+
+@pytest.mark.parametrize("size,nc", [(32, 1), (32, 3), (64, 3)])
+def test_shapes_and_range(size, nc):
+    g = build_generator("dcgan", d=2, nc=nc, image_size=size).eval()
+    z = torch.randn(5, 100)
+    y = g(z)
+    assert y.shape == (5, nc, size, size)
+    assert y.abs().max() <= 1.0
+    assert torch.allclose(g(z[:, :, None, None]), y)
+    d = build_discriminator("dcgan", d=2, nc=nc, image_size=size)
+    assert d(y).shape == (5,)
+
+
+def test_layers_are_the_papers():
+    g = build_generator("dcgan", d=4)
+    convs = [m for m in g.modules() if isinstance(m, (torch.nn.ConvTranspose2d, torch.nn.Conv2d))]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == [
+        (100, 32, 4, 1, 0), (32, 16, 4, 2, 1), (16, 8, 4, 2, 1), (8, 4, 4, 2, 1), (4, 1, 1, 1, 0)]
+    assert convs[-1].bias is not None and all(c.bias is None for c in convs[:-1])
+
+
+def test_registry_errors():
+    assert "dcgan" in family_names()
+    with pytest.raises(UnknownNameError, match="did you mean 'dcgan'|Did you mean 'dcgan'"):
+        get_family("dcgna")
+    with pytest.raises(ConfigError):
+        build_generator("dcgan", d=0)
+    with pytest.raises(ConfigError):
+        build_generator("dcgan", d=2, image_size=48)
