@@ -162,6 +162,7 @@ def _from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
             raise TeacherError(f"{p}: cannot read the latent size from input shape {shape}; pass --latent-dim")
         latent_dim = int(dims[0])
     in_name, rank = inputs[0].name, len(shape)
+    # Every initializer counts, BatchNorm running statistics included (torch counts only parameters).
     params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
 
     def forward(z: torch.Tensor) -> torch.Tensor:
