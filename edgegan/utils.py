@@ -29,8 +29,8 @@ def seed_everything(seed: int) -> None:
 
 
 def progress(total: int, desc: str, initial: int = 0, enabled: bool = True):
-    """A tqdm bar on stderr; silent when disabled (tests, --quiet) or when stderr is not a terminal and CI is set."""
+    """A tqdm bar on stderr; silent when disabled (--quiet) or when stderr is not a terminal (logs, CI)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, file=sys.stderr,
+    return tqdm(total=total, initial=initial, desc=desc, disable=None if enabled else True, file=sys.stderr,
                 dynamic_ncols=True, leave=False, mininterval=0.5)

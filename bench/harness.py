@@ -1,0 +1,354 @@
+"""``edgegan bench``: one table of size, speed, memory and image quality — teacher against student.
+
+For each student run it gathers: the teacher (PyTorch eager, as users run it today, and exported to
+ONNX fp32 and timed in ONNX Runtime, so the speed ratio is measured in the same runtime), the
+PyTorch student, and every file in the student's ``exports``. Per model:
+
+* size: params, MACs per image, bytes on disk, compression ratio against the teacher;
+* speed and memory: the runtime's probe (``edgegan-runtime bench``) or the torch probe, each in its
+  own subprocess, at batch 1 on one thread (latency) — peak RSS is the process's own;
+* quality: every metric of ``edgegan.metrics.evaluate`` on the model's *own* outputs for the same
+  latents (so int8 damage shows), against a random reference draw from the dataset's test split.
+
+Writes ``bench.json``, ``bench.md``, ``samples.png`` (same z across models) and ``pareto.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgegan.errors import BenchError, ConfigError
+from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, read_manifest, versions
+
+log = logging.getLogger(__name__)
+MODEL_GROUPS = ("teacher", "student", "exports")
+
+
+def count_macs(module, latent_dim: int) -> int:
+    """Multiply-accumulates of one image through Conv2d / ConvTranspose2d / Linear layers."""
+    import torch
+
+    total = 0
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            x = inp[0]  # every input pixel scatters a k x k x Cout/groups patch
+            total += x[0].numel() * (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Conv2d):
+            total += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Linear):
+            total += m.in_features * m.out_features
+
+    hs = [m.register_forward_hook(hook) for m in module.modules()
+          if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    try:
+        with torch.no_grad():
+            module.eval()(torch.zeros(1, latent_dim))
+    finally:
+        for h in hs:
+            h.remove()
+    return int(total)
+
+
+def _probe(cmd: list[str], timeout: float = 600) -> dict[str, Any]:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"probe timed out after {timeout:.0f}s"}
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"probe failed (exit {r.returncode}): {last}"}
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {"error": f"probe printed no JSON: {r.stdout[-200:]!r}"}
+
+
+def probe_runtime(path: str | Path, *, batch: int = 1, threads: int = 1) -> dict[str, Any]:
+    return _probe([sys.executable, "-m", "edgegan_runtime.cli", "bench", str(path), "--json",
+                   "--batch", str(batch), "--threads", str(threads)])
+
+
+def probe_torch(spec: str, *, batch: int = 1, threads: int = 1) -> dict[str, Any]:
+    return _probe([sys.executable, "-m", "edgegan.bench.torch_probe", spec, "--json",
+                   "--batch", str(batch), "--threads", str(threads)])
+
+
+def _torch_images(forward, z: np.ndarray, batch: int = 256) -> np.ndarray:
+    import torch
+
+    return np.concatenate([forward(torch.from_numpy(z[i:i + batch])).numpy() for i in range(0, len(z), batch)])
+
+
+def _file_images(path: Path, z: np.ndarray) -> np.ndarray:
+    import edgegan_runtime as rt
+
+    with rt.load(path) as g:
+        return np.concatenate([g.generate_from(z[i:i + 256]) for i in range(0, len(z), 256)])
+
+
+def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = None, samples: int = 2000,
+              dataset: str | None = None, data_dir: str | None = None, seed: int = 0, batch: int = 1,
+              threads: int = 1, progress: bool = True) -> dict[str, Any]:
+    from edgegan.checkpoint import load_run
+    from edgegan.sources import load_generator
+    from edgegan.sysinfo import machine
+    from edgegan_runtime import latent
+
+    models = models or list(MODEL_GROUPS)
+    bad = [m for m in models if m not in MODEL_GROUPS]
+    if bad:
+        raise ConfigError(f"unknown --models {bad}; valid: {', '.join(MODEL_GROUPS)}")
+    if samples < 2:
+        raise ConfigError("--samples must be >= 2")
+    manifests = [(r, read_manifest(r)) for r in runs]  # validate every run before writing anything
+    for r, m in manifests:
+        if "distill" not in m:
+            raise BenchError(f"{r}: not a distilled student run (no 'distill' section); bench compares a student "
+                             "with its teacher")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    grids: dict[str, np.ndarray] = {}
+    for run_path, m in manifests:
+        run_dir = Path(run_path) if Path(run_path).is_dir() else Path(run_path).parent
+        tinfo = m["distill"]["teacher"]
+        teacher = load_generator(tinfo["spec"], weights=tinfo.get("weights"), latent_dim=tinfo.get("latent_dim"))
+        student = load_run(run_dir)
+        ds_name, ds_dir = _dataset_of(m, tinfo, dataset, data_dir)
+        L = student.latent_dim
+        z = latent(samples, L, seed)
+        say = log.warning if progress else log.info
+        say("bench %s: %d samples, reference %s", run_dir, samples, ds_name)
+        teacher_imgs = _torch_images(teacher.forward, z)
+        rows: list[dict[str, Any]] = []
+        t_params = teacher.params
+        t_macs = count_macs(teacher.module, L) if teacher.module is not None else None
+
+        def row(name, kind, params, macs, nbytes, latency, images, fmt="torch", precision="fp32", extra=None):
+            rows.append({"name": name, "kind": kind, "format": fmt, "precision": precision, "params": params,
+                         "macs": macs, "bytes": nbytes,
+                         "compression": round(t_params / params, 1) if params and t_params else None,
+                         "latency": latency, "images": images, **(extra or {})})
+
+        if "teacher" in models:
+            row("teacher", "teacher", t_params, t_macs, _teacher_bytes(tinfo), probe_torch(tinfo["spec"], batch=batch,
+                threads=threads) if teacher.kind != "onnx" else probe_runtime(tinfo["spec"], batch=batch, threads=threads),
+                teacher_imgs, fmt="torch" if teacher.kind != "onnx" else "onnx")
+            if teacher.kind == "edgegan":
+                entry = _export_teacher(tinfo["spec"], out / "teacher_onnx")
+                if "error" in entry:
+                    row("teacher", "teacher", t_params, t_macs, None, entry, None, fmt="onnx")
+                else:
+                    f = out / "teacher_onnx" / entry["file"]
+                    row("teacher", "teacher", t_params, t_macs, entry["bytes"], probe_runtime(f, batch=batch,
+                        threads=threads), _file_images(f, z), fmt="onnx", precision=entry["precision"])
+        s_params = m["model"]["params"]
+        s_macs = count_macs(student.generator, L)
+        if "student" in models:
+            row(f"student d={m['model']['args'].get('d')}", "student", s_params, s_macs, m["model"]["weights"]["bytes"],
+                probe_torch(str(run_dir), batch=batch, threads=threads), _torch_images(_fwd(student.generator), z))
+        if "exports" in models:
+            for e in m.get("exports", []):
+                f = run_dir / e["file"]
+                try:
+                    imgs = _file_images(f, z)
+                except Exception as ex:  # noqa: BLE001 - an export that cannot run is reported, not fatal
+                    imgs, lat = None, {"error": f"{type(ex).__name__}: {ex}"}
+                else:
+                    lat = probe_runtime(f, batch=batch, threads=threads)
+                row(f"student d={m['model']['args'].get('d')}", "export", s_params, s_macs, e["bytes"], lat, imgs,
+                    fmt=e["format"], precision=e["precision"], extra={"file": e["file"],
+                                                                      "parity_passed": e.get("parity", {}).get("passed")})
+        _quality(rows, ds_name, ds_dir, teacher_imgs, samples, seed, progress)
+        t_lat = next((r["latency"] for r in rows if r["kind"] == "teacher" and r["format"] == "onnx"
+                      and "p50_us" in r["latency"]), None)
+        t_eager = next((r["latency"] for r in rows if r["kind"] == "teacher" and r["format"] == "torch"
+                        and "p50_us" in r["latency"]), None)
+        for r in rows:
+            lat = r["latency"]
+            if "p50_us" in lat:
+                same = t_lat if r["format"] == "onnx" else t_eager
+                r["speedup_vs_teacher_same_runtime"] = round(same["p50_us"] / lat["p50_us"], 1) if same and r["kind"] != "teacher" else None
+                r["speedup_vs_teacher_eager"] = round(t_eager["p50_us"] / lat["p50_us"], 1) if t_eager else None
+            if r["images"] is not None:
+                grids[f"{r['name']} {r['format']} {r['precision']}"] = r["images"][:32]
+            r.pop("images")
+        results.append({"run": str(run_dir), "teacher": tinfo, "dataset": ds_name, "samples": samples, "seed": seed,
+                        "compression_ratio": m["distill"].get("compression_ratio"), "models": rows})
+    doc = {"schema": "edgegan.bench/1", "created": now_iso(), "machine": machine(), "versions": versions(),
+           "settings": {"batch": batch, "threads": threads, "samples": samples, "seed": seed},
+           "seconds": round(time.perf_counter() - t_start, 1), "results": results}
+    atomic_write_json(out / "bench.json", doc)
+    md = to_markdown(doc)
+    atomic_write_bytes(out / "bench.md", md.encode())
+    if grids:
+        from edgegan.viz import save_comparison
+
+        save_comparison(grids, out / "samples.png", nrow=4, scale=2)
+    _pareto(doc, out / "pareto.png")
+    for r, m in manifests:  # the bench section of each student's manifest, nobody else's
+        _record(r, m, out)
+    return {**doc, "json_path": str(out / "bench.json"), "markdown_path": str(out / "bench.md")}
+
+
+def _fwd(module):
+    import torch
+
+    def f(z):
+        with torch.no_grad():
+            return module(z)
+
+    return f
+
+
+def _dataset_of(m: dict, tinfo: dict, dataset: str | None, data_dir: str | None) -> tuple[str, str | None]:
+    if dataset:
+        return dataset, data_dir
+    dd = m["distill"].get("dataset")
+    if dd:
+        return dd["name"], data_dir or m.get("config", {}).get("data_dir")
+    if tinfo.get("kind") == "edgegan":
+        tm = read_manifest(tinfo["spec"])
+        if "dataset" in tm:
+            return tm["dataset"]["name"], data_dir or tm.get("config", {}).get("data_dir")
+    raise ConfigError("cannot tell which dataset the teacher was trained on: pass --dataset")
+
+
+def _teacher_bytes(tinfo: dict) -> int | None:
+    if tinfo.get("kind") == "edgegan":
+        return read_manifest(tinfo["spec"])["model"]["weights"]["bytes"]
+    p = Path(tinfo["spec"])
+    return p.stat().st_size if p.is_file() else None
+
+
+def _export_teacher(spec: str, out: Path) -> dict[str, Any]:
+    from edgegan.errors import EdgeganError
+    from edgegan.export import export_run
+
+    try:
+        return export_run(spec, format="onnx", quantize="none", out=out)
+    except EdgeganError as e:
+        return {"error": f"teacher export failed: {e}"}
+
+
+def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: np.ndarray, samples: int, seed: int,
+             progress: bool) -> None:
+    from edgegan.data import load_dataset
+    from edgegan.metrics.evaluate import evaluate
+
+    ref = load_dataset(ds_name, data_dir=ds_dir, split="test")
+    clf = None
+    if ref.labels is not None:
+        from edgegan.metrics.classifier import get_classifier
+
+        clf = get_classifier(ds_name, ds_dir, progress=progress)
+    n_ref = min(len(ref), max(samples, 1000))
+    for r in rows:
+        if r["images"] is None:
+            r["quality"] = {"error": "no images (model could not run)"}
+            continue
+        is_teacher = r["kind"] == "teacher" and r["format"] == "torch"
+        r["quality"] = evaluate(r["images"], ref, classifier=clf, teacher_images=None if is_teacher else teacher_imgs,
+                                n_reference=n_ref, reference_seed=seed, swd_seed=seed)
+
+
+def _num(v: Any) -> float | None:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _fmt(v: Any, spec: str = ".3g") -> str:
+    v = _num(v)
+    if v is None:
+        return "—"
+    if math.isinf(v):
+        return "∞"
+    return format(v, spec)
+
+
+def to_markdown(doc: dict) -> str:
+    mc, st = doc["machine"], doc["settings"]
+    lines = [f"# edgegan bench ({doc['created']})", "",
+             f"Machine: {mc['cpu']}, {mc['cores']} cores; torch {doc['versions'].get('torch', '?')}, "
+             f"numpy {doc['versions'].get('numpy', '?')}. Latency: p50 at batch {st['batch']} on {st['threads']} "
+             f"thread(s), each model in its own process. Quality: {st['samples']} images per model, same latents.", ""]
+    for res in doc["results"]:
+        q0 = next((r["quality"] for r in res["models"] if "metrics" in r.get("quality", {})), {})
+        lines += [f"## {res['run']} (dataset {res['dataset']}, reference n={q0.get('n_reference', '?')})", "",
+                  "| model | format | precision | params | MACs | bytes | compression | p50 µs | images/s | peak RSS MB "
+                  "| × teacher (same runtime) | clf-FID ↓ | clf-IS ↑ | SWD ↓ | sharpness | PSNR vs T dB | SSIM vs T |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["models"]:
+            lat, q = r["latency"], r.get("quality", {}).get("metrics", {})
+            p50 = _fmt(lat.get("p50_us"), ",.1f") if "error" not in lat else f"error: {lat['error'][:60]}"
+            swd = q.get("swd", {}).get("mean") if isinstance(q.get("swd"), dict) else None
+            lines.append(
+                f"| {r['name']} | {r['format']} | {r['precision']} | {r['params']:,} | {_fmt(r['macs'], ',.0f')} | "
+                f"{_fmt(r['bytes'], ',.0f')} | {_fmt(r['compression'], ',.1f')} | {p50} | {_fmt(lat.get('images_per_s'), ',.0f')} | "
+                f"{_fmt(lat.get('peak_rss_mb'), '.1f')} | {_fmt(r.get('speedup_vs_teacher_same_runtime'), ',.1f')} | "
+                f"{_fmt(q.get('classifier_fid'), '.2f')} | {_fmt(q.get('classifier_is'), '.2f')} | {_fmt(swd, '.2f')} | "
+                f"{_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |")
+        inc = q0.get("inception") or {}
+        if inc.get("available") is False:
+            lines += ["", f"Inception FID/IS: not computed ({inc.get('reason')})."]
+        clf = q0.get("classifier") or {}
+        if clf:
+            lines += [f"Domain classifier: test accuracy {clf.get('test_accuracy', float('nan')):.4f}."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _pareto(doc: dict, path: Path) -> None:
+    """Quality against latency, marker area proportional to bytes."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no pareto.png (pip install 'edgegan[bench]')")
+        return
+    pts = []
+    for res in doc["results"]:
+        for r in res["models"]:
+            q = r.get("quality", {}).get("metrics", {})
+            y, ylabel = _num(q.get("classifier_fid")), "classifier FID (lower is better)"
+            if y is None and isinstance(q.get("swd"), dict):
+                y, ylabel = _num(q["swd"].get("mean")), "SWD (lower is better)"
+            x = _num(r["latency"].get("p50_us"))
+            if x is not None and y is not None:
+                pts.append((x, y, r["bytes"] or 1, f"{r['name']} {r['format']} {r['precision']}", ylabel))
+    if not pts:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    biggest = max(p[2] for p in pts)
+    for x, y, b, label, _ in pts:
+        ax.scatter([x], [y], s=30 + 900 * math.sqrt(b / biggest), alpha=0.6)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency p50 per call, µs (log)")
+    ax.set_ylabel(pts[0][4])
+    ax.set_title("quality vs latency (marker area ∝ file bytes)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _record(run: str, m: dict, out: Path) -> None:
+    from edgegan.manifest import write_manifest
+
+    m = read_manifest(run)  # re-read: only the bench section changes
+    m["bench"] = {"created": now_iso(), "path": str(out.resolve() / "bench.json")}
+    write_manifest(Path(run) if Path(run).is_dir() else Path(run).parent, m)

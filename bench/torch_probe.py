@@ -1,0 +1,80 @@
+"""Latency / memory probe for a generator in PyTorch eager mode, with the runtime probe's JSON keys.
+
+Run in its own process so that peak RSS is the model's alone:
+    python -m edgegan.bench.torch_probe SPEC [--batch 1] [--threads 1] [--runs N] --json
+SPEC is anything the distiller accepts (run directory, TorchScript file, module:factory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+
+def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = None, seed: int = 0,
+          weights: str | None = None) -> dict:
+    t0 = time.perf_counter_ns()
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from edgegan.sources import load_generator
+    from edgegan_runtime import latent
+
+    src = load_generator(spec, weights=weights)
+    load_ns = time.perf_counter_ns() - t0
+    z = torch.from_numpy(latent(batch, src.latent_dim, seed))
+    fwd = src.forward
+    t0 = time.perf_counter_ns()
+    fwd(z)
+    first_ns = time.perf_counter_ns() - t0
+    warm, t0 = 0, time.perf_counter_ns()
+    while warm < 5 or time.perf_counter_ns() - t0 < 0.3e9:
+        fwd(z)
+        warm += 1
+    warm_ns = time.perf_counter_ns() - t0
+    if runs is None:  # >= 200 runs, about a second
+        runs = int(min(5000, max(200, 1e9 * warm / max(warm_ns, 1))))
+    times = np.empty(runs, dtype=np.int64)
+    for i in range(runs):
+        t = time.perf_counter_ns()
+        fwd(z)
+        times[i] = time.perf_counter_ns() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    us = times / 1e3
+    mean = float(us.mean())
+    nbytes = None
+    if src.kind == "edgegan":
+        from edgegan.manifest import read_manifest
+
+        nbytes = read_manifest(src.spec)["model"]["weights"]["bytes"]
+    elif os.path.isfile(spec):
+        nbytes = os.path.getsize(spec)
+    return {"model": spec, "format": "torch", "precision": "fp32", "backend": "torch-eager", "batch": batch,
+            "threads": threads, "load_ms": load_ns / 1e6, "first_ms": first_ns / 1e6, "warmup_runs": warm,
+            "runs": runs, "p50_us": float(np.percentile(us, 50)), "p90_us": float(np.percentile(us, 90)),
+            "p99_us": float(np.percentile(us, 99)), "mean_us": mean, "us_per_image": float(np.percentile(us, 50)) / batch,
+            "images_per_s": batch * 1e6 / mean, "peak_rss_mb": peak, "bytes": nbytes,
+            "versions": {"torch": torch.__version__}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgegan.bench.torch_probe", description=__doc__.splitlines()[0])
+    ap.add_argument("spec")
+    ap.add_argument("--weights")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    r = probe(a.spec, batch=a.batch, threads=a.threads, runs=a.runs, weights=a.weights)
+    print(json.dumps(r) if a.json else f"{r['p50_us']:.1f} us p50, {r['images_per_s']:.0f} images/s, {r['peak_rss_mb']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
