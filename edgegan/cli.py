@@ -181,10 +181,11 @@ def _cmd_export(a: argparse.Namespace) -> int:
         kw["calibration_samples"] = a.calibration_samples
     entry = export_run(a.run, format=a.format, quantize=a.quantize, batch=a.batch, out=a.out,
                        allow_mismatch=a.allow_mismatch, seed=a.seed, **kw)
-    par = entry.get("parity", {})
+    par = entry.get("parity") or {}
     status = "PASSED" if par.get("passed") else "FAILED (kept: --allow-mismatch)"
-    print(f"{entry['file']}: {entry['bytes']:,} bytes, parity {status}: max abs {par.get('max_abs', float('nan')):.3g}, "
-          f"PSNR {par.get('psnr_db', float('nan')):.1f} dB")
+    nan = float("nan")
+    print(f"{entry['file']}: {entry['bytes']:,} bytes, parity {status}: max abs {_or(par.get('max_abs'), nan):.3g}, "
+          f"PSNR {_or(par.get('psnr_db'), nan):.1f} dB")
     return 0
 
 
@@ -276,12 +277,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgegan: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgegan formats | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # noqa: BLE001 - last resort: still one line, traceback under --debug
         if a.debug:
             raise
         print(f"edgegan: internal error: {type(e).__name__}: {_one_line(e)} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _or(v, default):
+    return default if v is None else v
 
 
 def _one_line(e: BaseException) -> str:

@@ -77,8 +77,10 @@ def run_demo(out: str | Path, *, fast: bool = False, progress: bool = True,
     ]
     for e in exports:
         par = e["parity"] or {}
+        mx, ps = par.get("max_abs"), par.get("psnr_db")
         lines.append(f"- export {e['file']}: {e['bytes']:,} bytes, parity {'ok' if par.get('passed') else 'FAILED'} "
-                     f"(max abs {par.get('max_abs', float('nan')):.2g}, PSNR {par.get('psnr_db', float('nan')):.1f} dB)")
+                     f"(max abs {mx if mx is not None else float('nan'):.2g}, "
+                     f"PSNR {ps if ps is not None else float('nan'):.1f} dB)")
     lines.append(f"- total: {summary['seconds']:.0f}s")
     if bench_md:
         lines += ["", bench_md]

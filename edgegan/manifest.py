@@ -34,6 +34,8 @@ from typing import Any
 from edgegan.errors import CheckpointError
 
 SCHEMA = "edgegan.manifest/1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 MANIFEST_NAME = "manifest.json"
 
 
@@ -50,6 +52,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -1,0 +1,173 @@
+"""Export benchmark: seconds, file bytes, parity and runtime latency per format × precision, d = 2, 8, 32.
+
+    python bench/bench_export.py                 # writes bench/results/export.{json,md}
+    python bench/bench_export.py --d 2 --quick   # one size, no latency
+
+Each student is a DCGAN distilled for a few dozen steps of pixel MSE towards a fixed random
+teacher (realistic weight and BatchNorm scales; image quality is not the point here). Every file
+is written by ``export_run`` exactly as ``edgegan export`` does, so ``seconds`` includes the torch
+rewrites, conversion, quantization and the parity check through edgegan_runtime. Latency is the
+median of ``generate_from`` on 64 latents through edgegan_runtime with one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgegan.checkpoint import model_section
+from edgegan.export import export_run
+from edgegan.manifest import now_iso, versions, write_manifest
+from edgegan.models import build_generator, count_params
+
+log = logging.getLogger("bench_export")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CASES = [("onnx", "none", None), ("onnx", "fp16", None), ("onnx", "int8", None),
+         ("tflite", "none", [64]), ("tflite", "fp16", [64]), ("tflite", "dynamic-int8", [64]),
+         ("tflite", "weight-int8", [64]), ("tflite", "int8", [64])]
+
+
+def tiny_student(d: int, steps: int = 40, seed: int = 0) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    teacher = build_generator("dcgan", d=max(4, d))
+    for m in teacher.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            with torch.no_grad():
+                m.weight.normal_(0.0, 0.2, generator=gen)
+    teacher.train()
+    with torch.no_grad():
+        for _ in range(3):
+            teacher(torch.randn(64, 100, generator=gen))
+    teacher.eval()
+    torch.manual_seed(seed)
+    student = build_generator("dcgan", d=d)
+    opt = torch.optim.Adam(student.parameters(), 1e-2)
+    for _ in range(steps):
+        z = torch.randn(32, 100, generator=gen)
+        with torch.no_grad():
+            y = teacher(z)
+        loss = nn.functional.mse_loss(student(z), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return student.eval()
+
+
+def latency_ms(run_dir: Path, label: str, repeats: int) -> float:
+    import edgegan_runtime as rt
+
+    g = rt.load(run_dir, export=label, threads=1)
+    z = rt.latent(64, g.latent_dim, 0)
+    g.generate_from(z)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        g.generate_from(z)
+        times.append((time.perf_counter() - t) * 1000)
+    g.close()
+    return round(statistics.median(times), 3)
+
+
+def bench(ds: list[int], repeats: int, work: Path) -> dict[str, Any]:
+    rows = []
+    for d in ds:
+        t = time.perf_counter()
+        student = tiny_student(d)
+        log.info("d=%d: student trained in %.1f s", d, time.perf_counter() - t)
+        run = work / f"d{d}"
+        run.mkdir(parents=True, exist_ok=True)
+        write_manifest(run, {"schema": "edgegan.manifest/1", "kind": "student",
+                             "model": model_section(student, "dcgan", {"d": d}, run)})
+        for fmt, q, batch in CASES:
+            e = export_run(run, format=fmt, quantize=q, batch=batch)
+            p = e["parity"]
+            row = {"d": d, "params": count_params(student), "format": fmt, "precision": e["precision"],
+                   "seconds": e["seconds"], "timings": e["timings"], "bytes": e["bytes"],
+                   "parity": {k: p.get(k) for k in ("max_abs", "mean_abs", "psnr_db", "passed", "thresholds")},
+                   "recipe": e.get("recipe")}
+            if repeats:
+                row["latency_ms_b64"] = latency_ms(run, f"{fmt}:{e['precision']}", repeats)
+            rows.append(row)
+            log.info("d=%-2d %-6s %-12s %6.2f s %9d B  max_abs %.3g  psnr %.1f dB  %s", d, fmt, e["precision"],
+                     e["seconds"], e["bytes"], p["max_abs"], p["psnr_db"],
+                     f"{row['latency_ms_b64']:.2f} ms/64" if repeats else "")
+        goal = [r["seconds"] for r in rows if r["d"] == d and (r["format"], r["precision"]) in
+                (("onnx", "fp32"), ("tflite", "int8"))]
+        log.info("d=%d: ONNX fp32 + TFLite int8 = %.1f s", d, sum(goal))
+    return {"created": now_iso(), "versions": {**versions("onnxruntime", "litert-torch", "ai-edge-quantizer")},
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "torch_threads": torch.get_num_threads(),
+                        "note": "shared CI-class machine; seconds include conversion, quantization and parity"},
+            "latency": "median ms for generate_from(64 latents), edgegan_runtime, 1 thread" if repeats else None,
+            "rows": rows}
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lat = res["rows"] and "latency_ms_b64" in res["rows"][0]
+    head = "| d | params | format | precision | export s | bytes | max abs | PSNR dB | parity |" + (
+        " ms / 64 images |" if lat else "")
+    lines = ["# Export benchmark", "",
+             f"Written by `bench/bench_export.py` on {res['created']} ({res['machine']['cpus']} CPUs, "
+             f"{res['machine']['platform']}). Seconds are wall time of `export_run` (rewrite, convert, quantize, "
+             "parity through edgegan_runtime); the first file of a process also pays the converters' imports. "
+             "PSNR is against the PyTorch student on images in [-1, 1]. TFLite files hold batch_1 and batch_64 "
+             "signatures. Latency: median of `generate_from` on 64 latents through edgegan_runtime, one thread, "
+             "on a shared and loaded machine, so indicative only (the runtime's probe measures devices).", "",
+             head, "|" + "---|" * (head.count("|") - 1)]
+    for r in res["rows"]:
+        p = r["parity"]
+        cells = [str(r["d"]), f"{r['params']:,}", r["format"], r["precision"], f"{r['seconds']:.2f}",
+                 f"{r['bytes']:,}", f"{p['max_abs']:.2g}", f"{p['psnr_db']:.1f}", "pass" if p["passed"] else "FAIL"]
+        if lat:
+            cells.append(f"{r['latency_ms_b64']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "ONNX fp32 + TFLite int8, parity included (goal for d=2: <= 15 s):"]
+    for d in sorted({r["d"] for r in res["rows"]}):
+        s = sum(r["seconds"] for r in res["rows"] if r["d"] == d and (r["format"], r["precision"]) in
+                (("onnx", "fp32"), ("tflite", "int8")))
+        lines.append(f"- d={d}: {s:.1f} s")
+    lines += ["", "int8 ONNX is onnxruntime static QDQ: the file shrinks, but ConvTranspose still runs in float "
+              "between QDQ nodes, so it is not faster (compare the ms / 64 images column).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--d", type=int, nargs="+", default=[2, 8, 32])
+    ap.add_argument("--repeats", type=int, default=20, help="latency runs per file (0: skip)")
+    ap.add_argument("--quick", action="store_true", help="no latency")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite export.md from export.json")
+    a = ap.parse_args(argv)
+    if a.markdown_only:
+        (a.out / "export.md").write_text(markdown(json.loads((a.out / "export.json").read_text())))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for name in ("edgegan", "onnxscript", "onnx_ir", "torch", "absl"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="edgegan-bench-export-") as tmp:
+        res = bench(a.d, 0 if a.quick else a.repeats, Path(tmp))
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "export.json").write_text(json.dumps(res, indent=2) + "\n")
+    (a.out / "export.md").write_text(markdown(res))
+    log.info("wrote %s and %s", a.out / "export.json", a.out / "export.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

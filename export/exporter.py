@@ -1,0 +1,334 @@
+"""One wrapper that gives every format the same validation, timing, atomic write, parity check and
+manifest entry (the Ultralytics exporter's best idea, in a few functions rather than one class).
+
+Order of work, so that a failure leaves nothing half-written:
+
+1. options validated (``ExportOptions``) and the run loaded (``load_run``) — before any file exists;
+2. the module prepared (BatchNorm folded, ConvTs rewritten for TFLite) and converted in memory;
+3. the bytes written to a hidden temporary file next to the target, run through ``edgegan_runtime``
+   and compared with the PyTorch module;
+4. only then renamed to ``<stem>-<format>-<precision><ext>`` (or deleted, raising ``ParityError``,
+   unless ``allow_mismatch``), and the manifest's ``exports`` list updated atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from edgegan.checkpoint import load_run
+from edgegan.errors import ConfigError, ExportError, ParityError
+from edgegan.export import parity
+from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
+from edgegan.export.prepare import prepare_for_export
+from edgegan.manifest import (MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
+                              write_manifest)
+
+log = logging.getLogger(__name__)
+
+EXPORTS_DIR = "exports"
+CALIBRATION_SEED_OFFSET = 1  # calibration latents differ from the parity latents (seed + 1 vs seed)
+
+
+def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os.PathLike, stem: str,
+                  format: str, quantize: str = "none", batch: Sequence[int] | None = None,
+                  calibration_samples: int | None = None, allow_mismatch: bool = False, seed: int = 0,
+                  progress: bool = False, manifest_dir: str | os.PathLike | None = None,
+                  expected_output: Sequence[int] | None = None) -> dict[str, Any]:
+    """Export any generator (z (B, latent_dim) → images (B, C, H, W) in [-1, 1]) to ``out_dir``.
+
+    Returns the manifest export entry (its ``file`` relative to ``manifest_dir``, default ``out_dir``);
+    writes no manifest. Raises ConfigError (options), ExportError (conversion), ParityError.
+    """
+    opts = ExportOptions(format=format, quantize=quantize, batch=batch, calibration_samples=calibration_samples,
+                         allow_mismatch=allow_mismatch, seed=seed)
+    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+        raise ConfigError(f"latent_dim must be an integer >= 1, got {latent_dim!r}")
+    if not _STEM.fullmatch(stem or ""):
+        raise ConfigError(f"stem must be letters, digits, '.', '_' or '-', got {stem!r}")
+    created = _missing_dirs(Path(out_dir))
+    try:
+        return _export(module, latent_dim, Path(out_dir), stem, opts, progress=progress,
+                       manifest_dir=Path(manifest_dir) if manifest_dir is not None else None,
+                       expected_output=tuple(expected_output) if expected_output is not None else None)
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", batch: Sequence[int] | None = None,
+               calibration_samples: int | None = None, out: str | os.PathLike | None = None,
+               allow_mismatch: bool = False, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """Export a run's generator to ``OUT/exports/`` and record the entry in ``OUT/manifest.json``.
+
+    OUT is ``out`` or the run directory. An ``out`` other than the run gets a copy of the run's
+    manifest sections and weights, so it is self-contained. Returns the export entry.
+    """
+    opts = ExportOptions(format=format, quantize=quantize, batch=batch, calibration_samples=calibration_samples,
+                         allow_mismatch=allow_mismatch, seed=seed)
+    loaded = load_run(run)  # CheckpointError for a missing or corrupt run, before anything is written
+    run_dir = loaded.run_dir
+    out_dir = Path(out) if out is not None else run_dir
+    separate = out_dir.resolve() != run_dir.resolve()
+    if separate:
+        _check_out_dir(out_dir, loaded.manifest)
+    created = _missing_dirs(out_dir / EXPORTS_DIR)
+    try:
+        entry = _export(loaded.generator, loaded.latent_dim, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
+                        progress=progress, manifest_dir=out_dir, expected_output=loaded.output_shape)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    if separate:
+        _copy_run(run_dir, out_dir, loaded.manifest)
+    record(out_dir, entry)
+    return entry
+
+
+# ----------------------------------------------------------------------------------------- core
+
+_STEM = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, opts: ExportOptions, *,
+            progress: bool, manifest_dir: Path | None, expected_output: tuple[int, ...] | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    spec, prec = opts.spec, opts.precision
+    final = out_dir / f"{stem}-{spec.name}-{prec.label}{spec.extension}"
+    reference = copy.deepcopy(module).float().eval()
+    out_shape = _probe(reference, latent_dim)
+    if expected_output is not None and tuple(out_shape) != tuple(expected_output):
+        raise ExportError(f"generator makes images {list(out_shape)}, the manifest says {list(expected_output)}")
+    log.info("exporting %s (%s, quantize=%s) to %s", stem, spec.name, opts.quantize, final)
+    prepared, rewrites = prepare_for_export(reference, rewrite_convt=spec.name == "tflite")
+    calibration, calib_meta = _calibration(opts, latent_dim)
+
+    t1 = time.perf_counter()
+    data, fields = _convert(prepared, opts, latent_dim, calibration, progress=progress,
+                            metadata={"edgegan.stem": stem, "edgegan.latent_dim": str(latent_dim),
+                                      "edgegan.output": f"NCHW {list(out_shape)} float32 in [-1, 1]"})
+    t2 = time.perf_counter()
+    par = _check_and_commit(data, final, reference, latent_dim, opts)
+    t3 = time.perf_counter()
+
+    tool_versions = {**versions(), **fields.pop("versions")}
+    entry: dict[str, Any] = {
+        "file": os.path.relpath(final, manifest_dir or out_dir),
+        "format": spec.name, "precision": prec.label, "quantize": opts.quantize,
+        **fields,
+        "input": {"shape": [None, latent_dim], "dtype": "float32"},
+        "output": {"shape": [None, *out_shape], "dtype": "float32", "layout": "NCHW", "range": [-1.0, 1.0]},
+        "sha256": sha256_file(final),
+        "bytes": final.stat().st_size,
+        "calibration": calib_meta,
+        "parity": par,
+        "rewrites": rewrites,
+        "versions": tool_versions,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "timings": {"prepare": round(t1 - t0, 3), "convert": round(t2 - t1, 3), "parity": round(t3 - t2, 3)},
+        "created": now_iso(),
+    }
+    log.info("wrote %s (%d bytes, parity %s: max_abs %s, psnr %s dB) in %.1f s", final, entry["bytes"],
+             "passed" if par["passed"] else "FAILED", par.get("max_abs"), par.get("psnr_db"), entry["seconds"])
+    return entry
+
+
+def _calibration(opts: ExportOptions, latent_dim: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """Calibration latents for static precisions (seed + 1: never the parity latents) and their record."""
+    if opts.calibration_count is None:
+        return None, None
+    import edgegan_runtime as rt
+
+    seed = opts.seed + CALIBRATION_SEED_OFFSET
+    meta = {"count": opts.calibration_count, "batch": CALIBRATION_BATCH, "seed": seed,
+            "distribution": "edgegan_runtime.latent (standard normal)"}
+    return rt.latent(opts.calibration_count, latent_dim, seed), meta
+
+
+def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, calibration: np.ndarray | None, *,
+             progress: bool, metadata: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
+    """(file bytes, the format's own manifest fields) for a prepared module."""
+    label = opts.precision.label
+    if opts.spec.name == "onnx":
+        from edgegan.export import onnx_export
+
+        res = onnx_export.export_onnx(prepared, latent_dim=latent_dim, precision=label, calibration=calibration,
+                                      calibration_batch=CALIBRATION_BATCH, progress=progress, metadata=metadata)
+        return res.data, {"dynamic_batch": True,
+                          "names": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME},
+                          "quantization": None, "recipe": res.recipe, "opset": res.opset,
+                          "optimizer": res.optimizer, "notes": res.notes, "versions": onnx_export.versions()}
+    from edgegan.export import litert_adapter
+
+    res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches, precision=label,
+                                       calibration=calibration, calibration_batch=CALIBRATION_BATCH,
+                                       progress=progress)
+    return res.data, {"signatures": res.signatures, "quantization": res.quantization, "recipe": res.recipe,
+                      "notes": res.notes, "versions": litert_adapter.versions()}
+
+
+def _check_and_commit(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int,
+                      opts: ExportOptions) -> dict[str, Any]:
+    """Write ``data`` to a temporary file, run it through the runtime, and rename it to ``final`` only
+    if parity passes (or ``allow_mismatch``). Returns the parity section; raises ParityError."""
+    prec = opts.precision
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(final, data)
+    try:
+        def ref(z: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return reference(torch.from_numpy(np.ascontiguousarray(z))).float().numpy()
+
+        par = parity.check(tmp, ref, latent_dim=latent_dim, batches=opts.batches, thresholds=prec.thresholds,
+                           n=max(PARITY_N, *(opts.batches or (1,))), seed=opts.seed)
+        if par.get("error"):
+            par["error"] = par["error"].replace(str(tmp), final.name)
+        if not par["passed"]:
+            msg = (f"{final.name}: the exported file does not match the PyTorch generator "
+                   f"(thresholds {prec.thresholds.to_dict()}):\n{parity.describe(par)}")
+            if not opts.allow_mismatch:
+                raise ParityError(msg)
+            log.warning("%s\nkeeping it because allow_mismatch is set; marked failed in the manifest", msg)
+        os.replace(tmp, final)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return par
+
+
+def _probe(module: torch.nn.Module, latent_dim: int) -> tuple[int, ...]:
+    """Output shape (C, H, W) for one latent; checks the module honours the file contract."""
+    try:
+        with torch.no_grad():
+            y = module(torch.zeros(2, latent_dim))
+    except Exception as e:
+        raise ExportError(f"generator does not accept z of shape (B, {latent_dim}): {type(e).__name__}: {e}") from e
+    if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[0] != 2:
+        got = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ExportError(f"generator must return one tensor (B, C, H, W); got {got}")
+    return tuple(int(s) for s in y.shape[1:])
+
+
+def _write_temp(final: Path, data: bytes) -> Path:
+    # Same folder (so the rename is atomic), hidden name, and the real extension: the runtime picks
+    # the file type from it.
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; a model file is as readable as any other output
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        _unlink(Path(name))
+        raise
+    return Path(name)
+
+
+def _unlink(p: Path) -> None:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """The folders on the way to ``path`` that do not exist yet, deepest first (to undo on failure)."""
+    out = []
+    p = path
+    while not p.exists():
+        out.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    return out
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
+def _stem_of(run_dir: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", run_dir.resolve().name).strip("._") or "generator"
+    return name
+
+
+# ------------------------------------------------------------------------------------- manifest
+
+def record(manifest_dir: Path, entry: dict[str, Any]) -> None:
+    """Add ``entry`` to ``manifest_dir``'s manifest, replacing an entry of the same format and precision."""
+    m = read_manifest(manifest_dir)
+    exports = [e for e in m.get("exports") or []
+               if not (e.get("format") == entry["format"] and e.get("precision") == entry["precision"])]
+    exports.append(entry)
+    m["exports"] = exports
+    write_manifest(manifest_dir, m)
+
+
+def _check_out_dir(out_dir: Path, run_manifest: dict[str, Any]) -> None:
+    """``-o DIR`` may be new, or hold exports of this same model; never another model's manifest."""
+    mpath = out_dir / MANIFEST_NAME
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: -o must be a directory")
+    if not mpath.exists():
+        return
+    try:
+        other = read_manifest(out_dir)
+    except Exception as e:
+        raise ConfigError(f"{out_dir}: holds a manifest that is not a usable edgegan manifest ({e}); "
+                          "choose another output directory") from None
+    if other["model"].get("weights", {}).get("sha256") != run_manifest["model"]["weights"].get("sha256"):
+        raise ConfigError(f"{out_dir}: holds the manifest of another model (its weights differ); "
+                          "choose another output directory")
+
+
+def _copy_run(run_dir: Path, out_dir: Path, run_manifest: dict[str, Any]) -> None:
+    """Make ``out_dir`` self-contained: the run's manifest sections (not its exports) and weights."""
+    mpath = out_dir / MANIFEST_NAME
+    if mpath.exists():
+        return  # checked by _check_out_dir: the same model, already copied
+    m = copy.deepcopy(run_manifest)
+    m.pop("exports", None)
+    weights = m["model"]["weights"]
+    src = (run_dir / weights["path"]).resolve()
+    rel = Path(weights["path"])
+    if rel.is_absolute() or ".." in rel.parts:
+        rel = Path(src.name)
+        weights["path"] = rel.as_posix()
+    dst = out_dir / rel
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.fchmod(fd, _FILE_MODE)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        if weights.get("sha256") and sha256_file(tmp) != weights["sha256"]:
+            raise ExportError(f"{src}: weights changed while being copied to {dst}")
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink(Path(tmp))
+        raise
+    atomic_write_json(mpath, m)

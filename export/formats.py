@@ -1,0 +1,218 @@
+"""The one table of export formats and the options each accepts, and the validated export options.
+
+Importing this module is cheap (no torch, no converters) so ``edgegan formats`` and option checks
+run before anything heavy loads. Every option a format does not accept is a ``ConfigError``, never
+silently dropped; a mistyped name suggests the closest one (Ultralytics' exporter table, minus its
+habit of rewriting the user's options).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from edgegan.errors import ConfigError
+from edgegan.registry import Registry
+
+MIN_CALIBRATION = 256  # latents; fewer under-estimates activation ranges (issue #1, point 3)
+CALIBRATION_BATCH = 64  # latents per calibration step; small batches shrink moving-average ranges
+PARITY_N = 64  # latents compared with PyTorch per export (plus one run per fixed batch size)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Parity limits against the PyTorch model on images in [-1, 1]; None: not checked.
+
+    PSNR is 10·log10(2² / MSE): the peak-to-peak range of [-1, 1] is 2.
+    """
+
+    max_abs: float | None = None
+    psnr_db: float | None = None
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: v for k, v in (("max_abs", self.max_abs), ("psnr_db", self.psnr_db)) if v is not None}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One ``--quantize`` value of a format."""
+
+    name: str  # the --quantize value
+    label: str  # in file names and the manifest's "precision"
+    thresholds: Thresholds
+    static: bool = False  # activations calibrated on latents (accepts --calibration-samples)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    name: str
+    extension: str
+    precisions: tuple[Precision, ...]
+    batch: bool  # accepts --batch (fixed batch sizes as signatures)
+    description: str
+    notes: tuple[str, ...] = ()
+    calibration_multiple: int = 1  # calibration count must be a multiple of this (fixed-batch calibration)
+
+    def precision(self, name: str) -> Precision:
+        for p in self.precisions:
+            if p.name == name:
+                return p
+        valid = [p.name for p in self.precisions]
+        close = difflib.get_close_matches(name, valid + _ALL_QUANTIZE, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close and close[0] in valid else ""
+        others = [n for n in FORMATS if n != self.name and name in FORMATS.get(n).quantize_names]
+        if others:
+            hint += f" (--format {' or '.join(others)} accepts it.)"
+        raise ConfigError(f"format {self.name!r} does not accept --quantize {name!r}; it accepts: "
+                          f"{', '.join(valid)}.{hint}")
+
+    @property
+    def quantize_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.precisions)
+
+
+FP32 = Thresholds(max_abs=1e-4)
+FP16 = Thresholds(max_abs=1e-2, psnr_db=50.0)
+INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
+INT8 = Thresholds(max_abs=0.5, psnr_db=30.0)
+
+FORMATS: Registry[FormatSpec] = Registry("export format")
+
+FORMATS.add("onnx", FormatSpec(
+    name="onnx",
+    extension=".onnx",
+    precisions=(
+        Precision("none", "fp32", FP32, description="float32"),
+        Precision("fp16", "fp16", FP16, description="float16 weights, float32 compute (Cast after each weight)"),
+        Precision("int8", "int8", INT8, static=True,
+                  description="onnxruntime static QDQ, per-channel weights, MinMax-calibrated activations"),
+    ),
+    batch=False,
+    description="ONNX via torch.onnx dynamo exporter (onnxscript); dynamic batch axis",
+    notes=("int8 ONNX shrinks the file but is not faster: onnxruntime runs ConvTranspose in float "
+           "between the QDQ nodes (measured).",),
+))
+
+FORMATS.add("tflite", FormatSpec(
+    name="tflite",
+    extension=".tflite",
+    precisions=(
+        Precision("none", "fp32", FP32, description="float32"),
+        Precision("fp16", "fp16", FP16, description="float16 weights (ai-edge-quantizer float casting)"),
+        Precision("dynamic-int8", "dynamic-int8", INT8, description="int8 weights, activations quantized at run time"),
+        Precision("int8", "int8", INT8, static=True,
+                  description="int8 weights and activations, int8 input/output (scales in the manifest)"),
+        Precision("weight-int8", "weight-int8", INT8_WEIGHTS, description="int8 weights dequantized to float32"),
+    ),
+    batch=True,
+    description="TFLite via litert-torch (no TensorFlow), quantized with ai-edge-quantizer; "
+                "one signature per fixed batch size (batch_1 always)",
+    notes=("Static int8 calibrates in batches of 64, so --calibration-samples must be a multiple of 64.",),
+    calibration_multiple=CALIBRATION_BATCH,
+))
+
+_ALL_QUANTIZE = sorted({p.name for n in FORMATS for p in FORMATS.get(n).precisions})
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What one export is asked to do, validated on construction (before any file is written)."""
+
+    format: str
+    quantize: str = "none"
+    batch: Sequence[int] | str | None = None  # normalised to a sorted tuple holding 1; None: (1,) or dynamic
+    calibration_samples: int | None = None  # None: MIN_CALIBRATION for static precisions
+    allow_mismatch: bool = False
+    seed: int = 0
+    spec: FormatSpec = field(init=False, repr=False, compare=False)
+    precision: Precision = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.format, str):
+            raise ConfigError(f"format must be a string, got {self.format!r}")
+        spec = FORMATS.get(self.format)
+        prec = spec.precision(self.quantize)
+        object.__setattr__(self, "spec", spec)
+        object.__setattr__(self, "precision", prec)
+        if self.batch is not None:
+            if not spec.batch:
+                raise ConfigError(f"format {spec.name!r} does not accept --batch (its batch axis is dynamic)")
+            object.__setattr__(self, "batch", _batches(self.batch))
+        n = self.calibration_samples
+        if n is not None:
+            if not prec.static:
+                statics = [p.name for p in spec.precisions if p.static]
+                raise ConfigError(f"--calibration-samples applies only to static quantization "
+                                  f"({spec.name}: --quantize {', '.join(statics)}), not --quantize {prec.name}")
+            if not _is_int(n) or n < MIN_CALIBRATION:
+                raise ConfigError(f"--calibration-samples must be an integer >= {MIN_CALIBRATION} for static int8 "
+                                  f"(fewer latents under-estimate activation ranges), got {n!r}")
+            if n % spec.calibration_multiple:
+                raise ConfigError(f"{spec.name} calibrates in batches of {spec.calibration_multiple}: "
+                                  f"--calibration-samples must be a multiple of {spec.calibration_multiple}, got {n}")
+        if not _is_int(self.seed):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+
+    @property
+    def batches(self) -> tuple[int, ...] | None:
+        """Signature batch sizes (sorted, batch 1 first) or None for a dynamic batch axis."""
+        if not self.spec.batch:
+            return None
+        return self.batch if self.batch is not None else (1,)
+
+    @property
+    def calibration_count(self) -> int | None:
+        if not self.precision.static:
+            return None
+        return self.calibration_samples if self.calibration_samples is not None else MIN_CALIBRATION
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _batches(batch: Sequence[int] | int | str) -> tuple[int, ...]:
+    if isinstance(batch, str):
+        try:
+            batch = [int(b) for b in batch.replace(" ", "").split(",") if b]
+        except ValueError:
+            raise ConfigError(f"--batch must be a comma-separated list of integers, got {batch!r}") from None
+    elif _is_int(batch):
+        batch = [batch]
+    try:
+        items = list(batch)
+    except TypeError:
+        raise ConfigError(f"--batch must be a list of integers, got {batch!r}") from None
+    for b in items:
+        if not _is_int(b) or b < 1:
+            raise ConfigError(f"--batch sizes must be integers >= 1, got {b!r}")
+    # Batch 1 is part of the file contract; the rest as requested, each once.
+    return tuple(sorted({1, *items}))
+
+
+def format_table() -> str:
+    """The human-readable table behind ``edgegan formats``."""
+    rows = [("format", "ext", "--quantize", "--batch", "--calibration-samples")]
+    for name in FORMATS:
+        spec = FORMATS.get(name)
+        statics = [p.name for p in spec.precisions if p.static]
+        calib = f"{', '.join(statics)} only (>= {MIN_CALIBRATION}" + (
+            f", multiple of {spec.calibration_multiple})" if spec.calibration_multiple > 1 else ")")
+        rows.append((name, spec.extension, ", ".join(spec.quantize_names),
+                     "yes (batch 1 always)" if spec.batch else "no (dynamic batch axis)", calib))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    for name in FORMATS:
+        spec = FORMATS.get(name)
+        lines.append(f"{name}: {spec.description}")
+        for p in spec.precisions:
+            t = ", ".join(f"PSNR >= {v:g} dB" if k == "psnr_db" else f"max abs <= {v:g}"
+                          for k, v in p.thresholds.to_dict().items())
+            lines.append(f"  {p.name:<13} -> {p.label:<13} {p.description}; parity: {t}")
+        for note in spec.notes:
+            lines.append(f"  note: {note}")
+    return "\n".join(lines)

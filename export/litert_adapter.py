@@ -1,0 +1,280 @@
+"""The only module that imports litert-torch and ai-edge-quantizer (renamed before; keep them here).
+
+TFLite files are made in two steps, with no TensorFlow: litert-torch converts the prepared torch
+module to a float flatbuffer holding one signature per fixed batch size (``batch_1``, ``batch_64``,
+...), then ai-edge-quantizer applies the precision's recipe. Facts measured with litert-torch 0.10 /
+ai-edge-quantizer 0.10 that shape this module:
+
+* static int8 needs BatchNorm folded first (done by ``prepare``) or the file does not load;
+* static ranges are moving averages over calibration steps, so small batches shrink them:
+  calibrate in batches of 64 latents;
+* each signature is its own subgraph with its own tensor names, and calibrating each separately
+  would give each batch size different scales (the same latent would give different images at
+  batch 1 and batch 64). The ranges measured on the batch-64 subgraph are therefore copied to the
+  matching tensors of every signature, matched by operator position (a batch-1-only file gets a
+  throw-away batch-64 twin for calibration);
+* static int8 files take and return int8 tensors; their scale and zero point go into the manifest
+  (the runtime reads them from the file as well).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from edgegan.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTIONS = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
+
+
+@dataclass
+class TFLiteResult:
+    data: bytes
+    recipe: str | None
+    signatures: list[dict[str, Any]]
+    quantization: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+
+
+def signature_key(batch: int) -> str:
+    return f"batch_{batch}"
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in DISTRIBUTIONS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _import_litert_torch(progress: bool) -> Any:
+    try:
+        import litert_torch
+    except Exception as e:  # ImportError, or a native library that does not load
+        raise ExportError(f"TFLite export needs litert-torch ({type(e).__name__}: {e}); "
+                          "pip install 'edgegan[export]'") from None
+    litert_torch.config.show_progress = progress  # its progress tree is on by default
+    return litert_torch
+
+
+def _import_quantizer() -> Any:
+    try:
+        from ai_edge_quantizer import quantizer
+    except Exception as e:
+        raise ExportError(f"TFLite quantization needs ai-edge-quantizer ({type(e).__name__}: {e}); "
+                          "pip install 'edgegan[export]'") from None
+    return quantizer
+
+
+class _ToDebug(logging.Filter):
+    """Moves the converters' root-logger chatter (per-buffer notices) to this module's DEBUG log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if any(k in record.pathname for k in ("ai_edge_quantizer", "litert_torch", "ai_edge_litert")):
+            log.debug("%s: %s", record.module, record.getMessage())
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _quiet(progress: bool) -> Iterator[None]:
+    """Keep the converters' stdout prints, root-logger notices and debug-mode warnings out of the
+    user's console (to this module's DEBUG log) unless progress was asked for."""
+    if progress:
+        yield
+        return
+    buf = io.StringIO()
+    root, filt = logging.getLogger(), _ToDebug()
+    root.addFilter(filt)
+    try:
+        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
+            # The calibrator keeps every intermediate tensor on purpose; LiteRT warns that this is for debugging.
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*", category=UserWarning)
+            # torch's pytree deprecation notice, raised inside the converter.
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        root.removeFilter(filt)
+        if buf.getvalue().strip():
+            log.debug("converter output:\n%s", buf.getvalue().rstrip())
+
+
+def convert(module: torch.nn.Module, latent_dim: int, batches: tuple[int, ...], *, progress: bool = False) -> bytes:
+    """Float32 flatbuffer with one signature ``batch_<b>`` per batch size."""
+    lt = _import_litert_torch(progress)
+    conv = None
+    for b in batches:
+        sample = (torch.zeros(b, latent_dim, dtype=torch.float32),)
+        conv = lt.signature(signature_key(b), module, sample) if conv is None else \
+            conv.signature(signature_key(b), module, sample)
+    try:
+        with _quiet(progress):
+            return bytes(conv.convert().model_content())
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:400]
+        raise ExportError(f"litert-torch could not convert the generator: {first}") from e
+
+
+# ---------------------------------------------------------------------------------- quantization
+
+def _recipe(precision: str) -> tuple[Any, str]:
+    """(ai-edge-quantizer recipe, its name) for one of our precision names."""
+    from ai_edge_quantizer import qtyping, recipe, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    if precision == "fp16":
+        rm = recipe_manager.RecipeManager()
+        rm.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                  num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+        return rm.get_quantization_recipe(), "float_casting weight-only fp16"
+    if precision == "dynamic-int8":
+        return recipe.dynamic_wi8_afp32(), "dynamic_wi8_afp32"
+    if precision == "weight-int8":
+        return recipe.weight_only_wi8_afp32(), "weight_only_wi8_afp32"
+    if precision == "int8":
+        return recipe.static_wi8_ai8(), "static_wi8_ai8"
+    raise ExportError(f"no ai-edge-quantizer recipe for precision {precision!r}")
+
+
+# Tests replace this to prove that a recipe producing wrong images is caught by the parity check.
+RECIPES = _recipe
+
+
+def quantize(float_model: bytes, precision: str, *, calibration: np.ndarray | None = None,
+             calibration_model: bytes | None = None, calibration_batch: int = 64,
+             progress: bool = False) -> tuple[bytes, str]:
+    """Apply ``precision``'s recipe to a float flatbuffer; returns (bytes, recipe name).
+
+    Static recipes calibrate on ``calibration`` (N, latent) in batches of ``calibration_batch`` run
+    through the ``batch_<calibration_batch>`` signature of ``calibration_model`` (default: the float
+    model itself), then share the ranges with every signature of the float model.
+    """
+    quantizer = _import_quantizer()
+    rcp, name = RECIPES(precision)
+    try:
+        with _quiet(progress):
+            q = quantizer.Quantizer(float_model, rcp)
+            qsvs = None
+            if q.need_calibration:
+                if calibration is None:
+                    raise ExportError(f"recipe {name} needs calibration latents")
+                qsvs = _calibrate(quantizer, float_model, calibration_model or float_model, rcp, calibration,
+                                  calibration_batch)
+            result = q.quantize(qsvs, enable_progress_report=False)
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"ai-edge-quantizer failed with recipe {name}: {type(e).__name__}: {e}") from e
+    return bytes(result.quantized_model), name
+
+
+def _calibrate(quantizer: Any, float_model: bytes, calib_model: bytes, rcp: Any, z: np.ndarray,
+               batch: int) -> dict[str, Any]:
+    key = signature_key(batch)
+    data = {key: [{_input_name(calib_model, key): z[i:i + batch]} for i in range(0, len(z), batch)]}
+    cq = quantizer.Quantizer(calib_model, rcp)
+    measured = cq.calibrate(data)
+    return share_ranges(measured, calib_model, key, float_model)
+
+
+def _input_name(model: bytes, key: str) -> str:
+    from ai_edge_litert.interpreter import Interpreter
+
+    sig = Interpreter(model_content=model).get_signature_list()
+    if key not in sig:
+        raise ExportError(f"calibration model has no signature {key!r} (has {sorted(sig)})")
+    (name,) = sig[key]["inputs"]
+    return name
+
+
+def _subgraph_tensor_order(model: Any, key: str) -> tuple[list[int], list[str]]:
+    """(opcode sequence, tensor names in operator order) of the subgraph behind signature ``key``."""
+    for sd in model.signatureDefs or []:
+        k = sd.signatureKey.decode() if isinstance(sd.signatureKey, bytes) else sd.signatureKey
+        if k == key:
+            sg = model.subgraphs[sd.subgraphIndex]
+            codes, names = [], []
+            for op in sg.operators:
+                codes.append(int(op.opcodeIndex))
+                for t in list(op.inputs) + list(op.outputs):
+                    n = sg.tensors[t].name if t >= 0 else b""
+                    names.append(n.decode() if isinstance(n, bytes) else str(n))
+            return codes, names
+    raise ExportError(f"flatbuffer has no signature {key!r}")
+
+
+def _signature_keys(model: Any) -> list[str]:
+    return [sd.signatureKey.decode() if isinstance(sd.signatureKey, bytes) else sd.signatureKey
+            for sd in model.signatureDefs or []]
+
+
+def share_ranges(measured: dict[str, Any], source_model: bytes, source_key: str, target_model: bytes) -> dict[str, Any]:
+    """Copy calibrated ranges of ``source_key``'s tensors onto the same tensors of every target signature."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
+
+    src = tfu.read_model(bytearray(source_model))
+    dst = src if target_model is source_model else tfu.read_model(bytearray(target_model))
+    src_codes, src_names = _subgraph_tensor_order(src, source_key)
+    src_ops = [src.operatorCodes[c].builtinCode for c in src_codes]
+    out: dict[str, Any] = {}
+    for key in _signature_keys(dst):
+        codes, names = _subgraph_tensor_order(dst, key)
+        ops = [dst.operatorCodes[c].builtinCode for c in codes]
+        if ops != src_ops or len(names) != len(src_names):
+            raise ExportError(f"signature {key!r} has other operators than {source_key!r}; "
+                              "cannot share calibration ranges")
+        for s, d in zip(src_names, names):
+            if s in measured:
+                out[d] = measured[s]
+    return out
+
+
+def io_quantization(model: bytes) -> dict[str, Any] | None:
+    """Scale and zero point of the integer input/output tensors (the same for every signature), or None."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=model)
+    seen: dict[str, dict[str, Any]] = {}
+    for key in interp.get_signature_list():
+        runner = interp.get_signature_runner(key)
+        for kind, details in (("input", runner.get_input_details()), ("output", runner.get_output_details())):
+            (d,) = details.values()
+            dtype = np.dtype(d["dtype"]).name
+            if dtype == "float32":
+                continue
+            scale, zp = d["quantization"]
+            q = {"dtype": dtype, "scale": float(scale), "zero_point": int(zp)}
+            if kind in seen and seen[kind] != q:
+                raise ExportError(f"signatures disagree on the {kind} quantization: {seen[kind]} vs {q}")
+            seen[kind] = q
+    return seen or None
+
+
+def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[int, ...], precision: str,
+                  calibration: np.ndarray | None, calibration_batch: int, progress: bool = False) -> TFLiteResult:
+    """The whole TFLite path for a prepared module: convert, quantize, read I/O quantization."""
+    float_model = convert(module, latent_dim, batches, progress=progress)
+    recipe = None
+    data = float_model
+    if precision != "fp32":
+        calib_model = None
+        if calibration is not None and calibration_batch not in batches:
+            # A model holding only the calibration batch; its ranges are shared with the real signatures.
+            calib_model = convert(module, latent_dim, (calibration_batch,), progress=progress)
+        data, recipe = quantize(float_model, precision, calibration=calibration, calibration_model=calib_model,
+                                calibration_batch=calibration_batch, progress=progress)
+    sigs = [{"key": signature_key(b), "batch": b} for b in batches]
+    return TFLiteResult(data=data, recipe=recipe, signatures=sigs, quantization=io_quantization(data))

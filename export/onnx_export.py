@@ -1,0 +1,232 @@
+"""ONNX export: torch.onnx's dynamo exporter (onnxscript), a dynamic batch axis, then fp16 or int8.
+
+* The exporter already runs onnxscript's optimizer (constant folding, dead-code removal); onnxsim
+  runs afterwards only when it is installed and removes nodes. What was done goes in the manifest.
+* fp16 stores every float weight as float16 behind a ``Cast`` to float32, so the file halves while
+  inputs, outputs and arithmetic stay float32 (onnxruntime's CPU kernels have few fp16 ops) — the
+  same trade as TFLite's fp16.
+* int8 is onnxruntime's static QDQ quantization (per-channel int8 weights, uint8 activations,
+  MinMax ranges over the calibration latents). onnxruntime has no int8 ConvTranspose kernel and
+  runs it in float between the DequantizeLinear/QuantizeLinear pairs (measured): the file shrinks,
+  inference does not get faster. The manifest entry says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from edgegan.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "z"
+OUTPUT_NAME = "images"
+MAX_BATCH = 1 << 16
+INT8_NOTE = ("int8 ONNX is smaller, not faster: onnxruntime runs ConvTranspose in float between "
+             "QDQ nodes (no int8 kernel)")
+
+
+@dataclass
+class OnnxResult:
+    data: bytes
+    opset: int
+    optimizer: list[str]
+    recipe: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _import(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except Exception as e:
+        raise ExportError(f"ONNX export needs {name} ({type(e).__name__}: {e}); "
+                          "pip install 'edgegan[export]'") from None
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class _ToDebug(logging.Filter):
+    """Known, harmless exporter notices (torchvision ops it skips; onnxruntime's quantizer advice that
+    we already follow) go to this module's DEBUG log instead of the user's console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "torchvision is not installed" in msg or "onnxruntime" in record.pathname:
+            log.debug("%s: %s", record.name, msg)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    filt = _ToDebug()
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx._internal.exporter._registration")]
+    for lg in loggers:
+        lg.addFilter(filt)
+    try:
+        with warnings.catch_warnings():
+            # torch's pytree deprecation notice, raised inside torch.export.
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(filt)
+
+
+def to_onnx(module: torch.nn.Module, latent_dim: int, *, progress: bool = False) -> tuple[Any, list[str]]:
+    """Float32 ModelProto with input ``z`` (batch, latent_dim) and output ``images``; dynamic batch."""
+    onnx = _import("onnx")
+    _import("onnxscript")
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    try:
+        with _quiet_logs():
+            # Batch 2 as the example: a batch of 1 can be specialised away by the tracer.
+            program = torch.onnx.export(module, (torch.zeros(2, latent_dim),), dynamo=True, optimize=True,
+                                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                        dynamic_shapes={"z": {0: batch}}, verbose=progress, report=False)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:400]
+        raise ExportError(f"torch.onnx (dynamo) could not export the generator: {first}") from e
+    model = program.model_proto
+    done = ["onnxscript.optimizer (torch.onnx.export optimize=True)"]
+    model, sim = _try_onnxsim(model)
+    if sim:
+        done.append(sim)
+    onnx.checker.check_model(model)
+    return model, done
+
+
+def _try_onnxsim(model: Any) -> tuple[Any, str | None]:
+    """onnxsim's result when it is installed, checks out and has fewer nodes; else the model as is."""
+    try:
+        import onnxsim
+    except ImportError:
+        return model, None
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as e:  # onnxsim is optional; its failure is not the export's
+        log.info("onnxsim failed (%s); keeping the exporter's graph", e)
+        return model, None
+    version = metadata.version("onnxsim")
+    if ok and len(simplified.graph.node) < len(model.graph.node):
+        return simplified, f"onnxsim {version} ({len(model.graph.node)} -> {len(simplified.graph.node)} nodes)"
+    return model, f"onnxsim {version} (removed nothing; the exporter's graph kept)"
+
+
+def opset_of(model: Any) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    raise ExportError("exported ONNX model has no default-domain opset")
+
+
+def fp16_weights(model: Any) -> Any:
+    """Every float32 initializer stored as float16, cast back to float32 where it is used."""
+    onnx = _import("onnx")
+    from onnx import helper, numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    casts, inits = [], []
+    for init in g.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            inits.append(init)
+            continue
+        arr = numpy_helper.to_array(init)
+        half = arr.astype(np.float16)
+        if not np.all(np.isfinite(half)):
+            raise ExportError(f"weight {init.name!r} overflows float16 (max |w| = {np.abs(arr).max():.3g})")
+        name = f"{init.name}__fp16"
+        inits.append(numpy_helper.from_array(half, name))
+        casts.append(helper.make_node("Cast", [name], [init.name], to=onnx.TensorProto.FLOAT,
+                                      name=f"{init.name}__cast"))
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    onnx.checker.check_model(out)
+    return out
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over fixed latents, in batches."""
+
+    def __init__(self, z: np.ndarray, batch: int):
+        self._it = iter([{INPUT_NAME: z[i:i + batch]} for i in range(0, len(z), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - only used by some calibration methods
+        raise NotImplementedError
+
+
+def int8_qdq(model: Any, calibration: np.ndarray, batch: int) -> tuple[Any, str]:
+    """onnxruntime static QDQ quantization calibrated on ``calibration`` latents."""
+    onnx = _import("onnx")
+    q = _import("onnxruntime.quantization")
+    with tempfile.TemporaryDirectory(prefix="edgegan-onnx-") as tmp:
+        src, pre, dst = Path(tmp, "float.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        onnx.save(model, src)
+        try:
+            with _quiet_logs():
+                # Shape inference + graph cleanup that quantize_static asks for.
+                q.shape_inference.quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception as e:
+            log.info("onnxruntime quant_pre_process failed (%s); quantizing the exported graph", e)
+            pre = src
+        try:
+            with _quiet_logs():
+                q.quantize_static(str(pre), str(dst), _Reader(calibration, batch),
+                                  quant_format=q.QuantFormat.QDQ, per_channel=True,
+                                  activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                                  calibrate_method=q.CalibrationMethod.MinMax)
+        except Exception as e:
+            raise ExportError(f"onnxruntime static quantization failed: {type(e).__name__}: {e}") from e
+        out = onnx.load(str(dst))
+    return out, "onnxruntime quantize_static QDQ (per-channel int8 weights, uint8 activations, MinMax)"
+
+
+def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, calibration: np.ndarray | None,
+                calibration_batch: int, progress: bool = False, metadata: dict[str, str] | None = None) -> OnnxResult:
+    """The whole ONNX path for a prepared module; ``metadata`` goes into the file's metadata_props."""
+    model, optimizer = to_onnx(module, latent_dim, progress=progress)
+    recipe, notes = None, []
+    if precision == "fp16":
+        model = fp16_weights(model)
+        recipe = "float16 initializers + Cast to float32"
+    elif precision == "int8":
+        if calibration is None:
+            raise ExportError("ONNX int8 needs calibration latents")
+        model, recipe = int8_qdq(model, calibration, calibration_batch)
+        notes.append(INT8_NOTE)
+    elif precision != "fp32":
+        raise ExportError(f"no ONNX path for precision {precision!r}")
+    meta = {**(metadata or {}), "edgegan.precision": precision}
+    for key, value in meta.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    return OnnxResult(data=model.SerializeToString(), opset=opset_of(model), optimizer=optimizer,
+                      recipe=recipe, notes=notes)

@@ -1,0 +1,116 @@
+"""Numerical parity of an exported file with its PyTorch model, measured through ``edgegan_runtime``.
+
+The file is run by the runtime that apps ship (never by torch) on fixed latents
+(``edgegan_runtime.latent``): once on all ``n`` latents, and once per fixed batch size so every
+signature of a TFLite file is exercised. Like Optimum's validation, every failure is collected
+before one typed error reports the largest differences per signature.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edgegan.errors import ParityError
+from edgegan.export.formats import Thresholds
+
+log = logging.getLogger(__name__)
+
+PEAK = 2.0  # peak-to-peak range of images in [-1, 1]
+PSNR_CAP = 200.0  # dB reported for (near-)identical outputs, keeping the manifest valid JSON
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    if mse <= 0.0:
+        return PSNR_CAP
+    return min(PSNR_CAP, 10.0 * math.log10(PEAK * PEAK / mse))
+
+
+def compare(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
+    if got.shape != want.shape:
+        raise ParityError(f"exported model returns {list(got.shape)}, PyTorch {list(want.shape)}")
+    if not np.all(np.isfinite(got)):
+        return {"max_abs": float("nan"), "mean_abs": float("nan"), "psnr_db": float("nan")}
+    d = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    return {"max_abs": float(d.max()), "mean_abs": float(d.mean()), "psnr_db": psnr_db(got, want)}
+
+
+def failures(stats: dict[str, float], t: Thresholds) -> list[str]:
+    out = []
+    if any(math.isnan(v) for v in stats.values()):
+        out.append("output is not finite")
+    if t.max_abs is not None and not stats["max_abs"] <= t.max_abs:
+        out.append(f"max_abs {stats['max_abs']:.3g} > {t.max_abs:g}")
+    if t.psnr_db is not None and not stats["psnr_db"] >= t.psnr_db:
+        out.append(f"psnr {stats['psnr_db']:.2f} dB < {t.psnr_db:g} dB")
+    return out
+
+
+def check(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], *, latent_dim: int,
+          batches: Sequence[int] | None, thresholds: Thresholds, n: int, seed: int) -> dict:
+    """Run ``path`` through the runtime on ``latent(n, latent_dim, seed)`` and compare with ``reference``.
+
+    Returns the manifest's ``parity`` section (``passed`` False on a mismatch; the caller decides
+    whether that raises). A file the runtime cannot load or run counts as a mismatch with ``error``.
+    """
+    import edgegan_runtime as rt
+
+    runs = {"all": n}
+    for b in batches or (1,):  # dynamic batch: also check batch 1
+        runs[f"batch_{b}"] = b
+    z = rt.latent(max(runs.values()), latent_dim, seed)
+    want = reference(z)
+    section: dict = {"n": n, "seed": seed, "thresholds": thresholds.to_dict()}
+    try:
+        gen = rt.load(path)
+        section["backend"] = gen.backend
+        per = {}
+        outs = []
+        for label, count in runs.items():
+            got = gen.generate_from(z[:count])
+            per[label] = compare(got, want[:count])
+            outs.append((got, want[:count]))
+        gen.close()
+    except rt.RuntimeModelError as e:
+        section.update({"max_abs": None, "mean_abs": None, "psnr_db": None, "passed": False,
+                        "error": f"the runtime could not run the file: {e}"})
+        return section
+    got_all = np.concatenate([g.reshape(len(g), -1) for g, _ in outs])
+    want_all = np.concatenate([w.reshape(len(w), -1) for _, w in outs])
+    total = compare(got_all, want_all)
+    problems = {label: failures(s, thresholds) for label, s in per.items()}
+    section.update(total)
+    section["runs"] = per
+    section["passed"] = not any(problems.values())
+    if not section["passed"]:
+        section["failures"] = {k: v for k, v in problems.items() if v}
+    return _json_safe(section)
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def describe(section: dict) -> str:
+    """One paragraph for ParityError: every failing run with its numbers."""
+    if section.get("error"):
+        return section["error"]
+    lines = []
+    for label, why in section.get("failures", {}).items():
+        s = section["runs"][label]
+        nums = f"max_abs={_fmt(s.get('max_abs'))} mean_abs={_fmt(s.get('mean_abs'))} psnr={_fmt(s.get('psnr_db'))} dB"
+        lines.append(f"  {label}: {'; '.join(why)} ({nums})")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return "nan" if v is None else f"{v:.4g}"

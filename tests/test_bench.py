@@ -1,0 +1,81 @@
+"""`edgegan bench` end to end on tiny real runs: every field for every model, files written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgegan.distill import DistillConfig, distill
+from edgegan.train import TrainConfig, train_gan
+
+pytestmark = [pytest.mark.slow, pytest.mark.onnx]
+
+LATENCY_KEYS = {"backend", "batch", "threads", "load_ms", "first_ms", "p50_us", "p90_us", "p99_us", "mean_us",
+                "images_per_s", "peak_rss_mb", "bytes"}
+METRIC_KEYS = {"classifier_fid", "classifier_is", "classifier_is_reference", "inception_fid", "inception_is", "swd",
+               "sharpness", "sharpness_reference", "psnr_db", "ssim"}
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    train_gan(TrainConfig(dataset="digits", d=8, steps=40, lr=1e-3, sample_every=0, checkpoint_every=0), root / "t",
+              progress=False)
+    distill(DistillConfig(teacher=str(root / "t"), d=2, steps=40), root / "s", progress=False)
+    from edgegan.export import export_run
+
+    export_run(root / "s", format="onnx", quantize="none")
+    return root / "s"
+
+
+def test_bench_cli_every_field(student, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEGAN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "b"
+    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--samples", "200", "--out", str(out),
+                        "--quiet"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "| teacher | torch |" in r.stdout and "| student d=2 | onnx | fp32 |" in r.stdout
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["machine"]["cores"] >= 1 and doc["versions"]["torch"]
+    (res,) = doc["results"]
+    kinds = [(m["kind"], m["format"]) for m in res["models"]]
+    assert kinds == [("teacher", "torch"), ("teacher", "onnx"), ("student", "torch"), ("export", "onnx")]
+    for m in res["models"]:
+        for k in ("name", "params", "macs", "bytes", "compression", "latency", "quality"):
+            assert m[k] is not None, (m["name"], k)
+        assert LATENCY_KEYS - {"backend"} <= set(m["latency"]), m["latency"]
+        assert m["latency"]["p50_us"] > 0 and m["latency"]["peak_rss_mb"] > 0
+        q = m["quality"]
+        assert q["n_samples"] == 200 and q["n_reference"] >= 200
+        assert METRIC_KEYS <= set(q["metrics"]), set(q["metrics"])
+        assert isinstance(q["metrics"]["classifier_fid"], float)
+        assert q["metrics"]["inception_fid"] == {"available": False, "reason": q["metrics"]["inception_fid"]["reason"]} \
+            or isinstance(q["metrics"]["inception_fid"], float)
+    student_rows = [m for m in res["models"] if m["kind"] != "teacher"]
+    assert all(m["compression"] == pytest.approx(145_657 / 28_351, abs=0.1) for m in student_rows)
+    assert all(isinstance(m["quality"]["metrics"]["psnr_db"], float) for m in student_rows)
+    # the exported fp32 student makes the PyTorch student's images
+    assert student_rows[1]["quality"]["metrics"]["classifier_fid"] == pytest.approx(
+        student_rows[0]["quality"]["metrics"]["classifier_fid"], rel=1e-3, abs=1e-3)
+    for f in ("bench.md", "samples.png", "pareto.png"):
+        assert (out / f).stat().st_size > 0
+    m = json.loads((student / "manifest.json").read_text())
+    assert m["bench"]["path"].endswith("bench.json") and m["distill"]
+
+
+def test_bench_refuses_a_teacher_run(student, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student.parent / "t"), "--out",
+                        str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 7 and "not a distilled student run" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_macs_closed_form():
+    from edgegan.bench.harness import count_macs
+    from edgegan.models import build_generator
+
+    d = 2
+    # ConvT(100,8d,4,1,0) on 1x1: 100*8d*16; then 4x4*8d*4d*16, 8x8*4d*2d*16, 16x16*2d*d*16; 1x1 conv: 32*32*d*1
+    expected = 100 * 8 * d * 16 + 16 * 8 * d * 4 * d * 16 + 64 * 4 * d * 2 * d * 16 + 256 * 2 * d * d * 16 + 1024 * d
+    assert count_macs(build_generator("dcgan", d=d), 100) == expected
