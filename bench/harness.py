@@ -269,6 +269,8 @@ def _num(v: Any) -> float | None:
 
 
 def _fmt(v: Any, spec: str = ".3g") -> str:
+    if v == "inf":
+        return "∞"
     v = _num(v)
     if v is None:
         return "—"

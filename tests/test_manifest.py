@@ -80,3 +80,12 @@ def test_optimizer_state_round_trip():
     assert opt2.param_groups[0]["lr"] == 1e-3 and opt2.param_groups[0]["betas"] == (0.5, 0.999)
     for k, v in opt.state_dict()["state"].items():
         assert torch.equal(opt2.state_dict()["state"][k]["exp_avg"], v["exp_avg"])
+
+
+def test_json_is_strict_and_keeps_infinities(tmp_path):
+    import numpy as np
+
+    atomic_write_json(tmp_path / "b.json", {"psnr": float("inf"), "x": [float("nan"), np.float32(1.5)]})
+    text = (tmp_path / "b.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text) == {"psnr": "inf", "x": ["nan", 1.5]}

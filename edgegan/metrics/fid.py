@@ -90,11 +90,8 @@ def _check_probs(probs: np.ndarray) -> np.ndarray:
 
 def _xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x * log(y) with 0 * log(0) = 0."""
-    out = np.zeros(np.broadcast(x, y).shape)
-    mask = np.broadcast_to(x > 0, out.shape)
-    xb, yb = np.broadcast_to(x, out.shape), np.broadcast_to(y, out.shape)
-    out[mask] = xb[mask] * np.log(yb[mask])
-    return out
+    positive = x > 0
+    return np.where(positive, x * np.log(np.where(positive, y, 1.0)), 0.0)
 
 
 def _score(p: np.ndarray) -> float:

@@ -89,7 +89,7 @@ def laplacian_pyramid(images: np.ndarray, num_levels: int) -> list[np.ndarray]:
 
 def pyramid_resolutions(size: int, min_resolution: int = 16) -> list[int]:
     res = []
-    while size >= min_resolution and size >= 1:
+    while size >= max(min_resolution, 1):
         res.append(size)
         if size % 2:
             break
@@ -107,18 +107,16 @@ def patch_descriptors(level: np.ndarray, nhood_size: int, nhoods_per_image: int,
     xs = rng.integers(0, w - s + 1, size=(n, nhoods_per_image))
     windows = np.lib.stride_tricks.sliding_window_view(level, (s, s), axis=(2, 3))  # (N, C, H-s+1, W-s+1, s, s)
     desc = windows[np.arange(n)[:, None], :, ys, xs]  # (N, nhoods, C, s, s)
-    desc = desc.reshape(n * nhoods_per_image, c, s, s).astype(np.float32)
+    desc = desc.reshape(n * nhoods_per_image, c, s, s).astype(np.float32, copy=False)
     mean = desc.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
     std = desc.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
-    desc = (desc - mean.astype(np.float32)) / np.maximum(std, 1e-12).astype(np.float32)
+    desc -= mean.astype(np.float32)  # in place: on 10k colour images each copy is ~0.75 GB
+    desc /= np.maximum(std, 1e-12).astype(np.float32)
     return desc.reshape(desc.shape[0], -1)
 
 
 def _quantile_pairing(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices into two sorted samples and interval weights: W1 = sum w |a[ia] - b[ib]|."""
-    if n == m:
-        idx = np.arange(n)
-        return idx, idx, np.full(n, 1.0 / n)
     u = np.union1d(np.arange(n + 1) / n, np.arange(m + 1) / m)
     mid = (u[:-1] + u[1:]) / 2.0
     ia = np.minimum((mid * n).astype(np.int64), n - 1)
@@ -126,12 +124,19 @@ def _quantile_pairing(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return ia, ib, np.diff(u)
 
 
+def _sorted_projections(x: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    p = dirs.T @ x.T  # (directions, N): sorting along the contiguous axis is ~3x faster
+    p.sort(axis=1)
+    return p
+
+
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, dir_repeats: int = 4,
                        dirs_per_repeat: int = 128) -> float:
     """Mean W1 distance between the projections of descriptor sets (Na, D) and (Nb, D) on random unit directions."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise MetricError(f"descriptor sets must be (N, D) with the same D, got {a.shape} and {b.shape}")
-    ia, ib, w = _quantile_pairing(a.shape[0], b.shape[0])
+    same = a.shape[0] == b.shape[0]
+    ia, ib, w = (None, None, None) if same else _quantile_pairing(a.shape[0], b.shape[0])
     results = []
     for _ in range(dir_repeats):
         dirs = rng.standard_normal((a.shape[1], dirs_per_repeat))
@@ -139,9 +144,11 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, d
         dirs = dirs.astype(np.float32)
         total = 0.0
         for j in range(0, dirs_per_repeat, _DIR_BLOCK):
-            d = dirs[:, j:j + _DIR_BLOCK]
-            pa, pb = np.sort(a @ d, axis=0), np.sort(b @ d, axis=0)
-            total += float((w @ np.abs(pa[ia].astype(np.float64) - pb[ib])).sum())
+            pa, pb = _sorted_projections(a, dirs[:, j:j + _DIR_BLOCK]), _sorted_projections(b, dirs[:, j:j + _DIR_BLOCK])
+            if same:  # ProGAN's form: mean absolute difference of the sorted projections
+                total += float(np.abs(pa - pb).mean(axis=1, dtype=np.float64).sum())
+            else:
+                total += float((np.abs(pa[:, ia] - pb[:, ib]).astype(np.float64) @ w).sum())
         results.append(total / dirs_per_repeat)
     return float(np.mean(results))
 
