@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export EDGEGAN_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast bench bench-mnist clean
 
 install: $(STAMP)
 
@@ -25,6 +25,16 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Benchmarks: each writes JSON + markdown (with machine and versions) under bench/results/.
+bench: install
+	$(BIN)/python bench/bench_distill.py
+	$(BIN)/python bench/bench_export.py
+	$(BIN)/python bench/bench_runtime.py
+	$(BIN)/python bench/bench_ratio.py
+
+bench-mnist: install
+	bash bench/mnist.sh
 
 clean:
 	rm -rf runs .pytest_cache

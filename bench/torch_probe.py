@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
@@ -44,7 +43,9 @@ def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = Non
         t = time.perf_counter_ns()
         fwd(z)
         times[i] = time.perf_counter_ns() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    from edgegan_runtime.probe import peak_rss_mb  # VmHWM: ru_maxrss would include a large parent's peak
+
+    peak = peak_rss_mb()
     us = times / 1e3
     mean = float(us.mean())
     nbytes = None

@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not a.debug:
+        _quiet_third_party()
     if a.command is None:
         parser.print_help()
         return 2
@@ -286,6 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgegan: internal error: {type(e).__name__}: {_one_line(e)} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _quiet_third_party() -> None:
+    """The converters' own start-up chatter (absl/TFLite native logs, torchao kernel notices) says
+    nothing about the user's model; keep it for --debug."""
+    for var, val in (("TF_CPP_MIN_LOG_LEVEL", "3"), ("GLOG_minloglevel", "2"), ("ABSL_MIN_LOG_LEVEL", "2")):
+        os.environ.setdefault(var, val)
+    for name in ("torchao", "torch", "absl", "jax", "litert_torch", "ai_edge_quantizer", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _or(v, default):
