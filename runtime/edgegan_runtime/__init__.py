@@ -1,7 +1,39 @@
-"""edgegan-runtime: run exported edgegan generators with numpy and one interpreter. Never imports torch."""
+"""edgegan-runtime: run exported edgegan generators with numpy and one interpreter. Never imports torch.
+
+    import edgegan_runtime as rt
+    g = rt.load("runs/student/manifest.json", export="tflite:int8")
+    pixels = g.generate(16, seed=0)          # uint8 (16, H, W, C)
+    images = g.generate_from(rt.latent(16, g.latent_dim, 0))   # float32 (16, C, H, W) in [-1, 1]
+
+Every file is verified (size, type, sha256, structure) before a native interpreter sees it; every
+failure is a ``RuntimeModelError`` subclass with a one-line message naming the file.
+"""
 
 __version__ = "0.1.0"
 
+from edgegan_runtime.backend import backends  # noqa: E402
+from edgegan_runtime.errors import (  # noqa: E402
+    BackendError,
+    BackendUnavailableError,
+    InputError,
+    ManifestError,
+    ModelFileError,
+    RuntimeModelError,
+)
+from edgegan_runtime.generator import Generator, load, to_pixels  # noqa: E402
 from edgegan_runtime.latent import latent  # noqa: E402
 
-__all__ = ["latent", "__version__"]
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "Generator",
+    "InputError",
+    "ManifestError",
+    "ModelFileError",
+    "RuntimeModelError",
+    "__version__",
+    "backends",
+    "latent",
+    "load",
+    "to_pixels",
+]

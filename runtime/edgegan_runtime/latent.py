@@ -14,6 +14,14 @@
 4. z is g_0 .. g_{n*dim-1} in row-major order, rounded to float32.
 
 The stream is prefix-stable: ``latent(8, d, s)[:4] == latent(4, d, s)``.
+
+Test vectors (float32, printed to 8 significant digits):
+
+    latent(1, 4, 0)  == [[-0.45275775, 0.20776604, 2.6506059, -0.49042282]]
+    latent(1, 3, -1) == [[0.40389818, -0.24716993, -1.5578115]]       # seed -1 is 2**64 - 1
+
+A port that uses its own libm may differ from these in the last bit of a double, hence by at most
+one float32 ulp (tests/runtime/test_runtime_latent.py checks a scalar reading of this text).
 """
 
 from __future__ import annotations

@@ -1,0 +1,119 @@
+"""``edgegan-runtime``: generate sample grids and probe latency with only the runtime installed.
+
+The library raises typed errors; this module alone turns them into one-line messages and exit
+codes (0 ok, 1 a model/backend/input error, 2 bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from edgegan_runtime import __version__
+from edgegan_runtime.errors import RuntimeModelError
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an .onnx / .tflite file, or a manifest.json / run directory")
+    p.add_argument("--export", help="with a manifest: the export to load (file name or format:precision)")
+    p.add_argument("--backend", choices=["onnxruntime", "litert", "tflite-runtime"], help="default: from the file")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgegan-runtime",
+        description="Run exported edgegan generators (ONNX / TFLite): sample grids, verification, latency probe.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgegan-runtime {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="write a grid of generated images as PNG")
+    _add_model_args(p)
+    p.add_argument("-n", type=int, default=16, help="number of images (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--nrow", type=int, default=None, help="images per row (default: square)")
+    p.add_argument("-o", "--out", required=True, help="output PNG path")
+
+    p = sub.add_parser("bench", help="measure load time, latency, throughput and peak memory")
+    _add_model_args(p)
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--runs", type=int, default=None, help="timed calls (default: >= 200, about 1 s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("info", help="verify a model and print what it expects and returns (JSON)")
+    _add_model_args(p)
+
+    sub.add_parser("backends", help="list the backends installed here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except RuntimeModelError as e:
+        print(f"edgegan-runtime: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from edgegan_runtime.generator import load
+    from edgegan_runtime.png import grid, write_png
+
+    g = load(args.model, backend=args.backend, threads=args.threads, export=args.export)
+    images = g.generate(args.n, seed=args.seed)
+    if images.shape[-1] == 2 or images.shape[-1] > 4:
+        images = images[..., :1]  # PNG has no 2- or 5+-channel colour type; show the first channel
+    path = write_png(args.out, grid(images, nrow=args.nrow))
+    print(f"wrote {path} ({args.n} images, {g.backend}, seed {args.seed})")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edgegan_runtime.probe import bench, format_report
+
+    r = bench(
+        args.model, batch=args.batch, threads=args.threads, backend=args.backend, export=args.export, runs=args.runs
+    )
+    print(json.dumps(r) if args.json else format_report(r))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from edgegan_runtime.generator import load
+
+    g = load(args.model, backend=args.backend, threads=args.threads, export=args.export)
+    info = {
+        "model": str(g.path),
+        "format": g.format,
+        "precision": g.precision,
+        "backend": g.backend,
+        "latent_dim": g.latent_dim,
+        "output_shape": list(g.output_shape),
+        "batch_sizes": list(g.batch_sizes) if g.batch_sizes else None,
+        "bytes": g.bytes,
+        "sha256": g.sha256,
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from edgegan_runtime.backend import BACKENDS, backend_version, is_available
+
+    for name, spec in BACKENDS.items():
+        ok = is_available(name)
+        missing = f"missing: pip install 'edgegan-runtime[{spec.extra}]'"
+        state = f"installed ({backend_version(spec)})" if ok else missing
+        print(f"{name:15} {'/'.join(spec.formats):7} {state}")
+    return 0
+
+
+_COMMANDS = {"generate": _generate, "bench": _bench, "info": _info, "backends": _backends}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Typed errors of the runtime: one base class, one subclass per thing the caller can act on.
+
+Messages are one line and name the file they are about, so an app can log them as they are.
+"""
+
+from __future__ import annotations
+
+
+class RuntimeModelError(Exception):
+    """Base class of every error the runtime raises on purpose."""
+
+
+class ModelFileError(RuntimeModelError):
+    """The model file (or manifest) is missing, truncated, of the wrong type, corrupt or fails its sha256."""
+
+
+class ManifestError(ModelFileError):
+    """The manifest is unreadable, of another schema, or names no usable export."""
+
+
+class BackendUnavailableError(RuntimeModelError):
+    """The requested backend is unknown, not installed, or cannot run this file type."""
+
+
+class BackendError(RuntimeModelError):
+    """The native interpreter refused the model or failed while running it."""
+
+
+class InputError(RuntimeModelError, ValueError):
+    """A bad argument from the caller: latent of the wrong shape, n < 0, threads < 1, ..."""

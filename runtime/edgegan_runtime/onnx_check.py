@@ -1,0 +1,119 @@
+"""Verify an .onnx file before ONNX Runtime sees it.
+
+Two layers. First a pure-Python walk over the protobuf wire format of the top-level ModelProto
+(every tag a known ModelProto field with its wire type, every varint and length inside the file,
+a graph present): this is the "magic number" of a format that has none, and it rejects a TFLite
+file, random bytes or a truncated file in microseconds. Then the ``onnx`` package parses the
+proto (protobuf's parser is memory-safe) and ``onnx.checker.check_model`` validates the graph;
+any exception from either becomes a ModelFileError. Last, the generator contract is read from the
+graph: one float input (B, latent_dim), one float output (B, C, H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgegan_runtime.errors import BackendUnavailableError, ModelFileError
+
+# ModelProto field number -> wire type (onnx/onnx.proto): 0 varint, 2 length-delimited
+_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+_FLOAT = 1  # TensorProto.FLOAT
+
+
+@dataclass(frozen=True)
+class OnnxIO:
+    input_name: str
+    output_name: str
+    batch: int | None  # fixed batch size, or None when the batch dimension is dynamic
+    latent_dim: int
+    output_shape: tuple[int, int, int]
+
+
+def _varint(data: bytes | memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
+    value = shift = 0
+    for i in range(10):
+        if pos + i >= end:
+            raise ModelFileError(f"{name}: corrupt or truncated ONNX file (varint runs past the end)")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos + i + 1
+    raise ModelFileError(f"{name}: corrupt ONNX file (varint longer than 10 bytes)")
+
+
+def wire_check(data: bytes | memoryview, name: str) -> None:
+    """Walk the top-level ModelProto fields; raise ModelFileError unless it looks like an ONNX model."""
+    pos, end, seen_graph = 0, len(data), False
+    while pos < end:
+        tag, pos = _varint(data, pos, end, name)
+        field, wire = tag >> 3, tag & 7
+        if _MODEL_FIELDS.get(field) != wire:
+            where = "at the start" if pos <= 2 else f"at byte {pos}"
+            raise ModelFileError(f"{name}: not an ONNX model (unexpected protobuf field {field}/{wire} {where})")
+        if wire == 0:
+            _, pos = _varint(data, pos, end, name)
+        else:
+            length, pos = _varint(data, pos, end, name)
+            if pos + length > end:
+                left = end - pos
+                raise ModelFileError(f"{name}: truncated ONNX file (field {field} needs {length} bytes, {left} left)")
+            seen_graph |= field == 7
+            pos += length
+    if not seen_graph:
+        raise ModelFileError(f"{name}: not an ONNX model (no graph)")
+
+
+def verify_onnx(data: bytes, name: str) -> OnnxIO:
+    """Verify ``data`` (a whole .onnx file) and return its generator contract; raises ModelFileError."""
+    wire_check(data, name)
+    try:
+        import onnx
+    except ImportError:
+        raise BackendUnavailableError(
+            f"{name}: verifying an ONNX file needs the 'onnx' package; pip install 'edgegan-runtime[onnx]'"
+        ) from None
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ModelFileError(f"{name}: corrupt ONNX file ({_one_line(e)})") from None
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise ModelFileError(f"{name}: ONNX files with external data are not supported")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:  # onnx.checker.ValidationError, but the C++ side may raise others
+        raise ModelFileError(f"{name}: invalid ONNX model ({_one_line(e)})") from None
+    return _io(model, name)
+
+
+def _dims(value_info) -> list[int | None]:
+    t = value_info.type.tensor_type
+    return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+
+def _io(model, name: str) -> OnnxIO:
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1 or len(g.output) != 1:
+        raise ModelFileError(
+            f"{name}: model has {len(inputs)} inputs and {len(g.output)} outputs; an edgegan generator has one of each"
+        )
+    i, o = inputs[0], g.output[0]
+    idims, odims = _dims(i), _dims(o)
+    if i.type.tensor_type.elem_type != _FLOAT or o.type.tensor_type.elem_type != _FLOAT:
+        raise ModelFileError(f"{name}: generator input and output must be float32")
+    if len(idims) != 2 or idims[1] is None or len(odims) != 4 or None in odims[1:]:
+        raise ModelFileError(
+            f"{name}: expected input (B, latent_dim) and output (B, C, H, W) with fixed sizes, "
+            f"got {idims} -> {odims}"
+        )
+    if idims[1] < 1 or min(odims[1:]) < 1:
+        raise ModelFileError(f"{name}: zero-sized input or output {idims} -> {odims}")
+    batch = idims[0] if idims[0] else None
+    return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])))
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:300]

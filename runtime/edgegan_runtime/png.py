@@ -1,0 +1,57 @@
+"""A minimal PNG writer (stdlib zlib only) and an image grid, so ``generate -o grid.png`` needs no Pillow."""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+
+def grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile uint8 images (N, H, W, C) into one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) image."""
+    n, h, w, c = images.shape
+    cols = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / cols))
+    out = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        out[y : y + h, x : x + w] = images[i]
+    return out
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 image (H, W) or (H, W, C) with C in 1 (grey), 3 (RGB) or 4 (RGBA)."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    h, w, c = image.shape
+    color = {1: 0, 3: 2, 4: 6}.get(c)
+    if image.dtype != np.uint8 or color is None:
+        raise ValueError(f"encode_png: need uint8 (H, W, 1|3|4), got {image.dtype} {image.shape}")
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), image.reshape(h, w * c)], axis=1).tobytes()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write ``image`` as PNG atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    data = encode_png(image)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

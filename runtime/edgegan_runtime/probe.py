@@ -1,0 +1,165 @@
+"""The device-side probe: how fast and how large a model is here, with only the runtime installed.
+
+One call to ``bench`` measures, in this process: load time (verification included), the first
+inference, a warm-up, then at least ``MIN_RUNS`` timed calls of ``generate_from`` on one fixed
+latent batch (the call an app makes), each timed alone with ``perf_counter_ns``. Peak RSS is the
+process's high-water mark (VmHWM on Linux), so run the probe in a fresh process to measure one model.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from edgegan_runtime.backend import BACKENDS
+from edgegan_runtime.errors import InputError
+from edgegan_runtime.generator import load
+from edgegan_runtime.latent import latent
+
+MIN_RUNS = 200
+WARMUP_S = 0.2  # warm-up length; at least 10 calls
+TARGET_S = 1.0  # timed phase aims at this length, never below MIN_RUNS calls
+MAX_RUNS = 100_000
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size in MiB (None where the OS does not say).
+
+    Linux: VmHWM of /proc/self/status. Not ``ru_maxrss``, which survives exec: a probe started by a
+    large parent (a torch benchmark harness) would report the parent's peak as its own."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1 << 20) if sys.platform == "darwin" else kb / 1024  # bytes on macOS, KiB elsewhere
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bench(
+    path: str | os.PathLike,
+    *,
+    batch: int = 1,
+    threads: int = 1,
+    backend: str | None = None,
+    export: str | None = None,
+    runs: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measure one model; returns one JSON-able dict (see the module doc)."""
+    if not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch must be an integer >= 1, got {batch!r}")
+    if runs is not None and (not isinstance(runs, int) or runs < 1):
+        raise InputError(f"runs must be an integer >= 1, got {runs!r}")
+    t0 = time.perf_counter_ns()
+    g = load(path, backend=backend, threads=threads, export=export)
+    load_ns = time.perf_counter_ns() - t0
+    z = latent(batch, g.latent_dim, seed)
+    run = g.generate_from
+    t0 = time.perf_counter_ns()
+    run(z)
+    first_ns = time.perf_counter_ns() - t0
+
+    warm, t0 = 0, time.perf_counter_ns()
+    while warm < 10 or time.perf_counter_ns() - t0 < WARMUP_S * 1e9:
+        run(z)
+        warm += 1
+    warm_ns = time.perf_counter_ns() - t0
+    if runs is None:
+        runs = int(min(MAX_RUNS, max(MIN_RUNS, TARGET_S * 1e9 * warm / max(warm_ns, 1))))
+
+    times = np.empty(runs, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for i in range(runs):
+        t = clock()
+        run(z)
+        times[i] = clock() - t
+    peak = peak_rss_mb()  # before the report's own imports
+    us = times / 1e3
+    mean = float(us.mean())
+    spec = BACKENDS[g.backend]
+    result = {
+        "model": str(g.path),
+        "format": g.format,
+        "precision": g.precision,
+        "backend": g.backend,
+        "batch": batch,
+        "threads": threads,
+        "latent_dim": g.latent_dim,
+        "output_shape": list(g.output_shape),
+        "load_ms": load_ns / 1e6,
+        "first_ms": first_ns / 1e6,
+        "warmup_runs": warm,
+        "warmup_ms": warm_ns / 1e6,
+        "runs": runs,
+        "p50_us": float(np.percentile(us, 50)),
+        "p90_us": float(np.percentile(us, 90)),
+        "p99_us": float(np.percentile(us, 99)),
+        "mean_us": mean,
+        "min_us": float(us.min()),
+        "us_per_image": float(np.percentile(us, 50)) / batch,
+        "images_per_s": batch * 1e6 / mean,
+        "peak_rss_mb": peak,
+        "bytes": g.bytes,
+        "sha256": g.sha256,
+        "versions": versions(spec.distribution),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
+        "torch_imported": sys.modules.get("torch") is not None,
+    }
+    g.close()
+    return result
+
+
+def versions(*distributions: str) -> dict[str, str]:
+    from importlib import metadata  # imported late: it pulls in email, zipfile, csv (2 MB resident)
+
+    out = {"python": platform.python_version()}
+    for name in ("edgegan-runtime", "numpy", *distributions):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def format_report(r: dict[str, Any]) -> str:
+    rss = f"{r['peak_rss_mb']:.1f} MB" if r["peak_rss_mb"] is not None else "n/a"
+    v = ", ".join(f"{k} {val}" for k, val in r["versions"].items())
+    return "\n".join(
+        [
+            f"model        {r['model']} ({r['format']}, {r['bytes']:,} bytes)",
+            f"backend      {r['backend']}, {r['threads']} thread(s), batch {r['batch']}",
+            f"load         {r['load_ms']:.2f} ms (verification included)",
+            f"first call   {r['first_ms']:.3f} ms",
+            f"warm-up      {r['warmup_runs']} calls in {r['warmup_ms']:.1f} ms",
+            f"latency      p50 {r['p50_us']:.1f} us, p90 {r['p90_us']:.1f} us, p99 {r['p99_us']:.1f} us, "
+            f"mean {r['mean_us']:.1f} us over {r['runs']} calls",
+            f"throughput   {r['images_per_s']:,.0f} images/s ({r['us_per_image']:.2f} us/image at p50)",
+            f"peak RSS     {rss}",
+            f"versions     {v}",
+            f"machine      {r['machine']['cpu']}, {r['machine']['cores']} cores",
+        ]
+    )
+
