@@ -8,12 +8,10 @@ a fresh subprocess, so load time, first inference and peak RSS belong to that mo
 eager latency of the same generators is measured the same way (fresh process, >= 200 timed calls)
 for reference; the runtime itself never imports torch.
 
-Model files are made here with random weights (latency does not depend on their values; they are
-scaled so activations have realistic magnitudes, no denormals): ONNX via torch.onnx (fp32), its
-fp16 conversion (onnxruntime.transformers.float16) and static QDQ int8 (onnxruntime.quantization);
-TFLite via litert-torch (fp32, signatures batch_1 and batch_64), weight-only fp16
-(ai-edge-quantizer float casting) and static int8 (litert-torch PT2E, per-channel weights). A
-variant that cannot be made or loaded is recorded with its reason instead of numbers.
+Model files are the ones `edgegan export` writes (every precision, parity-checked), from generators
+with random weights (latency does not depend on their values; they are scaled so activations have
+realistic magnitudes, no denormals). A variant that cannot be exported or loaded is recorded with
+its reason instead of numbers.
 """
 
 from __future__ import annotations
@@ -47,12 +45,7 @@ NOTES = [
     "ConvTranspose, 4 Relu, Conv+Tanh and 2 Unsqueeze nodes.",
     "Peak RSS is VmHWM of the probe process: Python (10.5 MB) + numpy (15 MB) + the runtime (2 MB) + the "
     "interpreter library (LiteRT 9 MB; onnx 8 MB + ONNX Runtime 18 MB) + the model.",
-    "ONNX fp16: onnxruntime.transformers.float16 with keep_io_types (its graph is re-sorted topologically, "
-    "which onnx.checker requires); ONNX int8: static QDQ, per-channel weights, 8 random calibration batches.",
-    "TFLite fp16: ai-edge-quantizer float casting (weight-only fp16); TFLite int8: litert-torch PT2E static "
-    "int8 with per-channel weights and float I/O. ai-edge-quantizer's static int8 recipe was not used: its "
-    "per-channel output is refused by the interpreter (num_scales must be 1 ...) and its per-tensor variant "
-    "fails on the TRANSPOSE_CONV bias.",
+    "Files: `edgegan export` (see bench/results/export.md for how each precision is made and its parity).",
 ]
 
 
@@ -86,136 +79,31 @@ def build_generator(d: int):
     return g
 
 
-def export_onnx(g, path: Path) -> Path:
-    import torch
-
-    torch.onnx.export(g, (torch.zeros(1, LATENT),), str(path), input_names=["z"], output_names=["images"],
-                      dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}}, dynamo=False)
-    return path
-
-
-def _toposort(graph) -> None:
-    """Reorder nodes so each runs after its inputs' producers (the fp16 converter appends its casts)."""
-    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    nodes, ordered = list(graph.node), []
-    while nodes:
-        rest = [n for n in nodes if not all(i in ready for i in n.input)]
-        done = [n for n in nodes if all(i in ready for i in n.input)]
-        if not done:
-            raise RuntimeError("graph has a cycle")
-        for n in done:
-            ordered.append(n)
-            ready.update(n.output)
-        nodes = rest
-    del graph.node[:]
-    graph.node.extend(ordered)
-
-
-def onnx_fp16(src: Path, path: Path) -> Path:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    _toposort(m.graph)
-    onnx.save(m, str(path))
-    return path
-
-
-def onnx_int8(src: Path, path: Path) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(0)
-            self.it = iter([{"z": rng.standard_normal((16, LATENT)).astype(np.float32)} for _ in range(8)])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    pre = path.with_name(path.stem + "-pre.onnx")
-    quant_pre_process(str(src), str(pre))
-    quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, per_channel=True)
-    pre.unlink()
-    return path
-
-
-def _signatures(modules: dict[int, object]):
-    import litert_torch
-    import torch
-
-    conv = None
-    for b, m in modules.items():
-        args = (torch.zeros(b, LATENT),)
-        conv = litert_torch.signature(f"batch_{b}", m, args) if conv is None else conv.signature(f"batch_{b}", m, args)
-    return conv
-
-
-def tflite_fp32(g, path: Path) -> Path:
-    _signatures({b: g for b in BATCHES}).convert().export(str(path))
-    return path
-
-
-def tflite_fp16(src: Path, path: Path) -> Path:
-    from ai_edge_quantizer import qtyping, quantizer
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
-
-    qt = quantizer.Quantizer(str(src))
-    qt.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
-                              algorithm_key=AlgorithmName.FLOAT_CASTING)
-    qt.quantize().export_model(str(path), overwrite=True)
-    return path
-
-
-def tflite_int8(g, path: Path) -> Path:
-    import torch
-    from litert_torch.quantize import pt2e_quantizer, quant_config
-
-    try:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    except ImportError:  # older torch
-        from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    q = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
-    )
-    gen = torch.Generator().manual_seed(0)
-    modules = {}
-    for b in BATCHES:
-        m = prepare_pt2e(torch.export.export(g, (torch.zeros(b, LATENT),)).module(), q)
-        for _ in range(4):
-            m(torch.randn(b, LATENT, generator=gen))
-        modules[b] = convert_pt2e(m, fold_quantize=False)
-    _signatures(modules).convert(quant_config=quant_config.QuantConfig(pt2e_quantizer=q)).export(str(path))
-    return path
+EXPORTS = (("onnx", "none"), ("onnx", "fp16"), ("onnx", "int8"), ("tflite", "none"), ("tflite", "fp16"),
+           ("tflite", "dynamic-int8"), ("tflite", "weight-int8"), ("tflite", "int8"))
+BACKEND = {"onnx": "onnxruntime", "tflite": "litert"}
 
 
 def make_variants(d: int, work: Path) -> list[Variant]:
-    g = build_generator(d)
-    out: list[Variant] = []
+    """The files `edgegan export` writes (parity-checked), so the bench measures what users ship."""
+    from edgegan.checkpoint import model_section
+    from edgegan.errors import EdgeganError
+    from edgegan.export import export_run
+    from edgegan.manifest import write_manifest
 
-    def attempt(fmt: str, precision: str, backend: str, make) -> Path | None:
-        path = work / f"d{d}-{precision}.{fmt}"
+    run = work / f"d{d}"
+    write_manifest(run, {"schema": "edgegan.manifest/1", "kind": "student",
+                         "model": model_section(build_generator(d), "dcgan", {"d": d}, run)})
+    out: list[Variant] = []
+    for fmt, q in EXPORTS:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                make(path)
-            out.append(Variant(d, fmt, precision, backend, path))
-            return path
-        except Exception as e:  # recorded, not fatal: the table says why a cell is empty
-            why = f"could not be made: {type(e).__name__}: {str(e)[:160]}"
-            out.append(Variant(d, fmt, precision, backend, None, why))
-            return None
-
-    onnx32 = attempt("onnx", "fp32", "onnxruntime", lambda p: export_onnx(g, p))
-    if onnx32:
-        attempt("onnx", "fp16", "onnxruntime", lambda p: onnx_fp16(onnx32, p))
-        attempt("onnx", "int8", "onnxruntime", lambda p: onnx_int8(onnx32, p))
-    tfl32 = attempt("tflite", "fp32", "litert", lambda p: tflite_fp32(g, p))
-    if tfl32:
-        attempt("tflite", "fp16", "litert", lambda p: tflite_fp16(tfl32, p))
-    attempt("tflite", "int8", "litert", lambda p: tflite_int8(g, p))
+                e = export_run(run, format=fmt, quantize=q, batch=[1, 64] if fmt == "tflite" else None)
+            out.append(Variant(d, fmt, e["precision"], BACKEND[fmt], run / e["file"]))
+        except EdgeganError as e:  # recorded, not fatal: the table says why a cell is empty
+            precision = "fp32" if q == "none" else q
+            out.append(Variant(d, fmt, precision, BACKEND[fmt], None, f"could not be exported: {e}"[:200]))
     return out
 
 
@@ -334,7 +222,7 @@ def write_markdown(doc: dict, path: Path) -> None:
             "| load (ms) | first call (ms) | peak RSS b=1 (MB) |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        order = {"fp32": 0, "fp16": 1, "int8": 2}
+        order = {"fp32": 0, "fp16": 1, "dynamic-int8": 2, "weight-int8": 3, "int8": 4}
         keys = sorted({(r["format"], r["precision"], r["backend"]) for r in rows if r["d"] == d},
                       key=lambda k: (k[2] == "torch-eager", k[0], order.get(k[1], 9)))
         for fmt, prec, backend in keys:
