@@ -10,7 +10,6 @@ measurements are interleaved in rounds, in one process, so machine noise hits th
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -18,12 +17,11 @@ from pathlib import Path
 
 import torch
 
-from edgegan.checkpoint import model_section
 from edgegan.distill import DistillConfig, distill
-from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions, write_manifest
-from edgegan.models import build_generator
+from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions
 from edgegan.sources import load_generator
 from edgegan.sysinfo import machine
+from edgegan.testing import make_run, random_bn_generator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,14 +35,7 @@ def main() -> None:
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_distill_"))
     teacher_dir = tmp / "teacher"
-    g = build_generator("dcgan", d=a.teacher_d)
-    with torch.no_grad():  # non-trivial BN statistics, as in a trained teacher
-        g.train()
-        for _ in range(3):
-            g(torch.randn(64, 100))
-    g.eval()
-    write_manifest(teacher_dir, {"schema": "edgegan.manifest/1", "kind": "teacher",
-                                 "model": model_section(g, "dcgan", {"d": a.teacher_d}, teacher_dir)})
+    make_run(teacher_dir, random_bn_generator(a.teacher_d), {"d": a.teacher_d}, kind="teacher")
     teacher = load_generator(str(teacher_dir))
     z = torch.randn(a.batch, 100)
     teacher.forward(z)  # warm-up

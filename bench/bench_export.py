@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from edgegan.checkpoint import model_section
 from edgegan.export import export_run
-from edgegan.manifest import now_iso, versions, write_manifest
-from edgegan.models import build_generator, count_params
+from edgegan.manifest import now_iso, versions
+from edgegan.models import count_params
+from edgegan.testing import make_run, tiny_student
 
 log = logging.getLogger("bench_export")
 
@@ -38,34 +37,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CASES = [("onnx", "none", None), ("onnx", "fp16", None), ("onnx", "int8", None),
          ("tflite", "none", [64]), ("tflite", "fp16", [64]), ("tflite", "dynamic-int8", [64]),
          ("tflite", "weight-int8", [64]), ("tflite", "int8", [64])]
-
-
-def tiny_student(d: int, steps: int = 40, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    teacher = build_generator("dcgan", d=max(4, d))
-    for m in teacher.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = None
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            with torch.no_grad():
-                m.weight.normal_(0.0, 0.2, generator=gen)
-    teacher.train()
-    with torch.no_grad():
-        for _ in range(3):
-            teacher(torch.randn(64, 100, generator=gen))
-    teacher.eval()
-    torch.manual_seed(seed)
-    student = build_generator("dcgan", d=d)
-    opt = torch.optim.Adam(student.parameters(), 1e-2)
-    for _ in range(steps):
-        z = torch.randn(32, 100, generator=gen)
-        with torch.no_grad():
-            y = teacher(z)
-        loss = nn.functional.mse_loss(student(z), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return student.eval()
 
 
 def latency_ms(run_dir: Path, label: str, repeats: int) -> float:
@@ -89,10 +60,7 @@ def bench(ds: list[int], repeats: int, work: Path) -> dict[str, Any]:
         t = time.perf_counter()
         student = tiny_student(d)
         log.info("d=%d: student trained in %.1f s", d, time.perf_counter() - t)
-        run = work / f"d{d}"
-        run.mkdir(parents=True, exist_ok=True)
-        write_manifest(run, {"schema": "edgegan.manifest/1", "kind": "student",
-                             "model": model_section(student, "dcgan", {"d": d}, run)})
+        run = make_run(work / f"d{d}", student, {"d": d})
         for fmt, q, batch in CASES:
             e = export_run(run, format=fmt, quantize=q, batch=batch)
             p = e["parity"]

@@ -16,12 +16,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import torch
-
 from edgegan.bench.harness import count_macs, probe_runtime, probe_torch
-from edgegan.checkpoint import model_section
 from edgegan.export import export_run
-from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions, write_manifest
+from edgegan import testing
+from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions
 from edgegan.models import build_generator, count_params
 from edgegan.sysinfo import machine
 
@@ -29,15 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def make_run(folder: Path, d: int) -> Path:
-    g = build_generator("dcgan", d=d)
-    with torch.no_grad():
-        g.train()
-        for _ in range(2):
-            g(torch.randn(16, 100))
-    g.eval()
-    write_manifest(folder, {"schema": "edgegan.manifest/1", "kind": "student",
-                            "model": model_section(g, "dcgan", {"d": d}, folder)})
-    return folder
+    return testing.make_run(folder, testing.random_bn_generator(d), {"d": d})
 
 
 def main() -> None:

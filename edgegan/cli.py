@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgegan import __version__
-from edgegan.errors import ConfigError, EdgeganError
+from edgegan.errors import EdgeganError
 
 log = logging.getLogger("edgegan")
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}

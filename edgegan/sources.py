@@ -44,8 +44,6 @@ class GeneratorSource:
 
 def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | None = None,
                    device: str = "cpu") -> GeneratorSource:
-    import torch
-
     p = Path(spec)
     if p.is_dir() or p.name == MANIFEST_NAME:
         return _from_run(spec, device)

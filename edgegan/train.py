@@ -72,7 +72,6 @@ _RESUMABLE = {"steps", "sample_every", "checkpoint_every", "device", "data_dir"}
 
 def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train a GAN into run directory ``out``; returns the manifest. Validates everything before writing."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
 

@@ -13,12 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from edgegan.checkpoint import model_section
 from edgegan.errors import CheckpointError, ConfigError, UnknownNameError
 from edgegan.export import FORMATS, ExportOptions, export_run, format_table
 from edgegan.export.prepare import CroppedConvTranspose2d, convt_is_native, fold_batchnorm, prepare_for_export
-from edgegan.manifest import write_manifest
-from edgegan.models import build_generator
+from edgegan.testing import make_run, random_bn_generator, tiny_student
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:ai_edge_litert.*")
 
@@ -26,66 +24,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:ai_edge_litert.*")
 # ------------------------------------------------------------------------------ helpers (shared)
 
 def train_student(d: int = 2, steps: int = 40, seed: int = 0, latent_dim: int = 100) -> nn.Module:
-    """A tiny DCGAN student after a few dozen steps of pixel MSE to a fixed random teacher.
-
-    The teacher's weights are N(0, 0.2) (not DCGAN's 0.02) and its BatchNorm statistics are the
-    exact averages of three batches, so its images span a real part of [-1, 1]; a student trained
-    towards it has realistic weight and BatchNorm scales, unlike an untrained one.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is faster, and kind to a shared machine
-    try:
-        return _train_student(d, steps, seed, latent_dim)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train_student(d: int, steps: int, seed: int, latent_dim: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    teacher = build_generator("dcgan", d=4, latent_dim=latent_dim)
-    for m in teacher.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = None
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            with torch.no_grad():
-                m.weight.normal_(0.0, 0.2, generator=g)
-    teacher.train()
-    with torch.no_grad():
-        for _ in range(3):
-            teacher(torch.randn(64, latent_dim, generator=g))
-    teacher.eval()
-    torch.manual_seed(seed)
-    student = build_generator("dcgan", d=d, latent_dim=latent_dim)
-    opt = torch.optim.Adam(student.parameters(), 1e-2)
-    for _ in range(steps):
-        z = torch.randn(32, latent_dim, generator=g)
-        with torch.no_grad():
-            y = teacher(z)
-        loss = nn.functional.mse_loss(student(z), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return student.eval()
-
-
-def make_run(run_dir: Path, generator: nn.Module, args: dict) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    sec = model_section(generator, "dcgan", args, run_dir)
-    write_manifest(run_dir, {"schema": "edgegan.manifest/1", "kind": "student", "model": sec})
-    return run_dir
+    return tiny_student(d, steps, seed, latent_dim)
 
 
 def random_bn_student(d: int = 2, seed: int = 0) -> nn.Module:
-    """Untrained DCGAN with BatchNorm in a non-trivial state (for tests that never convert)."""
-    torch.manual_seed(seed)
-    g = build_generator("dcgan", d=d)
-    for m in g.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.normal_(1.0, 0.2)
-            m.bias.data.normal_(0.0, 0.2)
-    return g.eval()
+    return random_bn_generator(d, seed)
 
 
 def tree(path: Path) -> list[str]:

@@ -1,7 +1,6 @@
 """Teacher training, --resume, and distillation on real MNIST (the paper's RQ1 set-up, tiny)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

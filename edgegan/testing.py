@@ -1,0 +1,77 @@
+"""Small real models for tests and benchmarks (like ``numpy.testing``): no mocks, real weights.
+
+* ``tiny_student`` — a DCGAN student after a few dozen steps of pixel MSE to a fixed random teacher
+  whose weights are N(0, 0.2) (not DCGAN's 0.02) and whose BatchNorm statistics are exact averages
+  of three batches: its images span a real part of [-1, 1], so the student has realistic weight and
+  BatchNorm scales, unlike an untrained one.
+* ``random_bn_generator`` — an untrained DCGAN with BatchNorm in a non-trivial state (folding tests,
+  latency benchmarks: latency does not depend on the values).
+* ``make_run`` — a run directory (weights + manifest) around any registered-family generator.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgegan.checkpoint import model_section
+from edgegan.manifest import write_manifest
+from edgegan.models import build_generator
+
+
+def tiny_student(d: int = 2, steps: int = 40, seed: int = 0, latent_dim: int = 100, teacher_d: int = 4) -> nn.Module:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster, and kind to a shared machine
+    try:
+        g = torch.Generator().manual_seed(seed)
+        teacher = build_generator("dcgan", d=teacher_d, latent_dim=latent_dim)
+        for m in teacher.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = None  # cumulative average: exact statistics of the batches below
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                with torch.no_grad():
+                    m.weight.normal_(0.0, 0.2, generator=g)
+        teacher.train()
+        with torch.no_grad():
+            for _ in range(3):
+                teacher(torch.randn(64, latent_dim, generator=g))
+        teacher.eval()
+        torch.manual_seed(seed)
+        student = build_generator("dcgan", d=d, latent_dim=latent_dim)
+        opt = torch.optim.Adam(student.parameters(), 1e-2)
+        for _ in range(steps):
+            z = torch.randn(32, latent_dim, generator=g)
+            with torch.no_grad():
+                y = teacher(z)
+            loss = nn.functional.mse_loss(student(z), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return student.eval()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def random_bn_generator(d: int = 2, seed: int = 0, **args: Any) -> nn.Module:
+    torch.manual_seed(seed)
+    g = build_generator("dcgan", d=d, **args)
+    for m in g.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_(1.0, 0.2)
+            m.bias.data.normal_(0.0, 0.2)
+    return g.eval()
+
+
+def make_run(run_dir: str | os.PathLike, generator: nn.Module, args: dict[str, Any], family: str = "dcgan",
+             kind: str = "student") -> Path:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(run_dir, {"schema": "edgegan.manifest/1", "kind": kind,
+                             "model": model_section(generator, family, args, run_dir)})
+    return run_dir
