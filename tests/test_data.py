@@ -75,13 +75,14 @@ def test_cifar_official_batches(tmp_path):
     base = tmp_path / "cifar-10-batches-py"
     base.mkdir()
     rng = np.random.default_rng(1)
+    data = {}
     for name in ["data_batch_1", "test_batch"]:
-        d = {b"data": rng.integers(0, 256, (5, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 3, 9]}
-        (base / name).write_bytes(pickle.dumps(d, protocol=2))
+        data[name] = rng.integers(0, 256, (5, 3072), dtype=np.uint8)
+        (base / name).write_bytes(pickle.dumps({b"data": data[name], b"labels": [0, 1, 2, 3, 9]}, protocol=2))
     tr = load_dataset("cifar10", data_dir=tmp_path, split="train")
     _check(tr, n=5, c=3)
     te = load_dataset("cifar10", data_dir=tmp_path, split="test")
-    raw = pickle.loads((base / "test_batch").read_bytes())[b"data"][0].reshape(3, 32, 32)
+    raw = data["test_batch"][0].reshape(3, 32, 32)
     assert np.allclose((te.images[0] + 1) * 127.5, raw, atol=1e-3)
 
 
