@@ -94,8 +94,8 @@ def distill(cfg: DistillConfig, out: str | Path, *, progress: bool = True) -> di
     if cfg.loss == "joint":
         from edgegan.data import load_dataset
 
-        name = cfg.dataset or (teacher.info.get("dataset") if teacher.kind == "edgegan" else None)
-        if name is None and teacher.kind == "edgegan":
+        name = cfg.dataset
+        if name is None and teacher.kind == "edgegan":  # default: the data the teacher was trained on
             from edgegan.manifest import read_manifest
 
             name = read_manifest(teacher.spec).get("dataset", {}).get("name")

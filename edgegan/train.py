@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgegan.errors import CheckpointError, ConfigError
-from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, read_manifest, sha256_file, versions
+from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, sha256_file, versions
 
 log = logging.getLogger(__name__)
 KINDS = ("teacher", "baseline")
@@ -242,9 +242,4 @@ def _restore(out: Path, st: dict, G, D, opt_g, opt_d, gen, load_tensors) -> None
     torch.set_rng_state(t["rng.torch"])
 
 
-def existing_manifest(out: str | Path) -> dict[str, Any] | None:
-    p = Path(out) / MANIFEST_NAME
-    return read_manifest(p) if p.exists() else None
-
-
-__all__ = ["TrainConfig", "train_gan", "replace"]
+__all__ = ["TrainConfig", "train_gan"]
