@@ -99,7 +99,9 @@ def _file_images(path: Path, z: np.ndarray) -> np.ndarray:
 
 def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = None, samples: int = 2000,
               dataset: str | None = None, data_dir: str | None = None, seed: int = 0, batch: int = 1,
-              threads: int = 1, progress: bool = True) -> dict[str, Any]:
+              threads: int = 1, progress: bool = True, baselines: list[str] | None = None) -> dict[str, Any]:
+    """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
+    from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_generator
     from edgegan.sysinfo import machine
@@ -116,6 +118,12 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         if "distill" not in m:
             raise BenchError(f"{r}: not a distilled student run (no 'distill' section); bench compares a student "
                              "with its teacher")
+    base_runs = [(b, read_manifest(b)) for b in baselines or []]
+    for b, bm in base_runs:
+        for r, m in manifests:
+            if bm["model"]["output"]["shape"] != m["model"]["output"]["shape"]:
+                raise BenchError(f"{b}: baseline makes {bm['model']['output']['shape']} images, student {r} makes "
+                                 f"{m['model']['output']['shape']}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -171,6 +179,13 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 row(f"student d={m['model']['args'].get('d')}", "export", s_params, s_macs, e["bytes"], lat, imgs,
                     fmt=e["format"], precision=e["precision"], extra={"file": e["file"],
                                                                       "parity_passed": e.get("parity", {}).get("passed")})
+        for b, bm in base_runs:
+            brun = load_run(b)
+            bz = latent(samples, brun.latent_dim, seed)
+            row(f"{bm.get('kind', 'baseline')} d={bm['model']['args'].get('d')}", "baseline", bm["model"]["params"],
+                count_macs(brun.generator, brun.latent_dim), bm["model"]["weights"]["bytes"],
+                probe_torch(str(brun.run_dir), batch=batch, threads=threads), _torch_images(_fwd(brun.generator), bz),
+                extra={"run": str(brun.run_dir), "train_steps": bm.get("train", {}).get("step")})
         _quality(rows, ds_name, ds_dir, teacher_imgs, samples, seed, progress)
         speedups(rows)
         for r in rows:
@@ -264,8 +279,10 @@ def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: n
         if r["images"] is None:
             r["quality"] = {"error": "no images (model could not run)"}
             continue
-        is_teacher = r["kind"] == "teacher" and r["format"] == "torch"
-        r["quality"] = evaluate(r["images"], ref, classifier=clf, teacher_images=None if is_teacher else teacher_imgs,
+        # Fidelity (PSNR/SSIM to the teacher for the same z) means nothing for the teacher itself or for a
+        # baseline trained from scratch: its z maps to unrelated images.
+        no_fidelity = (r["kind"] == "teacher" and r["format"] == "torch") or r["kind"] == "baseline"
+        r["quality"] = evaluate(r["images"], ref, classifier=clf, teacher_images=None if no_fidelity else teacher_imgs,
                                 n_reference=n_ref, reference_seed=seed, swd_seed=seed)
 
 

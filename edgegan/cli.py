@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="compare teacher, student and exported files: size, speed, memory, quality")
     b.add_argument("runs", nargs="+", help="student run directories (the teacher is read from their manifest)")
     b.add_argument("--models", default="teacher,student,exports", help="which models to include")
+    b.add_argument("--baseline", action="append", default=[], metavar="RUN",
+                   help="a student-sized GAN trained from scratch (train-teacher --kind baseline) to compare; repeatable")
     b.add_argument("--samples", type=_positive_int, default=2000, help="images per model for the quality metrics")
     b.add_argument("--out", "-o", required=True, help="output directory (bench.json, bench.md, PNGs)")
     _data_options(b)
@@ -202,7 +204,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     from edgegan.bench import run_bench
 
     res = run_bench(a.runs, out=a.out, models=[m.strip() for m in a.models.split(",") if m.strip()],
-                    samples=a.samples, dataset=a.dataset, data_dir=a.data_dir, seed=a.seed, progress=not a.quiet)
+                    samples=a.samples, dataset=a.dataset, data_dir=a.data_dir, seed=a.seed, progress=not a.quiet,
+                    baselines=a.baseline)
     print(Path(res["markdown_path"]).read_text())
     return 0
 

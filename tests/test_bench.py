@@ -23,6 +23,8 @@ def student(tmp_path_factory):
     train_gan(TrainConfig(dataset="digits", d=8, steps=40, lr=1e-3, sample_every=0, checkpoint_every=0), root / "t",
               progress=False)
     distill(DistillConfig(teacher=str(root / "t"), d=2, steps=40), root / "s", progress=False)
+    train_gan(TrainConfig(dataset="digits", d=2, steps=20, lr=1e-3, kind="baseline", sample_every=0, checkpoint_every=0),
+              root / "baseline", progress=False)
     from edgegan.export import export_run
 
     export_run(root / "s", format="onnx", quantize="none")
@@ -33,14 +35,16 @@ def test_bench_cli_every_field(student, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEGAN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "b"
     r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--samples", "200", "--out", str(out),
-                        "--quiet"], capture_output=True, text=True, timeout=900)
+                        "--baseline", str(student.parent / "baseline"), "--quiet"], capture_output=True, text=True,
+                       timeout=900)
     assert r.returncode == 0, r.stderr
     assert "| teacher | torch |" in r.stdout and "| student d=2 | onnx | fp32 |" in r.stdout
     doc = json.loads((out / "bench.json").read_text())
     assert doc["machine"]["cores"] >= 1 and doc["versions"]["torch"]
     (res,) = doc["results"]
     kinds = [(m["kind"], m["format"]) for m in res["models"]]
-    assert kinds == [("teacher", "torch"), ("teacher", "onnx"), ("student", "torch"), ("export", "onnx")]
+    assert kinds == [("teacher", "torch"), ("teacher", "onnx"), ("student", "torch"), ("export", "onnx"),
+                     ("baseline", "torch")]
     for m in res["models"]:
         for k in ("name", "params", "macs", "bytes", "compression", "latency", "quality"):
             assert m[k] is not None, (m["name"], k)
@@ -52,7 +56,11 @@ def test_bench_cli_every_field(student, tmp_path, monkeypatch):
         assert isinstance(q["metrics"]["classifier_fid"], float)
         assert q["metrics"]["inception_fid"] == {"available": False, "reason": q["metrics"]["inception_fid"]["reason"]} \
             or isinstance(q["metrics"]["inception_fid"], float)
-    student_rows = [m for m in res["models"] if m["kind"] != "teacher"]
+    baseline = res["models"][-1]
+    assert baseline["name"] == "baseline d=2" and baseline["params"] == 28_351
+    assert baseline["quality"]["metrics"]["psnr_db"]["available"] is False  # no fidelity for a scratch GAN
+    assert isinstance(baseline["quality"]["metrics"]["classifier_fid"], float)
+    student_rows = [m for m in res["models"] if m["kind"] in ("student", "export")]
     assert all(m["compression"] == pytest.approx(145_657 / 28_351, abs=0.1) for m in student_rows)
     assert all(isinstance(m["quality"]["metrics"]["psnr_db"], float) for m in student_rows)
     # the exported fp32 student makes the PyTorch student's images
