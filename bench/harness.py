@@ -266,7 +266,7 @@ def _export_teacher(spec: str, out: Path) -> dict[str, Any]:
 def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: np.ndarray, samples: int, seed: int,
              progress: bool) -> None:
     from edgegan.data import load_dataset
-    from edgegan.metrics.evaluate import evaluate
+    from edgegan.metrics.evaluate import evaluate, prepare_reference
 
     ref = load_dataset(ds_name, data_dir=ds_dir, split="test")
     clf = None
@@ -274,7 +274,9 @@ def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: n
         from edgegan.metrics.classifier import get_classifier
 
         clf = get_classifier(ds_name, ds_dir, progress=progress)
-    n_ref = min(len(ref), max(samples, 1000))
+    # The reference's features, SWD patches and sharpness are computed once for all models.
+    prepared = prepare_reference(ref, classifier=clf, n_reference=min(len(ref), max(samples, 1000)),
+                                 reference_seed=seed, swd_seed=seed)
     for r in rows:
         if r["images"] is None:
             r["quality"] = {"error": "no images (model could not run)"}
@@ -282,8 +284,7 @@ def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: n
         # Fidelity (PSNR/SSIM to the teacher for the same z) means nothing for the teacher itself or for a
         # baseline trained from scratch: its z maps to unrelated images.
         no_fidelity = (r["kind"] == "teacher" and r["format"] == "torch") or r["kind"] == "baseline"
-        r["quality"] = evaluate(r["images"], ref, classifier=clf, teacher_images=None if no_fidelity else teacher_imgs,
-                                n_reference=n_ref, reference_seed=seed, swd_seed=seed)
+        r["quality"] = evaluate(r["images"], prepared, teacher_images=None if no_fidelity else teacher_imgs)
 
 
 def _num(v: Any) -> float | None:

@@ -8,17 +8,18 @@ space, SWD and sharpness sit beside it. A metric that cannot be computed is repo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgegan.metrics._images import check_images
 from edgegan.metrics.errors import MetricError
-from edgegan.metrics.fid import fid_from_features, inception_score
+from edgegan.metrics.fid import fid_from_features, frechet_distance, inception_score, statistics
 from edgegan.metrics.fidelity import psnr, ssim
 from edgegan.metrics.reference import reference_subset
 from edgegan.metrics.sharpness import sharpness
-from edgegan.metrics.swd import SWDConfig, swd
+from edgegan.metrics.swd import SWDConfig, SWDDescriptors, swd_between, swd_descriptors
 
 if TYPE_CHECKING:
     from edgegan.data import ImageDataset
@@ -42,27 +43,65 @@ def classifier_metrics(images: np.ndarray, reference: np.ndarray, classifier: Do
             "classifier_is_reference": inception_score(pb)}
 
 
-def _classifier_section(images: np.ndarray, reference: ImageDataset, classifier: DomainClassifier | None):
-    keys = ("classifier_fid", "classifier_is", "classifier_is_reference")
-    if classifier is None:
-        why = (f"dataset {reference.name!r} has no labels: classifier metrics need a labelled dataset"
-               if reference.labels is None else "no domain classifier was given")
-        return {k: unavailable(why) for k in keys}, None
-    return classifier_metrics(images, reference.images, classifier), classifier.summary()
+@dataclass(frozen=True)
+class PreparedReference:
+    """Everything ``evaluate`` needs of the reference set, computed once: a bench scores many models
+    against the same reference, and its classifier features, SWD patches, sharpness and Inception
+    activations do not depend on the model."""
+
+    dataset: ImageDataset  # the (random) reference draw
+    classifier: DomainClassifier | None
+    classifier_stats: tuple[np.ndarray, np.ndarray] | None  # (mu, sigma) of the reference's features
+    classifier_is_reference: float | None
+    swd: SWDDescriptors
+    sharpness: float
+    inception_status: dict[str, Any]
+    inception_net: Any = None  # InceptionNet when available
+    inception_stats: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _inception_section(images: np.ndarray, reference: np.ndarray, inception: InceptionOptions | bool | None):
-    keys = ("inception_fid", "inception_is")
+def prepare_reference(reference: ImageDataset, *, classifier: DomainClassifier | None = None, swd_seed: int = 0,
+                      swd_config: SWDConfig = SWDConfig(), inception: InceptionOptions | bool | None = None,
+                      n_reference: int | None = None, reference_seed: int = 0) -> PreparedReference:
+    ref = reference_subset(reference, n_reference, reference_seed)
+    r = check_images(ref.images, f"{ref.name} reference images", min_count=2)
+    stats = is_ref = None
+    if classifier is not None:
+        fb, pb = classifier.features_and_probs(r)
+        stats, is_ref = statistics(fb), inception_score(pb)
+    inc_status, net, inc_stats = _prepare_inception(r, inception)
+    return PreparedReference(ref, classifier, stats, is_ref, swd_descriptors(r, seed=swd_seed, config=swd_config,
+                             name=f"{ref.name} reference images"), sharpness(r), inc_status, net, inc_stats)
+
+
+def _prepare_inception(r: np.ndarray, inception: InceptionOptions | bool | None):
     if inception is False:
-        return {k: unavailable("not requested") for k in keys}, unavailable("not requested")
-    from edgegan.metrics.inception import InceptionOptions, inception_available, inception_fid_is
+        return unavailable("not requested"), None, None
+    from edgegan.metrics.inception import InceptionNet, InceptionOptions, inception_available
 
     options = InceptionOptions() if inception is None or inception is True else inception
     ok, reason = inception_available(options)
     if not ok:
-        return {k: unavailable(reason) for k in keys}, unavailable(reason)
-    r = inception_fid_is(images, reference, options)
-    return {"inception_fid": r["fid"], "inception_is": r["is"]}, {"available": True, "reason": reason}
+        return unavailable(reason), None, None
+    net = InceptionNet(options)
+    return {"available": True, "reason": reason}, net, statistics(net.activations(r)[0])
+
+
+def _classifier_section(x: np.ndarray, ref: PreparedReference) -> dict[str, Any]:
+    if ref.classifier is None:
+        why = (f"dataset {ref.dataset.name!r} has no labels: classifier metrics need a labelled dataset"
+               if ref.dataset.labels is None else "no domain classifier was given")
+        return {k: unavailable(why) for k in ("classifier_fid", "classifier_is", "classifier_is_reference")}
+    fa, pa = ref.classifier.features_and_probs(x)
+    return {"classifier_fid": frechet_distance(*statistics(fa), *ref.classifier_stats),
+            "classifier_is": inception_score(pa), "classifier_is_reference": ref.classifier_is_reference}
+
+
+def _inception_section(x: np.ndarray, ref: PreparedReference) -> dict[str, Any]:
+    if ref.inception_net is None:
+        return {"inception_fid": ref.inception_status, "inception_is": ref.inception_status}
+    fa, pa = ref.inception_net.activations(x)
+    return {"inception_fid": frechet_distance(*statistics(fa), *ref.inception_stats), "inception_is": inception_score(pa)}
 
 
 def _fidelity_section(images: np.ndarray, teacher_images: np.ndarray | None) -> dict[str, Any]:
@@ -72,38 +111,40 @@ def _fidelity_section(images: np.ndarray, teacher_images: np.ndarray | None) -> 
     return {"psnr_db": psnr(images, teacher_images), "ssim": ssim(images, teacher_images)}
 
 
-def evaluate(images: np.ndarray, reference: ImageDataset, *, classifier: DomainClassifier | None = None,
-             teacher_images: np.ndarray | None = None, swd_seed: int = 0, swd_config: SWDConfig = SWDConfig(),
-             inception: InceptionOptions | bool | None = None, n_reference: int | None = None,
-             reference_seed: int = 0) -> dict[str, Any]:
+def evaluate(images: np.ndarray, reference: ImageDataset | PreparedReference, *,
+             classifier: DomainClassifier | None = None, teacher_images: np.ndarray | None = None, swd_seed: int = 0,
+             swd_config: SWDConfig = SWDConfig(), inception: InceptionOptions | bool | None = None,
+             n_reference: int | None = None, reference_seed: int = 0) -> dict[str, Any]:
     """Every quality metric of ``images`` (N, C, H, W) in [-1, 1] against ``reference``.
 
+    ``reference`` is a dataset, or a ``prepare_reference`` result when several sets are scored against
+    the same reference (then the reference options given there apply, and those here are ignored).
     ``n_reference`` draws that many reference images at random (seeded); ``teacher_images`` are the
     teacher's outputs for the same latents as ``images`` (fidelity, RQ1); ``inception`` None tries
     pytorch-fid with its default weights location, False skips it. PSNR is ``inf`` for identical sets.
     """
     x = check_images(images, "generated images", min_count=2)
-    ref = reference_subset(reference, n_reference, reference_seed)
-    r = check_images(ref.images, f"{ref.name} reference images", min_count=2)
-    if x.shape[1:] != r.shape[1:]:
-        raise MetricError(f"generated images {x.shape[1:]} and reference images {r.shape[1:]} differ in shape")
+    ref = reference if isinstance(reference, PreparedReference) else prepare_reference(
+        reference, classifier=classifier, swd_seed=swd_seed, swd_config=swd_config, inception=inception,
+        n_reference=n_reference, reference_seed=reference_seed)
+    if x.shape[1:] != ref.dataset.images.shape[1:]:
+        raise MetricError(f"generated images {x.shape[1:]} and reference images {ref.dataset.images.shape[1:]} "
+                          "differ in shape")
     metrics: dict[str, Any] = {}
-    clf_metrics, clf_summary = _classifier_section(x, ref, classifier)
-    metrics.update(clf_metrics)
-    inc_metrics, inc_status = _inception_section(x, r, inception)
-    metrics.update(inc_metrics)
-    s = swd(x, r, seed=swd_seed, config=swd_config)
-    metrics["swd"] = {"mean": s.mean, "per_level": {str(k): v for k, v in s.per_level.items()}, "scale": swd_config.scale,
-                      "seed": swd_seed}
+    metrics.update(_classifier_section(x, ref))
+    metrics.update(_inception_section(x, ref))
+    s = swd_between(swd_descriptors(x, seed=ref.swd.seed, config=ref.swd.config, name="generated images"), ref.swd)
+    metrics["swd"] = {"mean": s.mean, "per_level": {str(k): v for k, v in s.per_level.items()},
+                      "scale": ref.swd.config.scale, "seed": ref.swd.seed}
     metrics["sharpness"] = sharpness(x)
-    metrics["sharpness_reference"] = sharpness(r)
+    metrics["sharpness_reference"] = ref.sharpness
     metrics.update(_fidelity_section(x, teacher_images))
     return {
         "n_samples": int(len(x)),
-        "n_reference": int(len(r)),
+        "n_reference": int(len(ref.dataset)),
         "n_pairs": None if teacher_images is None else int(len(x)),
-        "reference": ref.describe(),
-        "classifier": clf_summary,
-        "inception": inc_status,
+        "reference": ref.dataset.describe(),
+        "classifier": None if ref.classifier is None else ref.classifier.summary(),
+        "inception": ref.inception_status,
         "metrics": metrics,
     }

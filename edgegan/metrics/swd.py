@@ -153,23 +153,50 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, d
     return float(np.mean(results))
 
 
-def swd(a: np.ndarray, b: np.ndarray, *, seed: int = 0, config: SWDConfig = SWDConfig()) -> SWDResult:
-    """SWD between two image sets (N, C, H, W) in [-1, 1] with the same C, H, W."""
-    a, b = check_images(a, "first set"), check_images(b, "second set")
-    if a.shape[1:] != b.shape[1:]:
-        raise MetricError(f"image shapes differ: {a.shape[1:]} vs {b.shape[1:]}")
-    h, w = a.shape[2:]
+@dataclass(frozen=True)
+class SWDDescriptors:
+    """One set's normalised patch descriptors per pyramid level. Patch positions depend only on
+    (seed, level), never on the other set, so a reference's descriptors are computed once and
+    compared with any number of generated sets."""
+
+    per_level: dict[int, np.ndarray]  # resolution -> (N * nhoods, C * s * s)
+    n: int
+    shape: tuple[int, int, int]
+    seed: int
+    config: SWDConfig
+
+
+def swd_descriptors(images: np.ndarray, *, seed: int = 0, config: SWDConfig = SWDConfig(),
+                    name: str = "image set") -> SWDDescriptors:
+    x = check_images(images, name)
+    h, w = x.shape[2:]
     if h != w:
         raise MetricError(f"SWD expects square images, got {h}x{w}")
     resolutions = pyramid_resolutions(h, config.min_resolution)
     if not resolutions:
         raise MetricError(f"images of {h}x{w} are smaller than min_resolution {config.min_resolution}")
-    pa = laplacian_pyramid(a, len(resolutions))
-    pb = laplacian_pyramid(b, len(resolutions))
+    pyr = laplacian_pyramid(x, len(resolutions))
+    per_level = {res: patch_descriptors(pyr[lvl], config.nhood_size, config.nhoods_per_image,
+                                        np.random.default_rng([seed, lvl]))
+                 for lvl, res in enumerate(resolutions)}
+    return SWDDescriptors(per_level, len(x), tuple(x.shape[1:]), seed, config)
+
+
+def swd_between(a: SWDDescriptors, b: SWDDescriptors) -> SWDResult:
+    if a.shape != b.shape:
+        raise MetricError(f"image shapes differ: {a.shape} vs {b.shape}")
+    if (a.seed, a.config) != (b.seed, b.config):
+        raise MetricError("SWD descriptors were made with different seeds or settings")
+    cfg = a.config
     per_level: dict[int, float] = {}
-    for lvl, res in enumerate(resolutions):
-        da = patch_descriptors(pa[lvl], config.nhood_size, config.nhoods_per_image, np.random.default_rng([seed, lvl]))
-        db = patch_descriptors(pb[lvl], config.nhood_size, config.nhoods_per_image, np.random.default_rng([seed, lvl]))
-        dist = sliced_wasserstein(da, db, np.random.default_rng([seed, lvl, 1]), config.dir_repeats, config.dirs_per_repeat)
-        per_level[res] = dist * config.scale
-    return SWDResult(per_level=per_level, mean=float(np.mean(list(per_level.values()))), n_a=len(a), n_b=len(b), seed=seed)
+    for lvl, res in enumerate(a.per_level):
+        dist = sliced_wasserstein(a.per_level[res], b.per_level[res], np.random.default_rng([a.seed, lvl, 1]),
+                                  cfg.dir_repeats, cfg.dirs_per_repeat)
+        per_level[res] = dist * cfg.scale
+    return SWDResult(per_level=per_level, mean=float(np.mean(list(per_level.values()))), n_a=a.n, n_b=b.n, seed=a.seed)
+
+
+def swd(a: np.ndarray, b: np.ndarray, *, seed: int = 0, config: SWDConfig = SWDConfig()) -> SWDResult:
+    """SWD between two image sets (N, C, H, W) in [-1, 1] with the same C, H, W."""
+    return swd_between(swd_descriptors(a, seed=seed, config=config, name="first set"),
+                       swd_descriptors(b, seed=seed, config=config, name="second set"))
