@@ -35,8 +35,24 @@ from typing import Any
 from edgegan.errors import CheckpointError
 
 SCHEMA = "edgegan.manifest/1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+def _read_umask() -> int:
+    """The process umask. Linux reports it in /proc (race-free); elsewhere set-and-restore at import."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# What open() would give a new file; mkstemp's 0600 is too strict for outputs people share.
+FILE_MODE = 0o666 & ~_read_umask()
 MANIFEST_NAME = "manifest.json"
 
 
@@ -53,7 +69,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -31,7 +31,7 @@ from edgegan.errors import ConfigError, ExportError, ParityError
 from edgegan.export import parity
 from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
-from edgegan.manifest import (MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
+from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
 
 log = logging.getLogger(__name__)
@@ -98,15 +98,6 @@ def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", b
 # ----------------------------------------------------------------------------------------- core
 
 _STEM = re.compile(r"[A-Za-z0-9._-]+")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
 
 
 def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, opts: ExportOptions, *,
@@ -233,7 +224,7 @@ def _write_temp(final: Path, data: bytes) -> Path:
     # the file type from it.
     fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
     try:
-        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; a model file is as readable as any other output
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; a model file is as readable as any other output
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -321,7 +312,7 @@ def _copy_run(run_dir: Path, out_dir: Path, run_manifest: dict[str, Any]) -> Non
     dst = out_dir / rel
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.fchmod(fd, _FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)

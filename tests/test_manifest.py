@@ -64,6 +64,9 @@ def test_atomic_write_leaves_no_temp(tmp_path):
         atomic_write_json(tmp_path / "a.json", {"x": object()})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    from edgegan.manifest import FILE_MODE
+
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == FILE_MODE  # not mkstemp's 0600
 
 
 def test_optimizer_state_round_trip():
