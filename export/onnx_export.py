@@ -209,6 +209,23 @@ def int8_qdq(model: Any, calibration: np.ndarray, batch: int) -> tuple[Any, str]
     return out, "onnxruntime quantize_static QDQ (per-channel int8 weights, uint8 activations, MinMax)"
 
 
+def strip_provenance(model) -> None:
+    """Drop the exporter's per-node provenance (Python stack traces with the exporting machine's
+    absolute source paths, FX node names): it leaks the user's file layout into a shipped file and
+    makes the bytes depend on where the code lives. Only metadata; the graph is untouched."""
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        for node in g.node:
+            if hasattr(node, "metadata_props"):  # onnx >= 1.16
+                del node.metadata_props[:]
+            node.doc_string = ""
+            graphs += [a.g for a in node.attribute if a.HasField("g")] + [sg for a in node.attribute for sg in a.graphs]
+        for v in list(g.value_info) + list(g.input) + list(g.output):
+            if hasattr(v, "metadata_props"):
+                del v.metadata_props[:]
+
+
 def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, calibration: np.ndarray | None,
                 calibration_batch: int, progress: bool = False, metadata: dict[str, str] | None = None) -> OnnxResult:
     """The whole ONNX path for a prepared module; ``metadata`` goes into the file's metadata_props."""
@@ -224,6 +241,7 @@ def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, cal
         notes.append(INT8_NOTE)
     elif precision != "fp32":
         raise ExportError(f"no ONNX path for precision {precision!r}")
+    strip_provenance(model)
     meta = {**(metadata or {}), "edgegan.precision": precision}
     for key, value in meta.items():
         prop = model.metadata_props.add()
