@@ -28,13 +28,13 @@ test-fast: install
 
 # Benchmarks: each writes JSON + markdown (with machine and versions) under bench/results/.
 bench: install
-	$(BIN)/python bench/bench_distill.py
-	$(BIN)/python bench/bench_export.py
-	$(BIN)/python bench/bench_runtime.py
-	$(BIN)/python bench/bench_ratio.py
+	$(BIN)/python bench/scripts/bench_distill.py
+	$(BIN)/python bench/scripts/bench_export.py
+	$(BIN)/python bench/scripts/bench_runtime.py
+	$(BIN)/python bench/scripts/bench_ratio.py
 
 bench-mnist: install
-	bash bench/mnist.sh
+	bash bench/scripts/mnist.sh
 
 clean:
 	rm -rf runs .pytest_cache

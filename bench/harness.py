@@ -305,7 +305,7 @@ def _fmt(v: Any, spec: str = ".3g") -> str:
 def to_markdown(doc: dict) -> str:
     mc, st = doc["machine"], doc["settings"]
     lines = [f"# edgegan bench ({doc['created']})", "",
-             f"Machine: {mc['cpu']}, {mc['cores']} cores; torch {doc['versions'].get('torch', '?')}, "
+             f"Machine: {mc['cpu']} ({mc.get('isa', 'isa not recorded')}), {mc['cores']} cores; torch {doc['versions'].get('torch', '?')}, "
              f"numpy {doc['versions'].get('numpy', '?')}. Latency: p50 at batch {st['batch']} on {st['threads']} "
              f"thread(s), each model in its own process. Quality: {st['samples']} images per model, same latents.", ""]
     for res in doc["results"]:

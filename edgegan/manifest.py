@@ -28,31 +28,16 @@ import math
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgegan.errors import CheckpointError
+from edgegan_runtime.fileio import FILE_MODE, atomic_write_bytes  # noqa: F401 - re-exported
 
 SCHEMA = "edgegan.manifest/1"
 
 
-def _read_umask() -> int:
-    """The process umask. Linux reports it in /proc (race-free); elsewhere set-and-restore at import."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# What open() would give a new file; mkstemp's 0600 is too strict for outputs people share.
-FILE_MODE = 0o666 & ~_read_umask()
+# One file-mode rule and one atomic write, defined in the runtime (which edgegan builds on).
 MANIFEST_NAME = "manifest.json"
 
 
@@ -62,25 +47,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 import platform
 
+# The instruction-set features that change what int8/fp32 kernels do (recorded with every result:
+# the same file can run differently on an AVX2-only and an AVX-512 VNNI CPU, issue #8).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+             "asimd", "asimddp", "i8mm", "sve", "sve2")
+
 
 def machine() -> dict[str, object]:
     cpu = platform.processor() or platform.machine()
@@ -22,4 +27,12 @@ def machine() -> dict[str, object]:
     except (ValueError, OSError, AttributeError):
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "machine": platform.machine(),
-            "system": platform.system(), "python": platform.python_version()}
+            "isa": isa(), "system": platform.system(), "python": platform.python_version()}
+
+
+def isa() -> str:
+    """The CPU's relevant instruction-set features, e.g. 'avx avx2 fma' ('unknown' where unreadable)."""
+    from edgegan_runtime.cpu import cpu_flags
+
+    flags = cpu_flags()
+    return " ".join(f for f in ISA_FLAGS if f in flags) if flags else "unknown"

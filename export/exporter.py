@@ -118,7 +118,8 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
                             metadata={"edgegan.stem": stem, "edgegan.latent_dim": str(latent_dim),
                                       "edgegan.output": f"NCHW {list(out_shape)} float32 in [-1, 1]"})
     t2 = time.perf_counter()
-    par = _check_and_commit(data, final, reference, latent_dim, opts)
+    kernel_reference = fields.pop("kernel_reference", None)
+    par = _check_and_commit(data, final, reference, latent_dim, opts, kernel_reference)
     t3 = time.perf_counter()
 
     tool_versions = {**versions(), **fields.pop("versions")}
@@ -166,19 +167,24 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
                                       calibration_batch=CALIBRATION_BATCH, progress=progress, metadata=metadata)
         return res.data, {"dynamic_batch": True,
                           "names": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME},
-                          "quantization": None, "recipe": res.recipe, "opset": res.opset,
-                          "optimizer": res.optimizer, "notes": res.notes, "versions": onnx_export.versions()}
+                          "quantization": None, "recipe": res.recipe, "recipe_why": res.recipe_why,
+                          "opset": res.opset,
+                          "optimizer": res.optimizer, "notes": res.notes, "versions": onnx_export.versions(),
+                          # Static int8: this CPU's fused integer kernels are checked against the file's own
+                          # QDQ arithmetic, so a result that only holds on this CPU cannot pass (issue #8).
+                          "kernel_reference": onnx_export.qdq_reference(res.data) if label == "int8" else None}
     from edgegan.export import litert_adapter
 
     res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches, precision=label,
                                        calibration=calibration, calibration_batch=CALIBRATION_BATCH,
                                        progress=progress)
     return res.data, {"signatures": res.signatures, "quantization": res.quantization, "recipe": res.recipe,
+                      "recipe_why": None,
                       "notes": res.notes, "versions": litert_adapter.versions()}
 
 
 def _check_and_commit(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int,
-                      opts: ExportOptions) -> dict[str, Any]:
+                      opts: ExportOptions, kernel_reference=None) -> dict[str, Any]:
     """Write ``data`` to a temporary file, run it through the runtime, and rename it to ``final`` only
     if parity passes (or ``allow_mismatch``). Returns the parity section; raises ParityError."""
     prec = opts.precision
@@ -190,7 +196,8 @@ def _check_and_commit(data: bytes, final: Path, reference: torch.nn.Module, late
                 return reference(torch.from_numpy(np.ascontiguousarray(z))).float().numpy()
 
         par = parity.check(tmp, ref, latent_dim=latent_dim, batches=opts.batches, thresholds=prec.thresholds,
-                           n=max(PARITY_N, *(opts.batches or (1,))), seed=opts.seed)
+                           n=max(PARITY_N, *(opts.batches or (1,))), seed=opts.seed,
+                           kernel_reference=kernel_reference)
         if par.get("error"):
             par["error"] = par["error"].replace(str(tmp), final.name)
         if not par["passed"]:

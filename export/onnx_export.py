@@ -5,10 +5,15 @@
 * fp16 stores every float weight as float16 behind a ``Cast`` to float32, so the file halves while
   inputs, outputs and arithmetic stay float32 (onnxruntime's CPU kernels have few fp16 ops) — the
   same trade as TFLite's fp16.
-* int8 is onnxruntime's static QDQ quantization (per-channel int8 weights, uint8 activations,
-  MinMax ranges over the calibration latents). onnxruntime has no int8 ConvTranspose kernel and
-  runs it in float between the DequantizeLinear/QuantizeLinear pairs (measured): the file shrinks,
-  inference does not get faster. The manifest entry says so.
+* int8 is onnxruntime's static QDQ quantization (per-channel uint8 weights, uint8 activations,
+  MinMax ranges over the calibration latents): the U8U8 recipe, ``INT8_RECIPE``. Not U8S8 (int8
+  weights), onnxruntime's default: on x86 CPUs without VNNI its U8S8 kernels multiply with
+  ``vpmaddubsw``, whose 16-bit pair sums saturate, so the same file was accurate on an AVX-512/VNNI
+  CPU and 12 dB off on an AVX2-only one (issue #8). U8U8 kernels widen to 32 bits first and run the
+  file's arithmetic exactly on every CPU; the exporter checks that by comparing the fused kernels
+  with the QDQ graph simulated in float (``qdq_reference``). onnxruntime has no int8 ConvTranspose
+  kernel and runs it in float between the DequantizeLinear/QuantizeLinear pairs (measured): the file
+  shrinks, inference does not get faster. The manifest entry says so.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ OUTPUT_NAME = "images"
 MAX_BATCH = 1 << 16
 INT8_NOTE = ("int8 ONNX is smaller, not faster: onnxruntime runs ConvTranspose in float between "
              "QDQ nodes (no int8 kernel)")
+INT8_RECIPE = "onnxruntime quantize_static QDQ U8U8 (per-channel uint8 weights, uint8 activations, MinMax)"
+INT8_RECIPE_WHY = ("uint8 weights (U8U8), not int8 (U8S8): on x86 CPUs without VNNI, onnxruntime's U8S8 kernels "
+                   "saturate 16-bit sums (vpmaddubsw) and the same file came out 12 dB worse on an AVX2-only CPU; "
+                   "U8U8 kernels compute the file's arithmetic exactly on x86 (AVX2, AVX-512, VNNI) and aarch64")
 
 
 @dataclass
@@ -42,6 +51,7 @@ class OnnxResult:
     opset: int
     optimizer: list[str]
     recipe: str | None = None
+    recipe_why: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -201,12 +211,29 @@ def int8_qdq(model: Any, calibration: np.ndarray, batch: int) -> tuple[Any, str]
             with _quiet_logs():
                 q.quantize_static(str(pre), str(dst), _Reader(calibration, batch),
                                   quant_format=q.QuantFormat.QDQ, per_channel=True,
-                                  activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                                  activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QUInt8,
                                   calibrate_method=q.CalibrationMethod.MinMax)
         except Exception as e:
             raise ExportError(f"onnxruntime static quantization failed: {type(e).__name__}: {e}") from e
         out = onnx.load(str(dst))
-    return out, "onnxruntime quantize_static QDQ (per-channel int8 weights, uint8 activations, MinMax)"
+    return out, INT8_RECIPE
+
+
+def qdq_reference(data: bytes) -> Any:
+    """The file's own arithmetic, independent of this CPU's integer kernels: onnxruntime with graph
+    optimizations off runs every DequantizeLinear -> op -> QuantizeLinear in float, so a fused integer
+    kernel that saturates (U8S8 on x86 without VNNI) shows up as a difference. Returns z -> images."""
+    ort = _import("onnxruntime")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+    def run(z: np.ndarray) -> np.ndarray:
+        return sess.run(None, {INPUT_NAME: np.ascontiguousarray(z, dtype=np.float32)})[0]
+
+    return run
 
 
 def strip_provenance(model) -> None:
@@ -230,7 +257,7 @@ def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, cal
                 calibration_batch: int, progress: bool = False, metadata: dict[str, str] | None = None) -> OnnxResult:
     """The whole ONNX path for a prepared module; ``metadata`` goes into the file's metadata_props."""
     model, optimizer = to_onnx(module, latent_dim, progress=progress)
-    recipe, notes = None, []
+    recipe, why, notes = None, None, []
     if precision == "fp16":
         model = fp16_weights(model)
         recipe = "float16 initializers + Cast to float32"
@@ -238,6 +265,7 @@ def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, cal
         if calibration is None:
             raise ExportError("ONNX int8 needs calibration latents")
         model, recipe = int8_qdq(model, calibration, calibration_batch)
+        why = INT8_RECIPE_WHY
         notes.append(INT8_NOTE)
     elif precision != "fp32":
         raise ExportError(f"no ONNX path for precision {precision!r}")
@@ -247,4 +275,4 @@ def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, cal
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     return OnnxResult(data=model.SerializeToString(), opset=opset_of(model), optimizer=optimizer,
-                      recipe=recipe, notes=notes)
+                      recipe=recipe, recipe_why=why, notes=notes)

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 PEAK = 2.0  # peak-to-peak range of images in [-1, 1]
 PSNR_CAP = 200.0  # dB reported for (near-)identical outputs, keeping the manifest valid JSON
+# Fused integer kernels against the file's QDQ arithmetic simulated in float: a few output
+# quantization steps (2/255 each for uint8 images in [-1, 1]); a saturating kernel is off by ~1-2.
+KERNEL_MAX_ABS = 0.05
+KERNEL_REFERENCE = "the file's QDQ arithmetic simulated in float (onnxruntime, graph optimizations off)"
 
 
 def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,8 +56,13 @@ def failures(stats: dict[str, float], t: Thresholds) -> list[str]:
 
 
 def check(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], *, latent_dim: int,
-          batches: Sequence[int] | None, thresholds: Thresholds, n: int, seed: int) -> dict:
+          batches: Sequence[int] | None, thresholds: Thresholds, n: int, seed: int,
+          kernel_reference: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Run ``path`` through the runtime on ``latent(n, latent_dim, seed)`` and compare with ``reference``.
+
+    ``kernel_reference``, for quantized files, computes the file's own arithmetic without this CPU's
+    integer kernels: the runtime's output must match it within ``KERNEL_MAX_ABS`` (``kernels``), so a
+    file that is accurate only on this machine's instruction set fails here, not on a user's CPU.
 
     Returns the manifest's ``parity`` section (``passed`` False on a mismatch; the caller decides
     whether that raises). A file the runtime cannot load or run counts as a mismatch with ``error``.
@@ -84,6 +93,10 @@ def check(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], *, la
     want_all = np.concatenate([w.reshape(len(w), -1) for _, w in outs])
     total = compare(got_all, want_all)
     problems = {label: failures(s, thresholds) for label, s in per.items()}
+    if kernel_reference is not None:
+        k = compare(outs[0][0], kernel_reference(z[:n]))
+        section["kernels"] = {"reference": KERNEL_REFERENCE, **k, "max_abs_limit": KERNEL_MAX_ABS}
+        problems["kernels"] = failures(k, Thresholds(max_abs=KERNEL_MAX_ABS))
     section.update(total)
     section["runs"] = per
     section["passed"] = not any(problems.values())
@@ -106,7 +119,7 @@ def describe(section: dict) -> str:
         return section["error"]
     lines = []
     for label, why in section.get("failures", {}).items():
-        s = section["runs"][label]
+        s = section["runs"].get(label) or section[label]  # "kernels" sits beside the runs
         nums = f"max_abs={_fmt(s.get('max_abs'))} mean_abs={_fmt(s.get('mean_abs'))} psnr={_fmt(s.get('psnr_db'))} dB"
         lines.append(f"  {label}: {'; '.join(why)} ({nums})")
     return "\n".join(lines)

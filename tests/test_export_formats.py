@@ -5,7 +5,6 @@ recipes caught by the parity check; the manifest entry and the self-contained ``
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,19 @@ CASES = [
     pytest.param("tflite", "weight-int8", None, marks=pytest.mark.tflite),
     pytest.param("tflite", "int8", [64], marks=pytest.mark.tflite),
 ]
+
+
+# The recipe each format x precision is made with (None: plain conversion).
+RECIPES = {
+    ("onnx", "none"): None,
+    ("onnx", "fp16"): "float16 initializers + Cast to float32",
+    ("onnx", "int8"): "onnxruntime quantize_static QDQ U8U8 (per-channel uint8 weights, uint8 activations, MinMax)",
+    ("tflite", "none"): None,
+    ("tflite", "fp16"): "float_casting weight-only fp16",
+    ("tflite", "dynamic-int8"): "dynamic_wi8_afp32",
+    ("tflite", "weight-int8"): "weight_only_wi8_afp32",
+    ("tflite", "int8"): "static_wi8_ai8",
+}
 
 
 def _needs(fmt: str) -> None:
@@ -115,6 +127,18 @@ def test_round_trip_through_the_runtime(run_dir, fmt, quantize, batch):
         assert entry["quantization"] is None
     if fmt == "onnx" and quantize == "int8":
         assert any("not faster" in n for n in entry["notes"])
+    # Which recipe made each precision, and why (issue #8): recorded in the manifest.
+    assert entry["recipe"] == RECIPES[(fmt, quantize)]
+    if fmt == "onnx" and quantize == "int8":
+        assert "U8S8" in entry["recipe_why"] and "VNNI" in entry["recipe_why"]
+        from edgegan_runtime.onnx_check import verify_onnx
+
+        assert verify_onnx(path.read_bytes(), path.name).int8_scheme == "u8u8"  # the file is what it says
+        # This CPU's fused integer kernels were checked against the file's own arithmetic.
+        k = par["kernels"]
+        assert k["max_abs"] <= k["max_abs_limit"] and "simulated in float" in k["reference"]
+    else:
+        assert entry["recipe_why"] is None and "kernels" not in par
 
     manifest = read_manifest(run_dir)
     assert entry in manifest["exports"]
@@ -317,13 +341,13 @@ def test_allow_mismatch_keeps_the_file_marked_failed(run_dir, tmp_path, monkeypa
 @pytest.mark.slow
 @pytest.mark.onnx
 @pytest.mark.tflite
-def test_d2_student_to_onnx_and_tflite_int8_within_15_s(student, tmp_path):
+def test_d2_student_to_onnx_and_tflite_int8(student, tmp_path):
+    """The deliverable of the export goal; its time (goal <= 15 s) is measured by bench/scripts/bench_export.py
+    and recorded in bench/results/export.md, never asserted here: it depends on the machine's load."""
     _needs("onnx")
     _needs("tflite")
     run = make_run(tmp_path / "goal", student, {"d": 2})
-    t = time.perf_counter()
     a = export_run(run, format="onnx")
     b = export_run(run, format="tflite", quantize="int8", batch=[64])
-    took = time.perf_counter() - t
     assert a["parity"]["passed"] and b["parity"]["passed"]
-    assert took <= 15.0, f"ONNX + TFLite int8 export of a d=2 student took {took:.1f} s"
+    assert [(e["format"], e["precision"]) for e in read_manifest(run)["exports"]] == [("onnx", "fp32"), ("tflite", "int8")]

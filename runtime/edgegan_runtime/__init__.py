@@ -18,6 +18,7 @@ from edgegan_runtime.errors import (  # noqa: E402
     InputError,
     ManifestError,
     ModelFileError,
+    PrecisionWarning,
     RuntimeModelError,
 )
 from edgegan_runtime.generator import Generator, load, to_pixels  # noqa: E402
@@ -30,6 +31,7 @@ __all__ = [
     "InputError",
     "ManifestError",
     "ModelFileError",
+    "PrecisionWarning",
     "RuntimeModelError",
     "__version__",
     "backends",

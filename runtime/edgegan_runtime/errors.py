@@ -28,3 +28,7 @@ class BackendError(RuntimeModelError):
 
 class InputError(RuntimeModelError, ValueError):
     """A bad argument from the caller: latent of the wrong shape, n < 0, threads < 1, ..."""
+
+
+class PrecisionWarning(UserWarning):
+    """The file is known to come out inaccurate on this CPU (e.g. a U8S8 int8 ONNX file on x86 without VNNI)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,8 @@ import numpy as np
 
 from edgegan_runtime import backend as _backends
 from edgegan_runtime.checks import CheckedModel, read_and_check
-from edgegan_runtime.errors import InputError, ModelFileError
+from edgegan_runtime.cpu import u8s8_saturates
+from edgegan_runtime.errors import InputError, ModelFileError, PrecisionWarning
 from edgegan_runtime.latent import latent
 from edgegan_runtime.manifest import ExportRef, check_sha256_arg, is_manifest, select_export
 
@@ -56,6 +58,7 @@ def load(
     if sha256 is not None and checked.sha256 != sha256:
         raise ModelFileError(f"{checked.path}: sha256 {checked.sha256[:12]}... is not the expected {sha256[:12]}...")
     _agree_with_manifest(checked, ref)
+    _warn_if_inaccurate_here(checked)
     spec, module = _backends.choose(checked.format, backend, str(checked.path))
     factory = spec.open(module, checked, threads or 1)
     return Generator(checked, spec, factory, threads or 1, ref)
@@ -67,6 +70,18 @@ def _agree_with_manifest(checked: CheckedModel, ref: ExportRef) -> None:
     if ref.output_shape is not None and tuple(ref.output_shape) != checked.output_shape:
         raise ModelFileError(
             f"{checked.path}: images {list(checked.output_shape)}, the manifest says {list(ref.output_shape)}"
+        )
+
+
+def _warn_if_inaccurate_here(checked: CheckedModel) -> None:
+    scheme = getattr(checked.onnx_io, "int8_scheme", None)
+    if scheme in ("u8s8", "s8s8") and u8s8_saturates():
+        warnings.warn(
+            f"{checked.path}: int8 ONNX file quantized {scheme.upper()} (int8 weights); on this x86 CPU without VNNI "
+            "onnxruntime's integer kernels can saturate and the images come out wrong. Re-export it with edgegan "
+            "(U8U8, accurate on every CPU), or run it on a CPU with VNNI or on aarch64.",
+            PrecisionWarning,
+            stacklevel=3,
         )
 
 

@@ -27,6 +27,7 @@ class OnnxIO:
     batch: int | None  # fixed batch size, or None when the batch dimension is dynamic
     latent_dim: int
     output_shape: tuple[int, int, int]
+    int8_scheme: str | None = None  # "u8u8", "u8s8", "s8s8", "s8u8" for QDQ-quantized files, else None
 
 
 def _varint(data: bytes | memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
@@ -111,7 +112,31 @@ def _io(model, name: str) -> OnnxIO:
     if idims[1] < 1 or min(odims[1:]) < 1:
         raise ModelFileError(f"{name}: zero-sized input or output {idims} -> {odims}")
     batch = idims[0] if idims[0] else None
-    return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])))
+    return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])),
+                  int8_scheme(model))
+
+
+_INT8_TYPES = {2: "u8", 3: "s8"}  # TensorProto.UINT8, INT8
+
+
+def int8_scheme(model) -> str | None:
+    """Activation and weight types of a QDQ file's quantized ops ("u8s8": uint8 activations, int8
+    weights), read from its DequantizeLinear nodes: a weight's input is an initializer, an
+    activation's is not; the type is the zero point's (uint8 when it has none, as ONNX says)."""
+    g = model.graph
+    types = {t.name: t.data_type for t in g.initializer}
+    acts, weights = set(), set()
+    for node in g.node:
+        if node.op_type != "DequantizeLinear" or not node.input:
+            continue
+        zp = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        kind = _INT8_TYPES.get(types.get(zp) if zp else types.get(node.input[0], 2))
+        if kind is None:  # int16, int4, float8 ...: not the kernels this is about
+            continue
+        (weights if node.input[0] in types else acts).add(kind)
+    if len(acts) != 1 or len(weights) != 1:
+        return None
+    return acts.pop() + weights.pop()
 
 
 def _one_line(e: BaseException) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from edgegan_runtime.fileio import atomic_write_bytes
 
 
 def grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
@@ -43,15 +44,5 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write ``image`` as PNG atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    data = encode_png(image)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``image`` as PNG atomically, with the same file mode as every other output."""
+    return atomic_write_bytes(path, encode_png(image))

@@ -59,6 +59,10 @@ def test_generate_writes_grid(tmp_path, tflite_model, capsys):
     first = rt.load(tflite_model).generate(16, seed=2)[0]
     assert np.array_equal(img[2:34, 2:34], first)
     assert "wrote" in capsys.readouterr().out
+    from edgegan_runtime.fileio import FILE_MODE
+
+    assert out.stat().st_mode & 0o777 == FILE_MODE  # the house's file mode, not mkstemp's 0600 (issue #8)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 @pytest.mark.onnx

@@ -4,9 +4,9 @@
 # from scratch for as many steps as the student; lr 1e-3, since at DCGAN's 2e-4 a d=2 generator
 # hardly leaves its grey start), and `edgegan bench` over all of them.
 # Uses the real MNIST from $EDGEGAN_DATA (default ../shared/datasets). About 20 min on 2 CPU cores.
-#   bash bench/mnist.sh            (TEACHER_STEPS, STUDENT_STEPS, SAMPLES, OUT override the defaults)
+#   bash bench/scripts/mnist.sh            (TEACHER_STEPS, STUDENT_STEPS, SAMPLES, OUT override the defaults)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export EDGEGAN_DATA="${EDGEGAN_DATA:-$(cd .. && pwd)/shared/datasets}"
 OUT="${OUT:-runs/mnist}"
 E=.venv/bin/edgegan

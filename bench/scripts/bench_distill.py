@@ -4,7 +4,7 @@ The teacher's forward pass is the floor of a distillation step; everything above
 Goal (issue 2): a d=2 step costs <= 1.3x the teacher forward at the same batch. The three
 measurements are interleaved in rounds, in one process, so machine noise hits them alike.
 
-    .venv/bin/python bench/bench_distill.py [--rounds 3] [--steps 30] [--batch 64]
+    .venv/bin/python bench/scripts/bench_distill.py [--rounds 3] [--steps 30] [--batch 64]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from edgegan.sources import load_generator
 from edgegan.sysinfo import machine
 from edgegan.testing import make_run, random_bn_generator
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def main() -> None:
@@ -59,7 +59,7 @@ def main() -> None:
     atomic_write_json(RESULTS / "distill.json", out)
     mc = out["machine"]
     md = [f"# Distillation step cost (teacher dcgan d={a.teacher_d}, batch {a.batch})", "",
-          f"Machine: {mc['cpu']}, {mc['cores']} cores, torch {out['versions'].get('torch')} "
+          f"Machine: {mc['cpu']} ({mc.get('isa', 'isa not recorded')}), {mc['cores']} cores, torch {out['versions'].get('torch')} "
           f"({out['torch_threads']} threads); median of {a.rounds} interleaved rounds of {a.steps} steps; {out['created']}.", "",
           "| what | s / step | images / s | × teacher forward |", "|---|---:|---:|---:|"]
     md += [f"| {r['what']} | {r['seconds_per_step']:.4f} | {r['images_per_s']:.0f} | {r['x_teacher_forward']:.2f} |" for r in rows]

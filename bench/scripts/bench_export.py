@@ -1,7 +1,7 @@
 """Export benchmark: seconds, file bytes, parity and runtime latency per format × precision, d = 2, 8, 32.
 
-    python bench/bench_export.py                 # writes bench/results/export.{json,md}
-    python bench/bench_export.py --d 2 --quick   # one size, no latency
+    python bench/scripts/bench_export.py                 # writes bench/results/export.{json,md}
+    python bench/scripts/bench_export.py --d 2 --quick   # one size, no latency
 
 Each student is a DCGAN distilled for a few dozen steps of pixel MSE towards a fixed random
 teacher (realistic weight and BatchNorm scales; image quality is not the point here). Every file
@@ -33,7 +33,7 @@ from edgegan.testing import make_run, tiny_student
 
 log = logging.getLogger("bench_export")
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 CASES = [("onnx", "none", None), ("onnx", "fp16", None), ("onnx", "int8", None),
          ("tflite", "none", [64]), ("tflite", "fp16", [64]), ("tflite", "dynamic-int8", [64]),
          ("tflite", "weight-int8", [64]), ("tflite", "int8", [64])]
@@ -78,7 +78,7 @@ def bench(ds: list[int], repeats: int, work: Path) -> dict[str, Any]:
                 (("onnx", "fp32"), ("tflite", "int8"))]
         log.info("d=%d: ONNX fp32 + TFLite int8 = %.1f s", d, sum(goal))
     return {"created": now_iso(), "versions": {**versions("onnxruntime", "litert-torch", "ai-edge-quantizer")},
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "machine": {**machine(), "cpus": os.cpu_count(), "platform": platform.platform(),
                         "torch_threads": torch.get_num_threads(),
                         "note": "shared CI-class machine; seconds include conversion, quantization and parity"},
             "latency": "median ms for generate_from(64 latents), edgegan_runtime, 1 thread" if repeats else None,
@@ -90,7 +90,8 @@ def markdown(res: dict[str, Any]) -> str:
     head = "| d | params | format | precision | export s | bytes | max abs | PSNR dB | parity |" + (
         " ms / 64 images |" if lat else "")
     lines = ["# Export benchmark", "",
-             f"Written by `bench/bench_export.py` on {res['created']} ({res['machine']['cpus']} CPUs, "
+             f"Written by `bench/scripts/bench_export.py` on {res['created']} ({res['machine'].get('cpu', '?')}, "
+             f"{res['machine'].get('isa', 'isa not recorded')}, {res['machine']['cpus']} CPUs, "
              f"{res['machine']['platform']}). Seconds are wall time of `export_run` (rewrite, convert, quantize, "
              "parity through edgegan_runtime); the first file of a process also pays the converters' imports. "
              "PSNR is against the PyTorch student on images in [-1, 1]. TFLite files hold batch_1 and batch_64 "
@@ -104,11 +105,13 @@ def markdown(res: dict[str, Any]) -> str:
         if lat:
             cells.append(f"{r['latency_ms_b64']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "ONNX fp32 + TFLite int8, parity included (goal for d=2: <= 15 s):"]
+    lines += ["", f"ONNX fp32 + TFLite int8, parity included (goal for d=2: <= {GOAL_SECONDS:g} s; measured here, "
+              "never asserted by a test, since it depends on the machine and its load):"]
     for d in sorted({r["d"] for r in res["rows"]}):
         s = sum(r["seconds"] for r in res["rows"] if r["d"] == d and (r["format"], r["precision"]) in
                 (("onnx", "fp32"), ("tflite", "int8")))
-        lines.append(f"- d={d}: {s:.1f} s")
+        met = "" if d != 2 else (" (goal met)" if s <= GOAL_SECONDS else " (goal missed)")
+        lines.append(f"- d={d}: {s:.1f} s{met}")
     lines += ["", "int8 ONNX is onnxruntime static QDQ: the file shrinks, but ConvTranspose still runs in float "
               "between QDQ nodes, so it is not faster (compare the ms / 64 images column).", ""]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Benchmark the runtime: per backend and precision, batch 1 and 64, one and two threads, DCGAN d=2, 8, 32.
 
-    .venv/bin/python bench/bench_runtime.py            # writes bench/results/runtime.{json,md}
-    .venv/bin/python bench/bench_runtime.py --quick    # d=2 only, for a smoke run
+    .venv/bin/python bench/scripts/bench_runtime.py            # writes bench/results/runtime.{json,md}
+    .venv/bin/python bench/scripts/bench_runtime.py --quick    # d=2 only, for a smoke run
 
 Every measurement is one run of the device-side probe (``edgegan-runtime bench MODEL --json``) in
 a fresh subprocess, so load time, first inference and peak RSS belong to that model alone. Torch
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
 LATENT = 100
 BATCHES = (1, 64)
@@ -165,16 +165,9 @@ def torch_eager(d: int, batch: int, threads: int) -> dict:
 
 
 def machine() -> dict:
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "platform": platform.platform()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            key, _, val = line.partition(":")
-            if key.strip() == "Model name":
-                info["cpu"] = val.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
+    from edgegan.sysinfo import machine as sysinfo
+
+    return {**sysinfo(), "platform": platform.platform()}
 
 
 def versions() -> dict:
@@ -203,10 +196,10 @@ def write_markdown(doc: dict, path: Path) -> None:
     lines = [
         "# Runtime latency and memory",
         "",
-        f"Machine: {doc['machine']['cpu']}, {doc['machine']['cores']} cores ({doc['machine']['platform']}); shared with "
+        f"Machine: {doc['machine']['cpu']} ({doc['machine'].get('isa', 'isa not recorded')}), {doc['machine']['cores']} cores ({doc['machine']['platform']}); shared with "
         "other jobs while measured, so treat differences under ~10% as noise.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()) + ".",
-        f"Made by `bench/bench_runtime.py` on {doc['created']} in {doc['seconds']:.0f} s. Each cell is the p50 of one "
+        f"Made by `bench/scripts/bench_runtime.py` on {doc['created']} in {doc['seconds']:.0f} s. Each cell is the p50 of one "
         "probe run (`edgegan-runtime bench MODEL --json`, fresh process, >= 200 timed calls of `generate_from`).",
         "",
         "## Headline",
