@@ -141,3 +141,74 @@ def unflatten_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> A
         return out
 
     return fix("", root)
+
+
+# ----------------------------------------------------------------------- resumable training state
+# One layout for every resumable command (train-teacher, distill): state.safetensors holds module
+# weights that live only in the checkpoint, optimiser moments and RNG states; state.json holds the
+# step, the config, the history, the optimisers' scalars and the sha256 of every checkpoint file.
+STATE_JSON = "state.json"
+STATE_TENSORS = "state.safetensors"
+
+
+def save_training_state(out: str | os.PathLike, *, step: int, config: dict[str, Any], history: list,
+                        optimizers: dict[str, torch.optim.Optimizer], rng: torch.Generator,
+                        modules: dict[str, torch.nn.Module] | None = None, files: tuple[str, ...] = (),
+                        extra: dict[str, Any] | None = None) -> None:
+    """Write a resumable checkpoint into ``out``; ``files`` are weights the caller already wrote there
+    (their sha256 goes into state.json, so a resume notices a torn checkpoint). state.json is written
+    last: it is the checkpoint's commit point."""
+    from edgegan.manifest import atomic_write_json, sha256_file
+
+    out = Path(out)
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {}
+    for name, module in (modules or {}).items():
+        for k, v in module.state_dict().items():
+            tensors[f"module.{name}.{k}"] = v
+    for name, opt in optimizers.items():
+        flatten_state(name, opt.state_dict(), tensors, meta)
+    tensors["rng.sampler"] = rng.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_tensors(out / STATE_TENSORS, tensors)
+    digests = {n: sha256_file(out / n) for n in (*files, STATE_TENSORS)}
+    atomic_write_json(out / STATE_JSON, {"step": step, "config": config, "history": history, "optimizer_meta": meta,
+                                         "sha256": digests, **(extra or {})})
+
+
+def read_training_state(out: str | os.PathLike) -> dict[str, Any]:
+    """state.json of a checkpoint, after checking every file it names against its sha256."""
+    import json
+
+    from edgegan.manifest import sha256_file
+
+    out = Path(out)
+    try:
+        st = json.loads((out / STATE_JSON).read_text())
+        for name, digest in st["sha256"].items():
+            if sha256_file(out / name) != digest:
+                raise CheckpointError(f"{out / name}: does not match {STATE_JSON} (checkpoint corrupt)")
+        int(st["step"]), st["config"], st["history"], st["optimizer_meta"]
+        return st
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, FileNotFoundError) as e:
+        raise CheckpointError(f"{out}/{STATE_JSON}: corrupt resume state ({type(e).__name__}: {e})") from None
+
+
+def restore_training_state(out: str | os.PathLike, st: dict[str, Any], *, optimizers: dict[str, torch.optim.Optimizer],
+                           rng: torch.Generator, modules: dict[str, torch.nn.Module] | None = None) -> None:
+    """Load what ``save_training_state`` wrote back into live objects (the inverse, bit for bit)."""
+    t = load_tensors(Path(out) / STATE_TENSORS)
+    meta = st["optimizer_meta"]
+    try:
+        for name, module in (modules or {}).items():
+            prefix = f"module.{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)})
+        for name, opt in optimizers.items():
+            sub_t = {k[len(name) + 1:]: v for k, v in t.items() if k.startswith(name + ".")}
+            sub_m = {k[len(name) + 1:]: v for k, v in meta.items() if k.startswith(name + ".")}
+            opt.load_state_dict(unflatten_state(sub_t, sub_m))
+        rng.set_state(t["rng.sampler"])
+        torch.set_rng_state(t["rng.torch"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{out}: checkpoint does not fit this run ({first})") from None

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "to ONNX/TFLite and measure them against the teacher.")
     p.add_argument("--version", action="version", version=f"edgegan {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p.add_argument("--threads", type=_positive_int, help="torch intra-op threads for training and distillation "
+                   "(default: one per core; 1 degrades best on a busy machine, see bench/results/threads.md)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train-teacher", help="train a DCGAN teacher (or a from-scratch baseline) on a dataset",
@@ -99,11 +101,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--latent-dim", type=_positive_int, help="latent size, when it cannot be read from the teacher")
     d.add_argument("--d", type=_positive_int, default=2, help="student depth factor (default 2)")
     d.add_argument("--family", default="dcgan", help="student family (default dcgan)")
-    d.add_argument("--loss", choices=("mse", "joint"), default="mse")
+    d.add_argument("--loss", choices=("mse", "joint", "best"), default="mse",
+                   help="named recipe: mse (paper), joint (paper: MSE + lam*GAN), best (ours)")
+    d.add_argument("--terms", help="recipe of loss terms replacing --loss, e.g. pixel:1,feature:1,gan:0.01 "
+                                   "(pixel, gan, feature, perceptual)")
     d.add_argument("--lam", type=float, default=0.01, help="weight of the GAN term of the joint loss (default 0.01)")
-    d.add_argument("--d-disc", type=_positive_int, default=16, help="discriminator depth for the joint loss")
+    d.add_argument("--pixel-loss", choices=("mse", "l1"), default="mse", help="pixel term's distance (default mse)")
+    d.add_argument("--gan-loss", choices=("nonsat", "hinge"), default="nonsat", help="GAN term's loss (default nonsat)")
+    d.add_argument("--d-disc", type=_positive_int, default=16, help="discriminator depth for the GAN term")
+    d.add_argument("--d-lr", type=float, default=2e-4, help="discriminator learning rate (default 2e-4)")
+    d.add_argument("--d-beta1", type=float, default=0.5, help="discriminator Adam beta1 (default 0.5)")
+    d.add_argument("--feature-layers", help="feature term for non-dcgan teachers: teacher_module=student_module,...")
     _data_options(d)
     d.add_argument("--lr", type=float, default=5e-3, help="student learning rate (default 5e-3)")
+    d.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule (default: the recipe's)")
+    d.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps (default 0)")
+    d.add_argument("--ema", type=float, help="EMA decay of the student's weights, exported when on (0: off; "
+                                             "default: the recipe's)")
+    d.add_argument("--latent-pool", type=int, default=0,
+                   help="0: fresh z every step (the paper); N: N fixed latents, teacher outputs cached")
+    d.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
+    d.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last checkpoint")
     _training_options(d, steps=2000, batch=64)
 
     e = sub.add_parser("export", help="export a run's generator to ONNX or TFLite, checked numerically")
@@ -164,9 +182,12 @@ def _cmd_distill(a: argparse.Namespace) -> int:
     from edgegan.distill import DistillConfig, distill
 
     cfg = DistillConfig(teacher=a.teacher, teacher_weights=a.teacher_weights, latent_dim=a.latent_dim, family=a.family,
-                        d=a.d, loss=a.loss, lam=a.lam, d_disc=a.d_disc, dataset=a.dataset, data_dir=a.data_dir,
-                        steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device)
-    m = distill(cfg, a.out, progress=not a.quiet)
+                        d=a.d, loss=a.loss, terms=a.terms, lam=a.lam, pixel_loss=a.pixel_loss, gan_loss=a.gan_loss,
+                        d_disc=a.d_disc, d_lr=a.d_lr, d_beta1=a.d_beta1, feature_layers=a.feature_layers,
+                        dataset=a.dataset, data_dir=a.data_dir, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                        lr_schedule=a.lr_schedule, warmup_steps=a.warmup_steps, ema=a.ema, latent_pool=a.latent_pool,
+                        checkpoint_every=a.checkpoint_every, seed=a.seed, device=a.device)
+    m = distill(cfg, a.out, resume=a.resume, progress=not a.quiet)
     dd = m["distill"]
     ratio = f"{dd['compression_ratio']:,}:1" if dd["compression_ratio"] else "n/a"
     print(f"student d={a.d}: {dd['student_params']:,} params (compression {ratio}); "
@@ -269,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not a.debug:
         _quiet_third_party()
+    from edgegan.utils import configure_threads
+
+    configure_threads(a.threads)
     if a.command is None:
         parser.print_help()
         return 2

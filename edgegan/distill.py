@@ -1,28 +1,38 @@
-"""Knowledge distillation of a generator (Aguinaldo et al. 2019).
+"""Knowledge distillation of a generator (Aguinaldo et al. 2019), as a frozen teacher plus loss terms.
 
-The student is trained to reproduce the teacher's image for the same latent z, with fresh
-z ~ N(0, I) every step:
+Each step draws latents z (fresh z ~ N(0, I) every step, as in the paper, unless ``latent_pool``),
+runs the frozen teacher under ``torch.no_grad`` and the student, lets each term update what it owns
+(a discriminator), and steps the student on ``sum(weight * term.loss)`` (see ``edgegan.terms``):
 
-* ``mse``:   L = ||S(z) - T(z)||²  (pixel MSE; the paper's main loss)
-* ``joint``: L = ||S(z) - T(z)||² + λ · L_GAN(S), with a discriminator trained on the real data
-  against the student's images (the paper's sharper variant; ``lam`` = λ).
+* ``--loss mse``   = ``pixel:1``                 (the paper's pixel MSE)
+* ``--loss joint`` = ``pixel:1,gan:λ``           (the paper's joint loss; λ = ``--lam``)
+* ``--loss best``  = our recipe (``edgegan.terms.RECIPES``)
+* ``--terms pixel:1,feature:1,gan:0.01``         any recipe of terms, recorded with every weight
 
-The teacher is frozen and run under ``torch.no_grad``: its forward pass is the bulk of a step.
+Options that matter for small students: an exponential moving average of the student's weights
+(``ema``; the EMA is what is saved and exported), a learning-rate schedule, and the latent pool.
+A run is resumable: ``--resume`` continues from the last checkpoint (student, EMA, adaptors,
+discriminator, every optimiser, RNG state) and ends where an uninterrupted run ends, bit for bit.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import ConfigError, TeacherError
+from edgegan.errors import CheckpointError, ConfigError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 
 log = logging.getLogger(__name__)
-LOSSES = ("mse", "joint")
+LOSSES = ("mse", "joint", "best")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
+PIXEL_LOSSES = ("mse", "l1")
+GAN_LOSSES = ("nonsat", "hinge")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -32,10 +42,16 @@ class DistillConfig:
     latent_dim: int | None = None  # override when it cannot be read from the teacher
     family: str = "dcgan"  # student family
     d: int = 2  # student depth factor
-    loss: str = "mse"  # "mse" or "joint"
-    lam: float = 0.01  # λ: weight of the GAN term in the joint loss
-    d_disc: int = 16  # discriminator depth factor for the joint loss
-    dataset: str | None = None  # real data for the joint loss (default: the teacher's dataset)
+    loss: str = "mse"  # named recipe: mse (paper), joint (paper: MSE + λ·GAN), best (ours)
+    terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
+    lam: float = 0.01  # λ: weight of the GAN term in the joint recipe
+    pixel_loss: str = "mse"  # pixel term's distance: mse or l1
+    gan_loss: str = "nonsat"  # GAN term's loss: nonsat (non-saturating BCE) or hinge
+    d_disc: int = 16  # depth factor of the GAN term's discriminator
+    d_lr: float = 2e-4  # discriminator's Adam learning rate
+    d_beta1: float = 0.5  # discriminator's Adam β1
+    feature_layers: str | None = None  # feature term for non-dcgan teachers: teacher_module=student_module,...
+    dataset: str | None = None  # real data for the GAN term (default: the teacher's dataset)
     data_dir: str | None = None
     steps: int = 2000
     batch_size: int = 64
@@ -44,150 +60,334 @@ class DistillConfig:
     # 300 steps of a d=2 student cut the MSE 3x at 1e-3, 15x at 3e-3, 42x at 1e-2.
     lr: float = 5e-3
     beta1: float = 0.5
+    lr_schedule: str | None = None  # constant or cosine (to 1% of lr); None: the recipe's (constant)
+    warmup_steps: int = 0  # linear learning-rate warm-up at the start
+    ema: float | None = None  # decay of the EMA of the student's weights (e.g. 0.999; 0: off); None: the recipe's
+    latent_pool: int = 0  # 0: fresh z every step (the paper); N: draw from N fixed latents, teacher outputs cached
     seed: int = 0
     device: str = "cpu"
     eval_samples: int = 256  # fixed latents on which the student-teacher MSE is reported
+    checkpoint_every: int = 500  # steps between resumable checkpoints (0: only at the end)
 
     def __post_init__(self) -> None:
-        for name, lo in {"d": 1, "steps": 1, "batch_size": 1, "d_disc": 1, "eval_samples": 1}.items():
+        ints = {"d": 1, "steps": 1, "batch_size": 1, "d_disc": 1, "eval_samples": 1, "warmup_steps": 0,
+                "latent_pool": 0, "checkpoint_every": 0, "seed": 0}
+        for name, lo in ints.items():
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
-        if not self.lr > 0 or self.lam < 0:
-            raise ConfigError("lr must be > 0 and lam >= 0")
+        if self.seed >= 2**63:
+            raise ConfigError(f"seed must be < 2**63, got {self.seed}")
+        for name, valid in (("loss", LOSSES), ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES)):
+            if getattr(self, name) not in valid:
+                from edgegan.errors import UnknownNameError
+
+                raise UnknownNameError(name.replace("_", "-"), getattr(self, name), list(valid))
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            from edgegan.errors import UnknownNameError
+
+            raise UnknownNameError("lr-schedule", self.lr_schedule, list(LR_SCHEDULES))
+        for name in ("lr", "d_lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be a finite number > 0, got {v!r}")
+        for name in ("lam", "beta1", "d_beta1"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (name != "lam" and v >= 1):
+                raise ConfigError(f"{name.replace('_', '-')} must be a finite number >= 0{' and < 1' if name != 'lam' else ''}, "
+                                  f"got {v!r}")
+        if self.ema is not None and (not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1):
+            raise ConfigError(f"ema must be a decay in [0, 1) (0: off), got {self.ema!r}")
         if self.latent_dim is not None and self.latent_dim < 1:
             raise ConfigError(f"latent-dim must be >= 1, got {self.latent_dim}")
+        if self.latent_pool and self.latent_pool < self.batch_size:
+            raise ConfigError(f"latent-pool ({self.latent_pool}) must hold at least one batch ({self.batch_size})")
+        self.recipe()  # unknown terms, bad weights: an error now, before anything is read or written
+
+    def recipe(self) -> "ResolvedRecipe":
+        """The terms and options this config trains with: ``terms`` if given, else the named recipe's,
+        with the recipe's options wherever the user left an option unset (None)."""
+        from edgegan.terms import RECIPES, parse_terms
+
+        named = RECIPES.get(self.loss)
+        spec = self.terms if self.terms is not None else named.terms.format(lam=self.lam)
+        opts = named.options if self.terms is None else {}
+        ema = self.ema if self.ema is not None else opts.get("ema", 0.0)
+        sched = self.lr_schedule if self.lr_schedule is not None else opts.get("lr_schedule", "constant")
+        return ResolvedRecipe(self.loss if self.terms is None else "custom", parse_terms(spec), float(ema), sched)
 
 
-def distill(cfg: DistillConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Distil ``cfg.teacher`` into a ``cfg.family`` student of depth ``cfg.d``; writes run directory ``out``."""
+@dataclass(frozen=True)
+class ResolvedRecipe:
+    name: str
+    terms: tuple  # of edgegan.terms.TermSpec
+    ema: float
+    lr_schedule: str
+
+    def describe(self) -> dict[str, Any]:
+        from edgegan.terms import format_terms
+
+        return {"name": self.name, "terms": format_terms(self.terms),
+                "weights": {t.name: t.weight for t in self.terms}, "ema": self.ema, "lr_schedule": self.lr_schedule}
+
+
+# Fields that may differ between an interrupted run and its resumption.
+_RESUMABLE = {"steps", "checkpoint_every", "device", "data_dir", "teacher", "teacher_weights"}
+
+
+def lr_at(step: int, cfg: DistillConfig, schedule: str) -> float:
+    """Learning rate of step ``step`` (1-based): linear warm-up, then constant or cosine to 1% of lr."""
+    if cfg.warmup_steps and step <= cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    if schedule == "cosine":
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        t = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+    return cfg.lr
+
+
+def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Distil ``cfg.teacher`` into a ``cfg.family`` student of depth ``cfg.d``; writes run directory ``out``.
+
+    Everything is validated before anything is written; with ``resume`` it continues the interrupted
+    run in ``out`` from its last checkpoint."""
     import torch
-    import torch.nn.functional as F
 
-    from edgegan.checkpoint import model_section
-    from edgegan.models import build_discriminator, build_generator, count_params, get_family
+    from edgegan.checkpoint import model_section, read_training_state, restore_training_state
+    from edgegan.models import build_generator, count_params, get_family
     from edgegan.sources import load_generator
+    from edgegan.terms import TERMS, Context, FeatureCapture, Step, pair_stages
     from edgegan.utils import progress as bar
     from edgegan.utils import resolve_device, seed_everything
-    from edgegan.viz import save_comparison
     from edgegan_runtime import latent
 
     out = Path(out)
     fam = get_family(cfg.family)
     device = resolve_device(cfg.device)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: output directory exists and is not empty (choose another --out)")
+    recipe = cfg.recipe()
+    start_step, history, prev = 0, [], None
+    if resume:
+        if not (out / "state.json").exists():
+            raise CheckpointError(f"{out}: nothing to resume (no state.json; start without --resume)")
+        prev = read_training_state(out)
+        try:
+            old = DistillConfig(**prev["config"])
+        except (TypeError, ConfigError) as e:
+            raise CheckpointError(f"{out}/state.json: its config is not a distillation config ({e})") from None
+        diff = {k for k, v in asdict(cfg).items() if getattr(old, k) != v} - _RESUMABLE
+        if diff:
+            raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
+        start_step, history = int(prev["step"]), prev["history"]
+        if start_step >= cfg.steps:
+            raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
+
     teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=cfg.device)
     C, H, W = teacher.output_shape
     if H != W:
+        from edgegan.errors import TeacherError
+
         raise TeacherError(f"{cfg.teacher}: teacher makes {H}x{W} images; {cfg.family} students make square images")
     args = {"d": cfg.d, "nc": C, "image_size": H, "latent_dim": teacher.latent_dim}
     try:
         fam.make_args(**args)
     except ConfigError as e:
+        from edgegan.errors import TeacherError
+
         raise TeacherError(f"{cfg.teacher}: a {cfg.family} student cannot match the teacher's output {C}x{H}x{W} ({e})") from None
 
-    real = None
-    dataset_info = None
-    if cfg.loss == "joint":
-        from edgegan.data import load_dataset
-
-        name = cfg.dataset
-        if name is None and teacher.kind == "edgegan":  # default: the data the teacher was trained on
-            from edgegan.manifest import read_manifest
-
-            name = read_manifest(teacher.spec).get("dataset", {}).get("name")
-        if name is None:
-            raise ConfigError("the joint loss needs real data: pass --dataset")
-        data = load_dataset(name, data_dir=cfg.data_dir, split="train", image_size=H)
-        if data.shape != (C, H, W):
-            raise ConfigError(f"dataset {name} has images {data.shape}, the teacher makes {(C, H, W)}")
-        real, dataset_info = data.torch(), data.describe()
+    term_classes = [(TERMS.get(t.name), t.weight) for t in recipe.terms]
+    real_images, dataset_info = None, None
+    if any(cls.needs_real for cls, _ in term_classes):
+        real_images, dataset_info = _real_data(cfg, teacher, (C, H, W))
 
     seed_everything(cfg.seed)
     student = build_generator(cfg.family, **args).to(device)
-    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    if real is not None:
-        D = build_discriminator(cfg.family, **{**args, "d_disc": cfg.d_disc}).to(device)
-        opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    stages = pair_stages(teacher, student, cfg.feature_layers) if any(c.needs_features for c, _ in term_classes) else None
+
+    def real(n: int) -> torch.Tensor:
+        idx = torch.randint(0, len(real_images), (n,), generator=rng)
+        return real_images[idx].to(device)
+
+    ctx = Context(config=cfg, teacher=teacher, student=student, device=device, rng=rng,
+                  real=real if real_images is not None else None, stages=stages)
+    terms = [(cls(ctx), w) for cls, w in term_classes]
+    params = list(student.parameters()) + [p for term, _ in terms for p in term.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    ema = copy.deepcopy(student).eval() if recipe.ema > 0 else None
+    if ema is not None:
+        for p in ema.parameters():
+            p.requires_grad_(False)
+    modules = {"student": student, **({"ema": ema} if ema is not None else {})}
+    optimizers = {"opt_student": opt}
+    for term, _ in terms:
+        modules.update(term.modules())
+        optimizers.update(term.optimizers())
+    if prev is not None:
+        restore_training_state(out, prev, optimizers=optimizers, rng=rng, modules=modules)
+
     eval_z = torch.from_numpy(latent(cfg.eval_samples, teacher.latent_dim, cfg.seed + 1)).to(device)
     eval_t = torch.cat([teacher.forward(eval_z[i:i + 256]) for i in range(0, len(eval_z), 256)]).to(device)
+    final_model = ema if ema is not None else student
 
-    def eval_mse() -> float:
-        student.eval()
+    def eval_mse(model) -> float:
+        was = model.training
+        model.eval()
         with torch.no_grad():
-            v = F.mse_loss(student(eval_z), eval_t).item()
-        student.train()
+            v = torch.nn.functional.mse_loss(model(eval_z), eval_t).item()
+        model.train(was)
         return v
 
-    mse_start = eval_mse()
-    curve: list[list[float]] = []
+    mse_start = prev["mse_start"] if prev is not None else eval_mse(final_model)
+    pool_z = pool_t = None
+    if cfg.latent_pool:
+        pool_z = torch.from_numpy(latent(cfg.latent_pool, teacher.latent_dim, cfg.seed + 2)).to(device)
+        if stages is None:  # only outputs are needed: the teacher runs once per pooled latent
+            pool_t = torch.cat([teacher.forward(pool_z[i:i + 256]) for i in range(0, len(pool_z), 256)]).to(device)
+    t_hooks = FeatureCapture(stages.teacher_modules) if stages else None
+    s_hooks = FeatureCapture(stages.student_modules) if stages else None
+
+    def checkpoint(step: int) -> None:
+        from edgegan.checkpoint import save_training_state
+
+        save_training_state(out, step=step, config=asdict(cfg), history=history, optimizers=optimizers, rng=rng,
+                            modules=modules, extra={"mse_start": mse_start, "seconds": seconds_before + time.perf_counter() - t0})
+
     every = max(1, cfg.steps // 200)
+    seconds_before = float(prev.get("seconds", 0.0)) if prev is not None else 0.0
     t0 = time.perf_counter()
-    pb = bar(cfg.steps, f"distill d={cfg.d} ({cfg.loss})", enabled=progress)
+    pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress)
     out.mkdir(parents=True, exist_ok=True)
+    step = start_step
+    student.train()
     try:
-        for step in range(1, cfg.steps + 1):
-            z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=gen).to(device)
-            target = teacher.forward(z).to(device)
+        for step in range(start_step + 1, cfg.steps + 1):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
+            if pool_z is not None:
+                idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)
+                z = pool_z[idx]
+                target = pool_t[idx] if pool_t is not None else teacher.forward(z).to(device)
+            else:
+                z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng).to(device)
+                target = teacher.forward(z).to(device)
+            t_feats = t_hooks.take() if t_hooks else []
             fake = student(z)
-            loss_mse = F.mse_loss(fake, target)
-            loss = loss_mse
-            if real is not None:
-                idx = torch.randint(0, len(real), (cfg.batch_size,), generator=gen)
-                ones = torch.ones(cfg.batch_size, device=device)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d = (F.binary_cross_entropy_with_logits(D(real[idx].to(device)), ones)
-                          + F.binary_cross_entropy_with_logits(D(fake.detach()), torch.zeros_like(ones)))
-                loss_d.backward()
-                opt_d.step()
-                loss = loss_mse + cfg.lam * F.binary_cross_entropy_with_logits(D(fake), ones)
+            s_feats = s_hooks.take() if s_hooks else []
+            st = Step(z=z, student=fake, teacher=target, student_features=s_feats, teacher_features=t_feats)
+            logs: dict[str, float] = {}
+            for term, w in terms:
+                if w > 0:
+                    logs.update(term.before_student(st))
+            parts = {term.name: term.loss(st) for term, w in terms if w > 0}
+            loss = sum(w * parts[term.name] for term, w in terms if w > 0)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"distillation diverged at step {step}: loss is {loss.item()} "
+                                  f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); lower --lr or a weight")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                _ema_update(ema, student, ema_decay(step, recipe.ema))
             if step % every == 0 or step == cfg.steps:
-                curve.append([step, round(loss_mse.item(), 6)])
+                with torch.no_grad():
+                    mse = torch.nn.functional.mse_loss(fake, target).item()
+                history.append([step, round(mse, 6), round(loss.item(), 6), *(round(parts[t.name].item(), 6) if t.name in parts else None
+                                                                           for t, _ in terms)])
             pb.update(1)
             if step % 10 == 0:
-                pb.set_postfix(mse=f"{loss_mse.item():.4f}", refresh=False)
+                pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+                checkpoint(step)
+    except KeyboardInterrupt:
+        done = step - 1 if step > start_step else start_step
+        if done > start_step:
+            step = done
+            checkpoint(done)
+            log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
+        raise
     finally:
         pb.close()
-    seconds = time.perf_counter() - t0
-    mse_end = eval_mse()
-    student.eval().cpu()
+        for h in (t_hooks, s_hooks):
+            if h:
+                h.close()
+    seconds = seconds_before + time.perf_counter() - t0
+    checkpoint(cfg.steps)
+    mse_end = eval_mse(final_model)
+    final_model.eval().cpu()
+
+    from edgegan.viz import save_comparison
 
     with torch.no_grad():
         z64 = eval_z[:64].cpu()
         t_img = eval_t[:64].cpu().numpy()
-        s_img = student(z64).numpy()
+        s_img = final_model(z64).numpy()
     save_comparison({"teacher": t_img, f"student d={cfg.d}": s_img}, out / "samples" / "teacher_vs_student.png")
-    sp = count_params(student)
+    sp = count_params(final_model)
     manifest = {
         "schema": "edgegan.manifest/1",
         "kind": "student",
         "created": now_iso(),
         "versions": versions(),
-        "model": model_section(student, cfg.family, args, out),
+        "model": model_section(final_model, cfg.family, args, out),
         "config": asdict(cfg),
         "distill": {
             "teacher": teacher.describe(),
-            "loss": cfg.loss,
-            "lam": cfg.lam if cfg.loss == "joint" else None,
+            "loss": recipe.name,
+            "recipe": recipe.describe(),
+            "lam": recipe.describe()["weights"].get("gan"),
+            "weights_exported": "ema" if ema is not None else "student",
+            "latent_sampling": f"pool of {cfg.latent_pool} fixed latents" if cfg.latent_pool else "fresh z every step",
             "dataset": dataset_info,
             "teacher_params": teacher.params,
             "student_params": sp,
             "compression_ratio": round(teacher.params / sp, 2) if teacher.params else None,
             "steps": cfg.steps,
+            "resumed_from": start_step or None,
             "seconds": round(seconds, 3),
-            "seconds_per_step": round(seconds / cfg.steps, 5),
+            "seconds_per_step": round((seconds - seconds_before) / max(1, cfg.steps - start_step), 5),
             "eval": {"samples": cfg.eval_samples, "seed": cfg.seed + 1, "mse_start": mse_start, "mse_end": mse_end,
                      "mse_drop": round(mse_start / mse_end, 2) if mse_end > 0 else None},
-            "loss_curve": {"columns": ["step", "mse"], "rows": curve},
+            "loss_curve": {"columns": ["step", "mse", "loss", *(t.name for t, _ in terms)], "rows": history},
             "samples": "samples/teacher_vs_student.png",
         },
     }
     atomic_write_json(out / MANIFEST_NAME, manifest)
     return manifest
+
+
+def ema_decay(step: int, decay: float) -> float:
+    """EMA decay at ``step`` (1-based), warmed up as TensorFlow's ExponentialMovingAverage does with
+    num_updates: min(decay, (1 + step) / (10 + step)), so short runs are not stuck at the initial weights."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+def _ema_update(ema, model, decay: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1.0 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):  # BatchNorm statistics: the student's own
+            e.copy_(b)
+
+
+def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int]):
+    from edgegan.data import load_dataset
+
+    name = cfg.dataset
+    if name is None and teacher.kind == "edgegan":  # default: the data the teacher was trained on
+        from edgegan.manifest import read_manifest
+
+        name = read_manifest(teacher.spec).get("dataset", {}).get("name")
+    if name is None:
+        raise ConfigError("the gan term needs real data: pass --dataset")
+    data = load_dataset(name, data_dir=cfg.data_dir, split="train", image_size=shape[1])
+    if data.shape != shape:
+        raise ConfigError(f"dataset {name} has images {data.shape}, the teacher makes {shape}")
+    return data.torch(), data.describe()
+
+
+__all__ = ["DistillConfig", "LOSSES", "distill", "ema_decay", "lr_at"]

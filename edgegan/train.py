@@ -13,7 +13,6 @@ A run directory holds::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import CheckpointError, ConfigError
-from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, sha256_file, versions
+from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, versions
 
 log = logging.getLogger(__name__)
 KINDS = ("teacher", "baseline")
@@ -193,53 +192,33 @@ def _sample(G, z, path: Path, save_grid) -> None:
     save_grid(imgs, path, nrow=8)
 
 
+_WEIGHTS = ("generator.safetensors", "discriminator.safetensors")
+
+
 def _checkpoint(out: Path, cfg: TrainConfig, step: int, history: list, G, D, opt_g, opt_d, gen, save_tensors) -> None:
-    from edgegan.checkpoint import flatten_state
+    from edgegan.checkpoint import save_generator_weights, save_training_state
 
-    from edgegan.checkpoint import save_generator_weights
-
-    save_generator_weights(out / "generator.safetensors", G, cfg.family)
-    save_tensors(out / "discriminator.safetensors", D.state_dict())
-    tensors: dict = {}
-    meta: dict = {}
-    flatten_state("opt_g", opt_g.state_dict(), tensors, meta)
-    flatten_state("opt_d", opt_d.state_dict(), tensors, meta)
-    tensors["rng.sampler"] = gen.get_state()
-    import torch
-
-    tensors["rng.torch"] = torch.get_rng_state()
-    save_tensors(out / "state.safetensors", tensors)
-    files = {n: sha256_file(out / n) for n in ("generator.safetensors", "discriminator.safetensors", "state.safetensors")}
-    atomic_write_json(out / "state.json", {"step": step, "config": asdict(cfg), "history": history,
-                                           "optimizer_meta": meta, "sha256": files})
+    save_generator_weights(out / _WEIGHTS[0], G, cfg.family)
+    save_tensors(out / _WEIGHTS[1], D.state_dict())
+    save_training_state(out, step=step, config=asdict(cfg), history=history, optimizers={"opt_g": opt_g, "opt_d": opt_d},
+                        rng=gen, files=_WEIGHTS)
 
 
 def _read_state(out: Path) -> dict[str, Any]:
-    try:
-        st = json.loads((out / "state.json").read_text())
-        for name, digest in st["sha256"].items():
-            if sha256_file(out / name) != digest:
-                raise CheckpointError(f"{out / name}: does not match state.json (checkpoint corrupt)")
-        return st
-    except (json.JSONDecodeError, KeyError, FileNotFoundError) as e:
-        raise CheckpointError(f"{out}/state.json: corrupt resume state ({type(e).__name__}: {e})") from None
+    from edgegan.checkpoint import read_training_state
+
+    return read_training_state(out)
 
 
 def _restore(out: Path, st: dict, G, D, opt_g, opt_d, gen, load_tensors) -> None:
-    from edgegan.checkpoint import unflatten_state
+    from edgegan.checkpoint import restore_training_state
 
-    G.load_state_dict(load_tensors(out / "generator.safetensors"))
-    D.load_state_dict(load_tensors(out / "discriminator.safetensors"))
-    t = load_tensors(out / "state.safetensors")
-    meta = st["optimizer_meta"]
-    for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)):
-        sub_t = {k[len(name) + 1:]: v for k, v in t.items() if k.startswith(name + ".")}
-        sub_m = {k[len(name) + 1:]: v for k, v in meta.items() if k.startswith(name + ".")}
-        opt.load_state_dict(unflatten_state(sub_t, sub_m))
-    gen.set_state(t["rng.sampler"])
-    import torch
-
-    torch.set_rng_state(t["rng.torch"])
+    try:
+        G.load_state_dict(load_tensors(out / _WEIGHTS[0]))
+        D.load_state_dict(load_tensors(out / _WEIGHTS[1]))
+    except RuntimeError as e:
+        raise CheckpointError(f"{out}: checkpoint weights do not fit this run ({str(e).splitlines()[0]})") from None
+    restore_training_state(out, st, optimizers={"opt_g": opt_g, "opt_d": opt_d}, rng=gen)
 
 
 __all__ = ["TrainConfig", "train_gan"]

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from edgegan.errors import ConfigError
+
+# OpenMP's wait policy for torch's intra-op threads, set before torch loads libgomp (it is read once).
+# PASSIVE: a thread that waits at a barrier sleeps instead of spinning, so on a shared machine torch's
+# threads do not burn the cores the other work (and the thread being waited for) needs
+# (bench/results/threads.md; issue #8). A user's own OMP_WAIT_POLICY wins.
+OMP_WAIT_POLICY = "PASSIVE"
+
+
+def configure_threads(n: int | None = None) -> None:
+    """Torch's intra-op threads: ``n`` (None: torch's default, one per core) and the wait policy above.
+    Call before torch is imported where possible; the thread count also applies afterwards."""
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ConfigError(f"threads must be an integer >= 1, got {n!r}")
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
+    if n is not None:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(n)
 
 
 def resolve_device(name: str):

@@ -1,0 +1,393 @@
+"""Distillation loss terms: each a small object with its own weight, over a frozen teacher.
+
+The distiller (``edgegan.distill``) runs the teacher and the student on the same latents z each
+step and sums ``weight * term.loss(step)`` over the recipe's terms (GAN Compression's layout: a
+frozen teacher, forward hooks, 1x1 adaptors, a loss that sums GAN, reconstruction and feature terms).
+
+=========== ===================================================================================
+term        what it matches
+=========== ===================================================================================
+pixel       S(z) to T(z), MSE or L1 (Aguinaldo et al. 2019: the paper's loss)
+gan         a discriminator on the real data against S(z), non-saturating or hinge (the paper's
+            joint loss adds it to pixel)
+feature     the teacher's intermediate activations, from the student's through learned 1x1
+            adaptors (GAN Compression, Li et al. 2020); DCGAN stages pair by resolution
+perceptual  distances in a frozen feature network: the teacher run's own discriminator, so the
+            bench's domain classifier stays independent of training (no contaminated FID)
+=========== ===================================================================================
+
+A new term is one class here and one row in ``TERMS``. A recipe is a list of (term, weight), given
+as ``pixel:1,feature:1,gan:0.01``; the named recipes in ``RECIPES`` keep the paper's one-word forms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from edgegan.errors import ConfigError, TeacherError
+from edgegan.registry import Registry
+
+if TYPE_CHECKING:  # torch stays out of `edgegan --help`
+    import torch
+
+
+# ------------------------------------------------------------------------------ recipes
+
+
+@dataclass(frozen=True)
+class TermSpec:
+    name: str
+    weight: float
+
+
+def parse_terms(spec: str) -> tuple[TermSpec, ...]:
+    """``"pixel:1,feature:0.5,gan:0.01"`` -> TermSpecs; a one-line ConfigError for anything else."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"--terms must look like 'pixel:1,gan:0.01', got {spec!r}")
+    out: list[TermSpec] = []
+    for part in spec.split(","):
+        name, sep, w = part.strip().partition(":")
+        name = name.strip()
+        TERMS.get(name)  # UnknownNameError (a ConfigError) with the closest match
+        try:
+            weight = float(w) if sep else 1.0
+        except ValueError:
+            raise ConfigError(f"--terms: weight of {name!r} must be a number, got {w!r}") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"--terms: weight of {name!r} must be a finite number >= 0, got {w!r}")
+        if any(t.name == name for t in out):
+            raise ConfigError(f"--terms: {name!r} is given twice")
+        out.append(TermSpec(name, weight))
+    if not any(t.name in ("pixel", "feature", "perceptual") and t.weight > 0 for t in out):
+        # A GAN term alone trains a GAN from scratch; that is the baseline, not distillation.
+        raise ConfigError("--terms needs a term that matches the teacher (pixel, feature or perceptual) with weight > 0")
+    return tuple(out)
+
+
+def format_terms(terms: tuple[TermSpec, ...]) -> str:
+    return ",".join(f"{t.name}:{t.weight:g}" for t in terms)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named recipe: its terms and the options it sets (applied where the user left the default)."""
+
+    terms: str  # "{lam}" stands for the config's lam (the paper's λ)
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+RECIPES: Registry[Recipe] = Registry("distillation recipe")
+RECIPES.add("mse", Recipe("pixel:1", "the paper's pixel MSE, L = ||S(z) - T(z)||²"))
+RECIPES.add("joint", Recipe("pixel:1,gan:{lam}", "the paper's joint loss, L = MSE + λ·GAN (λ = --lam)"))
+# Chosen on the MNIST d=64 -> d=2 table (bench/results/distill-recipes.md): the feature and perceptual
+# terms give the tiny student the teacher's intermediate structure and a sharpness signal that pixel
+# MSE averages away; the GAN term at 0.05 keeps strokes crisp; EMA and a cosine schedule remove the
+# last-step noise of a high learning rate.
+RECIPES.add("best", Recipe("pixel:1,feature:1,perceptual:1,gan:0.05",
+                           "pixel + feature (1x1 adaptors) + perceptual (teacher's discriminator) + GAN 0.05, "
+                           "with EMA 0.999 and a cosine learning-rate schedule",
+                           {"ema": 0.999, "lr_schedule": "cosine"}))
+
+
+# ------------------------------------------------------------------------------ the terms
+
+
+@dataclass
+class Step:
+    """What the distiller computed this step, for the terms to read."""
+
+    z: "torch.Tensor"
+    student: "torch.Tensor"  # S(z), with grad
+    teacher: "torch.Tensor"  # T(z), no grad
+    student_features: list  # per paired stage (with grad), when a term asked for them
+    teacher_features: list  # per paired stage (no grad)
+
+
+@dataclass
+class Context:
+    """What a term may build itself from (passed once, at set-up)."""
+
+    config: Any  # DistillConfig
+    teacher: Any  # edgegan.sources.GeneratorSource
+    student: "torch.nn.Module"
+    device: "torch.device"
+    rng: "torch.Generator"
+    real: Callable[[int], "torch.Tensor"] | None  # batch of real images, when the recipe needs data
+    stages: "StagePairs | None"  # paired feature stages, when a term needs them
+
+
+class Term:
+    """Base class. ``loss`` returns the student-side loss; ``before_student`` runs first (a
+    discriminator's own update); ``parameters`` are trained with the student (adaptors);
+    ``modules``/``optimizers`` are saved in checkpoints."""
+
+    name = ""
+    needs_real = False
+    needs_features = False
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def before_student(self, step: Step) -> dict[str, float]:
+        return {}
+
+    def loss(self, step: Step) -> "torch.Tensor":  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def parameters(self) -> list:
+        return []
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {}
+
+    def optimizers(self) -> dict[str, "torch.optim.Optimizer"]:
+        return {}
+
+
+TERMS: Registry[type[Term]] = Registry("loss term")
+
+
+class PixelTerm(Term):
+    name = "pixel"
+
+    def loss(self, step: Step) -> "torch.Tensor":
+        import torch.nn.functional as F
+
+        fn = F.l1_loss if self.ctx.config.pixel_loss == "l1" else F.mse_loss
+        return fn(step.student, step.teacher)
+
+
+class GanTerm(Term):
+    """A discriminator on real images against the student's; its own Adam (``d_lr``, ``d_beta1``)."""
+
+    name = "gan"
+    needs_real = True
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        import torch
+
+        from edgegan.models import build_discriminator
+
+        cfg = ctx.config
+        C, H, W = ctx.teacher.output_shape
+        self.D = build_discriminator(cfg.family, d=cfg.d, nc=C, image_size=H, latent_dim=ctx.teacher.latent_dim,
+                                     d_disc=cfg.d_disc).to(ctx.device)
+        self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.d_beta1, 0.999))
+
+    def before_student(self, step: Step) -> dict[str, float]:
+        import torch.nn.functional as F
+
+        real = self.ctx.real(len(step.z))
+        d_real, d_fake = self.D(real), self.D(step.student.detach())
+        if self.ctx.config.gan_loss == "hinge":
+            loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        else:
+            loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()  # BCE with logits, real 1 / fake 0
+        self.opt.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt.step()
+        return {"loss_d": loss_d.item()}
+
+    def loss(self, step: Step) -> "torch.Tensor":
+        import torch.nn.functional as F
+
+        d_fake = self.D(step.student)
+        return -d_fake.mean() if self.ctx.config.gan_loss == "hinge" else F.softplus(-d_fake).mean()
+
+    def modules(self):
+        return {"discriminator": self.D}
+
+    def optimizers(self):
+        return {"opt_discriminator": self.opt}
+
+
+class FeatureTerm(Term):
+    """MSE between each teacher stage and a 1x1 conv of the matching student stage (GAN Compression)."""
+
+    name = "feature"
+    needs_features = True
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        from torch import nn
+
+        assert ctx.stages is not None
+        self.adaptors = nn.ModuleList(
+            nn.Conv2d(cs, ct, 1) for cs, ct in zip(ctx.stages.student_channels, ctx.stages.teacher_channels)
+        ).to(ctx.device)
+
+    def loss(self, step: Step) -> "torch.Tensor":
+        import torch.nn.functional as F
+
+        terms = [F.mse_loss(a(s), t) for a, s, t in zip(self.adaptors, step.student_features, step.teacher_features)]
+        return sum(terms) / len(terms)
+
+    def parameters(self):
+        return list(self.adaptors.parameters())
+
+    def modules(self):
+        return {"adaptors": self.adaptors}
+
+
+class PerceptualTerm(Term):
+    """Mean over the layers of a frozen network of the MSE between its activations for S(z) and T(z).
+
+    The network is the teacher run's discriminator, trained with the teacher on the real data: it
+    knows what strokes and edges the data has, needs no labels (CelebA too), and is not the domain
+    classifier the bench scores with, so that classifier's FID stays an independent judge."""
+
+    name = "perceptual"
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        import torch
+        from torch import nn
+
+        self.net = _teacher_discriminator(ctx).to(ctx.device).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.layers = [m for m in self.net.modules() if isinstance(m, nn.LeakyReLU)]
+        self._torch = torch
+
+    def _features(self, x):
+        feats: list = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o: feats.append(o)) for m in self.layers]
+        try:
+            self.net(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        return feats
+
+    def loss(self, step: Step) -> "torch.Tensor":
+        import torch.nn.functional as F
+
+        with self._torch.no_grad():
+            want = self._features(step.teacher)
+        got = self._features(step.student)
+        return sum(F.mse_loss(g, w) for g, w in zip(got, want)) / len(got)
+
+
+for _t in (PixelTerm, GanTerm, FeatureTerm, PerceptualTerm):
+    TERMS.add(_t.name, _t)
+
+
+def _teacher_discriminator(ctx: Context):
+    """The discriminator saved beside an edgegan teacher run; refused with the reason otherwise."""
+    from pathlib import Path
+
+    from edgegan.checkpoint import load_tensors
+    from edgegan.manifest import read_manifest
+    from edgegan.models import build_discriminator
+
+    t = ctx.teacher
+    why = f"the perceptual term uses the teacher run's discriminator; a {t.kind} teacher has none"
+    if t.kind != "edgegan":
+        raise TeacherError(f"{t.spec}: {why} (use pixel, feature or gan)")
+    m = read_manifest(t.spec)
+    entry = m.get("discriminator")
+    if not entry:
+        raise TeacherError(f"{t.spec}: {why} (this run has no discriminator.safetensors)")
+    D = build_discriminator(m["model"]["family"], **m["model"]["args"])
+    D.load_state_dict(load_tensors(Path(t.spec) / entry["path"]))
+    return D
+
+
+# ------------------------------------------------------------------------------ feature stages
+
+
+@dataclass
+class StagePairs:
+    """Modules of the teacher and the student whose outputs are matched, pair by pair."""
+
+    teacher_modules: list
+    student_modules: list
+    teacher_channels: list[int]
+    student_channels: list[int]
+    names: list[tuple[str, str]]
+
+
+def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) -> StagePairs:
+    """DCGAN teacher and student: the output of every up-sampling stage (its ReLU), paired by
+    resolution. Other teachers: ``layers`` names them, ``teacher.module=student.module,...``. A
+    teacher with no modules (ONNX) or no hooks (TorchScript) is refused with the reason."""
+    import torch
+    from torch import nn
+
+    if teacher.module is None:
+        raise TeacherError(f"{teacher.spec}: the feature term needs the teacher's modules; an ONNX teacher exposes none "
+                           "(use pixel, gan or perceptual)")
+    if isinstance(teacher.module, torch.jit.ScriptModule):
+        raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers; TorchScript modules take no "
+                           "forward hooks (pass the teacher as module:factory, or use pixel/gan)")
+    t_named, s_named = dict(teacher.module.named_modules()), dict(student.named_modules())
+    if layers:
+        pairs = []
+        for item in layers.split(","):
+            tn, sep, sn = item.strip().partition("=")
+            if not sep or tn not in t_named or sn not in s_named:
+                raise ConfigError(f"--feature-layers: {item!r} must be teacher_module=student_module with names from the "
+                                  f"models (teacher: {_some(t_named)}; student: {_some(s_named)})")
+            pairs.append((tn, sn))
+    elif teacher.kind == "edgegan" and teacher.info.get("family") == "dcgan":
+        t_relu = [n for n, m in t_named.items() if isinstance(m, nn.ReLU)]
+        s_relu = [n for n, m in s_named.items() if isinstance(m, nn.ReLU)]
+        if len(t_relu) != len(s_relu):
+            raise TeacherError(f"{teacher.spec}: teacher and student have {len(t_relu)} and {len(s_relu)} stages")
+        pairs = list(zip(t_relu, s_relu))
+    else:
+        raise TeacherError(f"{teacher.spec}: the feature term pairs stages of dcgan teachers by itself; for a {teacher.kind} "
+                           "teacher name them with --feature-layers teacher_module=student_module,...")
+    t_mods, s_mods = [t_named[a] for a, _ in pairs], [s_named[b] for _, b in pairs]
+    t_ch, s_ch = _channels(teacher.module, t_mods, teacher.latent_dim), _channels(student, s_mods, teacher.latent_dim)
+    return StagePairs(t_mods, s_mods, t_ch, s_ch, pairs)
+
+
+def _some(named: dict) -> str:
+    names = [n for n in named if n and re.fullmatch(r"[\w.]+", n)]
+    return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+
+
+def _channels(model, modules: list, latent_dim: int) -> list[int]:
+    """Channels of each module's output, by one forward pass on two latents (shapes must be NCHW)."""
+    import torch
+
+    shapes: list = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: shapes.append(tuple(o.shape))) for m in modules]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            device = next(iter(model.parameters()), torch.zeros(())).device
+            model(torch.zeros(2, latent_dim, device=device))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    if len(shapes) != len(modules) or any(len(s) != 4 for s in shapes):
+        raise ConfigError(f"feature stages must each run once and give (N, C, H, W) outputs, got {shapes}")
+    return [s[1] for s in shapes]
+
+
+class FeatureCapture:
+    """Forward hooks that keep the outputs of some modules during one forward pass."""
+
+    def __init__(self, modules: list):
+        self.outputs: list = []
+        self._hooks = [m.register_forward_hook(self._keep) for m in modules]
+
+    def _keep(self, _m, _i, out) -> None:
+        self.outputs.append(out)
+
+    def take(self) -> list:
+        out, self.outputs = self.outputs, []
+        return out
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
