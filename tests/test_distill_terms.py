@@ -51,9 +51,11 @@ def test_parse_terms_and_named_recipes():
     assert r.name == "joint" and r.describe()["weights"] == {"pixel": 1.0, "gan": 0.2}
     assert DistillConfig(teacher="t").recipe().describe()["terms"] == "pixel:1"
     best = DistillConfig(teacher="t", loss="best").recipe()
-    assert best.ema > 0 and best.lr_schedule == "cosine"
+    assert best.describe()["weights"] == {"pixel": 1.0, "feature": 0.1, "gan": 0.01}
+    assert best.ema == 0.0 and best.lr_schedule == "constant"
     # the user's options win over the recipe's; --terms replaces --loss and takes no recipe options
-    assert DistillConfig(teacher="t", loss="best", ema=0.0, lr_schedule="constant").recipe().ema == 0.0
+    tuned = DistillConfig(teacher="t", loss="best", ema=0.99, lr_schedule="cosine").recipe()
+    assert (tuned.ema, tuned.lr_schedule) == (0.99, "cosine")
     custom = DistillConfig(teacher="t", loss="best", terms="pixel:1,feature:2").recipe()
     assert custom.name == "custom" and custom.ema == 0.0 and custom.describe()["weights"] == {"pixel": 1.0, "feature": 2.0}
 
@@ -225,8 +227,8 @@ def test_joint_differs_from_mse_in_the_weights_not_only_the_manifest(teacher, tm
 
 
 def test_ema_is_what_is_saved_and_a_recipe_is_recorded(teacher, tmp_path):
-    m = distill(DistillConfig(teacher=str(teacher), loss="best", steps=8, checkpoint_every=0), tmp_path / "e",
-                progress=False)
+    m = distill(DistillConfig(teacher=str(teacher), loss="best", ema=0.999, lr_schedule="cosine", steps=8,
+                              checkpoint_every=0), tmp_path / "e", progress=False)
     dd = m["distill"]
     assert dd["weights_exported"] == "ema" and dd["recipe"]["ema"] == 0.999 and dd["recipe"]["lr_schedule"] == "cosine"
     assert dd["recipe"]["terms"] == RECIPES.get("best").terms

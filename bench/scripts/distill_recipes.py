@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,14 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgegan.bench import run_bench
     from edgegan.checkpoint import load_run
-    from edgegan.distill import DistillConfig, distill
     from edgegan.export import export_run
     from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions
     from edgegan.sysinfo import machine
-    from edgegan.train import TrainConfig, train_gan
     from edgegan.viz import save_comparison
     from edgegan_runtime import latent
 
+    torch.set_num_threads(1)  # costs measured as the runs below train: one thread each
     recipes = [r.strip() for r in a.recipes.split(",") if r.strip()]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,22 +73,32 @@ def main(argv: list[str] | None = None) -> int:
     budget = cost["mse"] * a.mse_steps
     steps = {r: max(1, round(budget / cost[r])) for r in recipes}
     log.info("seconds/step %s -> steps at equal time %s", cost, steps)
-    # 2. the students, each exported as it would ship
-    rows = []
+    # 2. the students (and the scratch baseline) side by side, one thread each, resumable; then each
+    # student exported as it would ship
+    cli = [sys.executable, "-m", "edgegan.cli", "--threads", "1"]
+    jobs = []
     for r in recipes:
         run = out / f"student-{r}"
         if not (run / "manifest.json").exists():
-            distill(DistillConfig(teacher=a.teacher, d=2, loss=r, steps=steps[r], seed=0), run, progress=False,
-                    resume=(run / "state.json").exists())
+            jobs.append(subprocess.Popen([*cli, "distill", "--teacher", a.teacher, "--d", "2", "--loss", r, "--steps",
+                                          str(steps[r]), "--out", str(run), "--quiet",
+                                          *(["--resume"] if (run / "state.json").exists() else [])]))
+    baseline = out / "baseline2"
+    if not (baseline / "manifest.json").exists():
+        jobs.append(subprocess.Popen([*cli, "train-teacher", "--dataset", "mnist", "--kind", "baseline", "--d", "2",
+                                      "--lr", "1e-3", "--steps", str(a.baseline_steps), "--sample-every", "0",
+                                      "--out", str(baseline), "--quiet",
+                                      *(["--resume"] if (baseline / "state.json").exists() else [])]))
+    if any(j.wait() for j in jobs):
+        raise SystemExit("a training run failed (rerun this script: finished runs are reused, killed ones resumed)")
+    rows = []
+    for r in recipes:
+        run = out / f"student-{r}"
         m = json.loads((run / "manifest.json").read_text())
         if not any(e["format"] == "tflite" for e in m.get("exports", [])):
             export_run(run, format="tflite", quantize="int8", batch=[1, 64])
         rows.append({"recipe": r, "terms": m["distill"]["recipe"], "steps": m["distill"]["steps"],
                      "seconds": m["distill"]["seconds"], "seconds_per_step_measured_alone": round(cost[r], 5)})
-    baseline = out / "baseline2"
-    if not (baseline / "manifest.json").exists():
-        train_gan(TrainConfig(dataset="mnist", kind="baseline", d=2, lr=1e-3, steps=a.baseline_steps, sample_every=0,
-                              checkpoint_every=500), baseline, progress=False, resume=(baseline / "state.json").exists())
     # 3. the bench: same metrics, same latents, same reference for every model
     res = run_bench([str(out / f"student-{r}") for r in recipes], out=out / "bench", samples=a.samples,
                     baselines=[str(baseline)], progress=False)
@@ -119,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"created": now_iso(), "machine": machine(), "versions": versions(), "teacher": a.teacher,
            "teacher_quality": teacher_q, "baseline_quality": base_q, "samples": a.samples,
            "budget": {"mse_steps": a.mse_steps, "seconds_per_step": cost, "timing": sps, "steps": steps},
-           "rows": rows, "bench": str(out / "bench" / "bench.md")}
+           "baseline_steps": a.baseline_steps, "rows": rows, "bench": str(out / "bench" / "bench.md")}
     atomic_write_json(RESULTS / "distill-recipes.json", doc)
     atomic_write_bytes(RESULTS / "distill-recipes.md", markdown(doc).encode())
     print(markdown(doc))
@@ -149,7 +159,7 @@ def markdown(doc: dict) -> str:
                      f"{s['sharpness']:.0f} ({100 * s['sharpness'] / t['sharpness']:.0f} %) | {s['swd']:.1f} | "
                      f"{s['psnr_db']:.1f} | {q8.get('clf_fid', float('nan')):.1f} | {q8.get('bytes', 0):,} |")
     b = doc["baseline_quality"]
-    lines.append(f"| scratch baseline d=2 | GAN from scratch, lr 1e-3 | off | constant | 3,000 | — | "
+    lines.append(f"| scratch baseline d=2 | GAN from scratch, lr 1e-3 | off | constant | {doc['baseline_steps']:,} | — | "
                  f"{b['clf_fid']:.1f} ({b['clf_fid'] / t['clf_fid']:.2f}×) | {b['clf_is']:.2f} "
                  f"({100 * b['clf_is'] / t['clf_is']:.0f} %) | {b['sharpness']:.0f} ({100 * b['sharpness'] / t['sharpness']:.0f} %) | "
                  f"{b['swd']:.1f} | — | — | — |")
