@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -46,6 +47,9 @@ def lib(tmp_path_factory):
                                          ctypes.POINTER(ctypes.c_int8)]
     so.edgegan_dequantize_int8.argtypes = [ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t, ctypes.c_float,
                                            ctypes.c_int32, _f32p]
+    so.edgegan_tflite_metadata.restype = ctypes.c_void_p
+    so.edgegan_tflite_metadata.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                           ctypes.POINTER(ctypes.c_size_t)]
     return so
 
 
@@ -136,3 +140,55 @@ def test_whole_images_through_a_model_match_generate(lib, tflite_model):
             assert pixels.shape == want.shape == (n, 32, 32, 1)
             assert np.array_equal(pixels, want)
             assert 0 < pixels.mean() < 255 and pixels.std() > 10  # real images, not a constant
+
+
+def c_metadata(lib, data: bytes, name: str = "edgegan.contract") -> bytes | None:
+    """The C reader's answer, checked to lie inside ``data``."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    size = ctypes.c_size_t(0)
+    p = lib.edgegan_tflite_metadata(buf, len(data), name.encode(), ctypes.byref(size))
+    if p is None:
+        return None
+    start = p - ctypes.addressof(buf)
+    assert 0 <= start and start + size.value <= len(data), (start, size.value, len(data))
+    return data[start : start + size.value]
+
+
+@pytest.mark.tflite
+def test_contract_read_from_the_file_in_c(lib, tflite_model, tmp_path):
+    from tests.runtime.test_runtime_contract import _good, _with_metadata
+
+    c = contract.encode(_good())
+    data = _with_metadata(tflite_model, tmp_path, c).read_bytes()
+    assert c_metadata(lib, data) == c
+    with rt.load(tmp_path / "with-contract.tflite") as g:  # what the Python runtime read from the same bytes
+        assert json.loads(c_metadata(lib, data)) == g.contract
+    assert c_metadata(lib, data, "edgegan.contrac") is None and c_metadata(lib, data, "no such") is None
+    assert c_metadata(lib, tflite_model.read_bytes()) is None  # a file without a contract
+
+
+@pytest.mark.tflite
+def test_c_metadata_reader_never_reads_outside_a_corrupt_file(lib, tflite_model, tmp_path):
+    from edgegan_runtime.errors import ModelFileError
+    from edgegan_runtime.tflite_check import verify_tflite_metadata
+    from tests.runtime.test_runtime_contract import _good, _with_metadata
+
+    data = _with_metadata(tflite_model, tmp_path, contract.encode(_good())).read_bytes()
+    rng = np.random.default_rng(5)
+    agreed = refused = 0
+    for i in range(800):
+        b = bytearray(data)
+        if i % 3 == 0:
+            b = b[: int(rng.integers(0, len(b)))]
+        else:
+            for pos in rng.integers(0, len(b), size=int(rng.integers(1, 6))):
+                b[pos] = int(rng.integers(0, 256))
+        got = c_metadata(lib, bytes(b))  # asserts the answer lies inside the buffer
+        try:
+            _, meta = verify_tflite_metadata(bytes(b), "m")
+        except ModelFileError:
+            refused += 1
+            continue
+        assert got == meta.get("edgegan.contract")  # where Python accepts the file, C reads the same
+        agreed += 1
+    assert agreed > 50 and refused > 50  # both outcomes occurred, or this tests nothing

@@ -48,6 +48,14 @@ void edgegan_to_pixels(const float *images, size_t n, size_t c, size_t h, size_t
 void edgegan_quantize_int8(const float *x, size_t count, float scale, int32_t zero_point, int8_t *q);
 void edgegan_dequantize_int8(const int8_t *q, size_t count, float scale, int32_t zero_point, float *x);
 
+/* The bytes of the TFLite file's Model.metadata entry called `name` (edgegan writes its contract as
+ * "edgegan.contract": UTF-8 JSON, see edgegan_runtime/contract.py), as a pointer into `model` with its
+ * length in *size; NULL when there is no such entry or the file is malformed. Every offset is checked
+ * against `len`, so a corrupt file cannot make it read outside `model`. No copy, no allocation. */
+const uint8_t *edgegan_tflite_metadata(const uint8_t *model, size_t len, const char *name, size_t *size);
+
+#define EDGEGAN_CONTRACT_METADATA "edgegan.contract"
+
 #ifdef __cplusplus
 }
 #endif
