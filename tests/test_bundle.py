@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 
@@ -101,6 +100,19 @@ def test_bundle_picks_exports_and_refuses_bad_input(run, tmp_path):
     with pytest.raises(BundleError, match="no exports"):
         make_bundle(empty, out=tmp_path / "x.tar.gz")
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+def test_bundle_cli(run, tmp_path):
+    out = tmp_path / "cli.tar.gz"
+    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bundle", str(run), "--target", "aarch64", "-o", str(out),
+                        "--export", "tflite:int8", "--no-reference"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "models tflite:int8" in r.stdout and "pip install numpy==" in r.stdout and "run_bench.py" in r.stdout
+    assert out.stat().st_size > 40_000
+    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bundle", str(run), "--target", "arm", "-o",
+                        str(tmp_path / "no.tar.gz")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "valid: aarch64, x86_64" in r.stderr
+    assert not (tmp_path / "no.tar.gz").exists()
 
 
 def test_script_on_this_host_matches_and_probes(host_results, bundle):
