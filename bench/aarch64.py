@@ -50,10 +50,8 @@ SUITE = "bookworm"
 PYTHON_VERSION = "3.11"  # bookworm's python3
 QEMU = "qemu-aarch64-static"
 QEMU_CPU = "neoverse-n1"  # not "max": its SME breaks int8 TFLite (see the module doc)
-PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_27_aarch64", "manylinux_2_28_aarch64")
-# The runtime's backends and what each needs on the board besides numpy (host versions are pinned).
-BACKEND_WHEELS = {"litert": ("ai-edge-litert",),
-                  "onnxruntime": ("onnxruntime", "onnx", "protobuf", "ml_dtypes", "typing_extensions")}
+# pip installs with --no-deps: the packages each interpreter imports at run time besides numpy.
+IMPORT_DEPS = {"tflite": (), "onnx": ("protobuf", "ml_dtypes", "typing_extensions")}
 READY = ".edgegan-ready"
 
 # What Linux shows for one Neoverse-N1 core (the part qemu emulates with -cpu neoverse-n1).
@@ -158,9 +156,11 @@ def build_rootfs(cache: Path | None = None) -> Path:
     return target
 
 
-def wheel_requirements(backends: tuple[str, ...] = ("litert", "onnxruntime")) -> list[str]:
-    """numpy and each backend's packages, at the versions installed on this host."""
-    names = ["numpy"] + [n for b in backends for n in BACKEND_WHEELS[b]]
+def wheel_requirements(formats: tuple[str, ...] = ("tflite", "onnx")) -> list[str]:
+    """numpy and each format's interpreter (as a bundle names them), at the versions installed on this host."""
+    from edgegan.bundle import INTERPRETERS
+
+    names = ["numpy"] + [n for f in formats for n in (*INTERPRETERS[f], *IMPORT_DEPS[f])]
     out = []
     for n in dict.fromkeys(names):
         try:
@@ -168,6 +168,12 @@ def wheel_requirements(backends: tuple[str, ...] = ("litert", "onnxruntime")) ->
         except metadata.PackageNotFoundError:
             log.warning("%s is not installed on this host; not fetched for aarch64", n)
     return out
+
+
+def _platforms() -> tuple[str, ...]:
+    from edgegan.bundle import TARGETS
+
+    return TARGETS["aarch64"].wheel_platforms
 
 
 def install_wheels(cache: Path | None = None, requirements: list[str] | None = None) -> Path:
@@ -180,10 +186,10 @@ def install_wheels(cache: Path | None = None, requirements: list[str] | None = N
     shutil.rmtree(work, ignore_errors=True)
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(work), "--only-binary=:all:",
            "--python-version", PYTHON_VERSION, "--implementation", "cp"]
-    for p in PLATFORMS:
+    for p in _platforms():
         cmd += ["--platform", p]
     subprocess.run(cmd + reqs, check=True)
-    (work / READY).write_text(json.dumps({"requirements": reqs, "platforms": list(PLATFORMS)}))
+    (work / READY).write_text(json.dumps({"requirements": reqs, "platforms": list(_platforms())}))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(work, target)
     return target
