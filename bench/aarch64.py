@@ -238,6 +238,7 @@ def run_bundle(bundle: str | os.PathLike, *, out: str | os.PathLike, cache: Path
 def machine_facts() -> dict[str, Any]:
     qv = subprocess.run([qemu() or QEMU, "--version"], capture_output=True, text=True).stdout.splitlines()
     return {"host_cpu": _host_cpu(), "host_cores": os.cpu_count(), "host_platform": platform.platform(),
+            "host_load_1min": round(os.getloadavg()[0], 2),
             "qemu": qv[0] if qv else None, "qemu_cpu": QEMU_CPU, "rootfs": f"Debian {SUITE} arm64 (minbase + python3)"}
 
 
@@ -278,19 +279,22 @@ def to_markdown(doc: dict[str, Any]) -> str:
     lines = [f"# aarch64 by emulation ({doc['created']})", "",
              "**Emulated.** The bundle ran in an arm64 Debian root filesystem under qemu-user on an x86-64 host. "
              "This proves that it runs on aarch64 and makes the same images as x86; the timings are qemu's, "
-             "**not device latency** (see the runtime README for estimates on real boards).", "",
+             "**not device latency** (README.md, \"On a board\", estimates real boards from the x86 numbers).", "",
              f"Host: {mc['host_cpu']}, {mc['host_cores']} cores, {mc['host_platform']}. {mc['qemu']}, "
              f"`-cpu {mc['qemu_cpu']}`; {mc['rootfs']}; emulated python {em['python']}, versions "
              + ", ".join(f"{k} {v}" for k, v in em["versions"].items()) + f". Run {doc['run']}; "
-             f"whole emulated run {doc['seconds']} s.", "",
-             "| model | backend | images vs x86: max abs diff (float) | pixels differing | threshold | "
+             f"whole emulated run {doc['seconds']} s. The x86 column is this host at the same moment (load "
+             f"{mc.get('host_load_1min', '?')} on {mc['host_cores']} shared cores: noisy; bench/results/runtime.md "
+             "has quiet numbers).", "",
+             "| model | backend | images vs x86: max abs diff (float) | bit-exact | pixels differing | threshold | "
              "emulated p50 µs (not device latency) | x86 p50 µs | emulated ÷ x86 |",
-             "|---|---|---:|---:|---|---:|---:|---:|"]
+             "|---|---|---:|---|---:|---|---:|---:|---:|"]
     for m in em["models"]:
         par, lat = m.get("parity") or {}, m.get("latency") or {}
         x86 = (hv.get(m["name"]) or {}).get("latency") or {}
         status = m.get("error") or ("passed" if par.get("passed") else "FAILED")
         lines.append(f"| {m['name']} | {m.get('backend', '—')} | {_g(par.get('max_abs'))} | "
+                     f"{'yes' if par.get('bit_exact') else 'no'} | "
                      f"{par.get('pixels_differing', '—')} of {par.get('pixels', '—')} | "
                      f"{par.get('threshold', '—')} ({status}) | {_g(lat.get('p50_us'), '.0f')} | "
                      f"{_g(x86.get('p50_us'), '.1f')} | {_ratio(lat.get('p50_us'), x86.get('p50_us'))} |")
