@@ -99,9 +99,12 @@ def _file_images(path: Path, z: np.ndarray) -> np.ndarray:
 
 def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = None, samples: int = 2000,
               dataset: str | None = None, data_dir: str | None = None, seed: int = 0, batch: int = 1,
-              threads: int = 1, progress: bool = True, baselines: list[str] | None = None) -> dict[str, Any]:
+              threads: int = 1, progress: bool = True, baselines: list[str] | None = None,
+              device_results: list[str | Path] | None = None) -> dict[str, Any]:
     """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
-    from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table."""
+    from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table.
+    ``device_results`` are JSON files written by a bench bundle's script on a board (``edgegan.bundle``):
+    each becomes its own columns, labelled with the board's CPU (see ``merge_device_results``)."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_generator
     from edgegan.sysinfo import machine
@@ -113,6 +116,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         raise ConfigError(f"unknown --models {bad}; valid: {', '.join(MODEL_GROUPS)}")
     if samples < 2:
         raise ConfigError("--samples must be >= 2")
+    devices = load_device_results(device_results or [])
     manifests = [(r, read_manifest(r)) for r in runs]  # validate every run before writing anything
     for r, m in manifests:
         if "distill" not in m:
@@ -177,7 +181,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 else:
                     lat = probe_runtime(f, batch=batch, threads=threads)
                 row(f"student d={m['model']['args'].get('d')}", "export", s_params, s_macs, e["bytes"], lat, imgs,
-                    fmt=e["format"], precision=e["precision"], extra={"file": e["file"],
+                    fmt=e["format"], precision=e["precision"], extra={"file": e["file"], "sha256": e.get("sha256"),
                                                                       "parity_passed": e.get("parity", {}).get("passed")})
         for b, bm in base_runs:
             brun = load_run(b)
@@ -197,6 +201,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     doc = {"schema": "edgegan.bench/1", "created": now_iso(), "machine": machine(), "versions": versions(),
            "settings": {"batch": batch, "threads": threads, "samples": samples, "seed": seed},
            "seconds": round(time.perf_counter() - t_start, 1), "results": results}
+    merge_device_results(doc, devices)
     atomic_write_json(out / "bench.json", doc)
     md = to_markdown(doc)
     atomic_write_bytes(out / "bench.md", md.encode())
@@ -208,6 +213,67 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     for r, m in manifests:  # the bench section of each student's manifest, nobody else's
         _record(r, m, out)
     return {**doc, "json_path": str(out / "bench.json"), "markdown_path": str(out / "bench.md")}
+
+
+DEVICE_SCHEMA = "edgegan.device-results/1"  # written by the bundle's script (edgegan/bundle_script.py)
+DEVICE_KEYS = ("p50_us", "p90_us", "mean_us", "images_per_s", "load_ms", "first_ms", "peak_rss_mb", "backend",
+               "runs", "in_process")
+
+
+def load_device_results(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Read and check device-results files (before anything is written); raises BenchError."""
+    docs = []
+    for p in paths:
+        try:
+            d = json.loads(Path(p).read_text())
+        except FileNotFoundError:
+            raise BenchError(f"{p}: no such device-results file") from None
+        except (OSError, ValueError) as e:
+            raise BenchError(f"{p}: not a device-results JSON ({e})") from None
+        if not isinstance(d, dict) or d.get("schema") != DEVICE_SCHEMA or not isinstance(d.get("models"), list):
+            raise BenchError(f"{p}: not a device-results file (schema {DEVICE_SCHEMA}, written by a bundle's "
+                             "run_bench.py)")
+        d["_path"] = str(p)
+        docs.append(d)
+    return docs
+
+
+def device_label(d: dict[str, Any]) -> str:
+    """The board's CPU as the column says it; an emulator is never shown as the device."""
+    mc = d.get("machine") or {}
+    cpu = str(mc.get("cpu") or mc.get("machine") or "device")
+    return f"{cpu} (emulated)" if mc.get("emulated") and "emulated" not in cpu else cpu
+
+
+def merge_device_results(doc: dict[str, Any], devices: list[dict[str, Any]]) -> None:
+    """Add each device's numbers to the export rows they measured (matched by the file's sha256), under
+    ``row["devices"][label]``, and list the devices in ``doc["devices"]``. Emulated timings keep
+    ``emulated: true`` and the markdown never shows them as device latency."""
+    if not devices:
+        return
+    doc["devices"] = []
+    for d in devices:
+        label = device_label(d)
+        by_sha = {m.get("sha256"): m for m in d["models"] if m.get("sha256")}
+        matched = 0
+        for res in doc["results"]:
+            for r in res["models"]:
+                if r["kind"] != "export" or r.get("sha256") not in by_sha:
+                    continue
+                m = by_sha[r["sha256"]]
+                lat = m.get("latency") or {}
+                r.setdefault("devices", {})[label] = {
+                    **{k: lat.get(k) for k in DEVICE_KEYS if k in lat},
+                    "error": m.get("error") or lat.get("error"),
+                    "emulated": bool((d.get("machine") or {}).get("emulated")),
+                    "parity_vs_host": m.get("parity"),
+                }
+                matched += 1
+        if not matched:
+            log.warning("%s: none of its models is an export in this bench (different files?)", d["_path"])
+        doc["devices"].append({"label": label, "file": d["_path"], "machine": d.get("machine"),
+                               "python": d.get("python"), "versions": d.get("versions"),
+                               "settings": d.get("settings"), "created": d.get("created"), "matched": matched})
 
 
 def speedups(rows: list[dict[str, Any]]) -> None:
@@ -308,12 +374,15 @@ def to_markdown(doc: dict) -> str:
              f"Machine: {mc['cpu']} ({mc.get('isa', 'isa not recorded')}), {mc['cores']} cores; torch {doc['versions'].get('torch', '?')}, "
              f"numpy {doc['versions'].get('numpy', '?')}. Latency: p50 at batch {st['batch']} on {st['threads']} "
              f"thread(s), each model in its own process. Quality: {st['samples']} images per model, same latents.", ""]
+    devices = doc.get("devices", [])
     for res in doc["results"]:
         q0 = next((r["quality"] for r in res["models"] if "metrics" in r.get("quality", {})), {})
         lines += [f"## {res['run']} (dataset {res['dataset']}, reference n={q0.get('n_reference', '?')})", "",
                   "| model | format | precision | params | MACs | bytes | compression | p50 µs | images/s | peak RSS MB "
-                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | SWD ↓ | sharpness | PSNR vs T dB | SSIM vs T |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | SWD ↓ | sharpness | PSNR vs T dB | SSIM vs T |"
+                  + "".join(f" {_device_header(d)} |" for d in devices),
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                  + "---:|" * len(devices)]
         for r in res["models"]:
             lat, q = r["latency"], r.get("quality", {}).get("metrics", {})
             p50 = _fmt(lat.get("p50_us"), ",.1f") if "error" not in lat else f"error: {lat['error'][:60]}"
@@ -324,7 +393,15 @@ def to_markdown(doc: dict) -> str:
                 f"{_fmt(lat.get('peak_rss_mb'), '.1f')} | {_fmt(r.get('speedup_vs_teacher_same_runtime'), ',.1f')} | "
                 f"{_fmt(r.get('speedup_vs_teacher_best'), ',.1f')} | "
                 f"{_fmt(q.get('classifier_fid'), '.2f')} | {_fmt(q.get('classifier_is'), '.2f')} | {_fmt(swd, '.2f')} | "
-                f"{_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |")
+                f"{_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |"
+                + "".join(f" {_device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
+        for d in doc.get("devices", []):
+            mc = d.get("machine") or {}
+            lines += ["", f"Device columns \u2018{d['label']}\u2019: {d['file']} ({mc.get('platform', '?')}, "
+                      f"python {d.get('python', '?')}); p50 µs at batch {(d.get('settings') or {}).get('batch', '?')}, "
+                      "and whether its images match this host's within the export's parity thresholds."
+                      + (" Emulated (qemu): those timings are the emulator's, not device latency." if mc.get("emulated")
+                         else "")]
         inc = q0.get("inception") or {}
         if inc.get("available") is False:
             lines += ["", f"Inception FID/IS: not computed ({inc.get('reason')})."]
@@ -333,6 +410,22 @@ def to_markdown(doc: dict) -> str:
             lines += [f"Domain classifier: test accuracy {clf.get('test_accuracy', float('nan')):.4f}."]
         lines.append("")
     return "\n".join(lines)
+
+
+def _device_header(d: dict[str, Any]) -> str:
+    if (d.get("machine") or {}).get("emulated"):
+        return f"{d['label']}: p50 µs EMULATED, not device latency"
+    return f"p50 µs on {d['label']}"
+
+
+def _device_cell(v: dict[str, Any] | None) -> str:
+    if not v:
+        return "—"
+    if v.get("error"):
+        return f"error: {str(v['error'])[:40]}"
+    par = v.get("parity_vs_host") or {}
+    match = "" if not par else (" ✓ images" if par.get("passed") else " ✗ images differ")
+    return f"{_fmt(v.get('p50_us'), ',.1f')}{match}"
 
 
 def _pareto(doc: dict, path: Path) -> None:

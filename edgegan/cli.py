@@ -145,7 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", "-o", required=True, help="output directory (bench.json, bench.md, PNGs)")
     _data_options(b)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device-results", action="append", default=[], metavar="FILE",
+                   help="JSON written by a bench bundle on a board (edgegan bundle); its own columns; repeatable")
     b.add_argument("--quiet", "-q", action="store_true")
+
+    u = sub.add_parser("bundle", help="pack a run's exports, the runtime and its probe into a bundle for a board")
+    u.add_argument("run", help="run directory with exports (or its manifest.json)")
+    u.add_argument("--target", default="aarch64", help="board CPU family: aarch64 (default) or x86_64")
+    u.add_argument("--out", "-o", required=True, help="output file, e.g. bundle.tar.gz")
+    u.add_argument("--export", action="append", metavar="E",
+                   help="include only this export (format:precision or file name); repeatable (default: all passed)")
+    u.add_argument("--wheels", metavar="DIR", help="folder of the target's interpreter wheels to include")
+    u.add_argument("--no-reference", action="store_true", help="do not store this host's images for comparison")
 
     m = sub.add_parser("demo", help="the whole chain on the embedded digits: teacher → student → export → bench")
     m.add_argument("--out", "-o", default="runs/demo", help="output directory (default runs/demo)")
@@ -226,8 +237,23 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
     res = run_bench(a.runs, out=a.out, models=[m.strip() for m in a.models.split(",") if m.strip()],
                     samples=a.samples, dataset=a.dataset, data_dir=a.data_dir, seed=a.seed, progress=not a.quiet,
-                    baselines=a.baseline)
+                    baselines=a.baseline, device_results=a.device_results)
     print(Path(res["markdown_path"]).read_text())
+    return 0
+
+
+@command("bundle")
+def _cmd_bundle(a: argparse.Namespace) -> int:
+    from edgegan.bundle import make_bundle
+
+    b = make_bundle(a.run, out=a.out, target=a.target, exports=a.export, wheels=a.wheels,
+                    reference=not a.no_reference)
+    wheels = ", ".join(b["wheels"]["included"]) or "none included; on the board: pip install " + \
+        " ".join(b["wheels"]["named"])
+    print(f"{b['path']}: {b['bytes']:,} bytes for {b['target']}, models {', '.join(b['models'])}; wheels: {wheels}")
+    for n in b["notes"]:
+        print(f"note: {n}")
+    print(f"on the board: tar xzf {Path(b['path']).name} && python3 {b['top']}/run_bench.py -o device.json")
     return 0
 
 

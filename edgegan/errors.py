@@ -59,3 +59,9 @@ class BenchError(EdgeganError):
     """A benchmark could not be run or its inputs are inconsistent."""
 
     exit_code = 7
+
+
+class BundleError(EdgeganError):
+    """A bench bundle cannot be made (no exports, a file that does not match its manifest)."""
+
+    exit_code = 8

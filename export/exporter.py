@@ -85,7 +85,8 @@ def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", b
     created = _missing_dirs(out_dir / EXPORTS_DIR)
     try:
         entry = _export(loaded.generator, loaded.latent_dim, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
-                        progress=progress, manifest_dir=out_dir, expected_output=loaded.output_shape)
+                        progress=progress, manifest_dir=out_dir, expected_output=loaded.output_shape,
+                        model_sha256=loaded.manifest["model"]["weights"].get("sha256"))
     except BaseException:
         _remove_empty(created)
         raise
@@ -101,7 +102,8 @@ _STEM = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, opts: ExportOptions, *,
-            progress: bool, manifest_dir: Path | None, expected_output: tuple[int, ...] | None) -> dict[str, Any]:
+            progress: bool, manifest_dir: Path | None, expected_output: tuple[int, ...] | None,
+            model_sha256: str | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec, prec = opts.spec, opts.precision
     final = out_dir / f"{stem}-{spec.name}-{prec.label}{spec.extension}"
@@ -115,8 +117,7 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
 
     t1 = time.perf_counter()
     data, fields = _convert(prepared, opts, latent_dim, calibration, progress=progress,
-                            metadata={"edgegan.stem": stem, "edgegan.latent_dim": str(latent_dim),
-                                      "edgegan.output": f"NCHW {list(out_shape)} float32 in [-1, 1]"})
+                            metadata=_file_metadata(stem, final.name, opts, latent_dim, out_shape, model_sha256))
     t2 = time.perf_counter()
     kernel_reference = fields.pop("kernel_reference", None)
     par = _check_and_commit(data, final, reference, latent_dim, opts, kernel_reference)
@@ -142,6 +143,22 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
     log.info("wrote %s (%d bytes, parity %s: max_abs %s, psnr %s dB) in %.1f s", final, entry["bytes"],
              "passed" if par["passed"] else "FAILED", par.get("max_abs"), par.get("psnr_db"), entry["seconds"])
     return entry
+
+
+def _file_metadata(stem: str, file: str, opts: ExportOptions, latent_dim: int, out_shape: tuple[int, ...],
+                   model_sha256: str | None) -> dict[str, str]:
+    """What every exported file carries inside itself: the ONNX path writes it to metadata_props, the
+    TFLite path to the flatbuffer's metadata. ``edgegan.contract`` is the whole format-independent
+    contract (``edgegan_runtime.contract``) that an app reads; the other keys are its older summary."""
+    from edgegan_runtime import contract
+
+    identity = {"stem": stem, "file": file, "format": opts.spec.name, "precision": opts.precision.label,
+                "quantize": opts.quantize, "model_sha256": model_sha256}
+    batches = list(opts.batches) if opts.batches is not None else None
+    c = contract.make_contract(latent_dim=latent_dim, output_shape=out_shape, batch_sizes=batches, identity=identity)
+    return {"edgegan.stem": stem, "edgegan.latent_dim": str(latent_dim),
+            "edgegan.output": f"NCHW {list(out_shape)} float32 in [-1, 1]",
+            contract.METADATA_NAME: contract.encode(c).decode()}
 
 
 def _calibration(opts: ExportOptions, latent_dim: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
@@ -177,7 +194,7 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
 
     res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches, precision=label,
                                        calibration=calibration, calibration_batch=CALIBRATION_BATCH,
-                                       progress=progress)
+                                       progress=progress, metadata=metadata)
     return res.data, {"signatures": res.signatures, "quantization": res.quantization, "recipe": res.recipe,
                       "recipe_why": None,
                       "notes": res.notes, "versions": litert_adapter.versions()}

@@ -14,7 +14,9 @@ ai-edge-quantizer 0.10 that shape this module:
   matching tensors of every signature, matched by operator position (a batch-1-only file gets a
   throw-away batch-64 twin for calibration);
 * static int8 files take and return int8 tensors; their scale and zero point go into the manifest
-  (the runtime reads them from the file as well).
+  (the runtime reads them from the file as well);
+* the quantizer rebuilds the flatbuffer, so the file's own metadata (the ``edgegan.contract`` that
+  the ONNX path writes to ``metadata_props``) is added last, by ``add_metadata``, to the final bytes.
 """
 
 from __future__ import annotations
@@ -263,9 +265,37 @@ def io_quantization(model: bytes) -> dict[str, Any] | None:
     return seen or None
 
 
+def add_metadata(model: bytes, entries: dict[str, str]) -> bytes:
+    """``model`` with one Model.metadata entry per item, each naming a new buffer that holds the UTF-8
+    value (an entry of the same name is replaced). This is the flatbuffer ``metadata`` that LiteRT reads
+    (C++ ``Interpreter::metadata()``; any flatbuffer reader of the schema). Rebuilt with the schema's
+    object API, as ai-edge-quantizer writes its output."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    if any((b.offset or 0) > 1 for b in m.buffers or []):
+        raise ExportError("the converter wrote buffers outside the flatbuffer; cannot add metadata")
+    m.metadata = [md for md in m.metadata or []
+                  if (md.name.decode() if isinstance(md.name, bytes) else md.name) not in entries]
+    m.buffers = list(m.buffers or [])
+    for name, value in entries.items():
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(value.encode("utf-8"), dtype=np.uint8).copy()
+        m.buffers.append(buf)
+        md = schema.MetadataT()
+        md.name = name
+        md.buffer = len(m.buffers) - 1
+        m.metadata.append(md)
+    b = flatbuffers.Builder(len(model) + 4096)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
 def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[int, ...], precision: str,
-                  calibration: np.ndarray | None, calibration_batch: int, progress: bool = False) -> TFLiteResult:
-    """The whole TFLite path for a prepared module: convert, quantize, read I/O quantization."""
+                  calibration: np.ndarray | None, calibration_batch: int, progress: bool = False,
+                  metadata: dict[str, str] | None = None) -> TFLiteResult:
+    """The whole TFLite path for a prepared module: convert, quantize, add ``metadata``, read I/O quantization."""
     float_model = convert(module, latent_dim, batches, progress=progress)
     recipe = None
     data = float_model
@@ -276,5 +306,7 @@ def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[in
             calib_model = convert(module, latent_dim, (calibration_batch,), progress=progress)
         data, recipe = quantize(float_model, precision, calibration=calibration, calibration_model=calib_model,
                                 calibration_batch=calibration_batch, progress=progress)
+    if metadata:
+        data = add_metadata(data, metadata)
     sigs = [{"key": signature_key(b), "batch": b} for b in batches]
     return TFLiteResult(data=data, recipe=recipe, signatures=sigs, quantization=io_quantization(data))

@@ -34,10 +34,18 @@ def student(tmp_path_factory):
 def test_bench_cli_every_field(student, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEGAN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "b"
+    # What a bench bundle's script writes on a board (tests/test_bundle.py makes real ones).
+    sha = json.loads((student / "manifest.json").read_text())["exports"][0]["sha256"]
+    device = tmp_path / "board.json"
+    device.write_text(json.dumps({"schema": "edgegan.device-results/1", "python": "3.11.2",
+                                  "machine": {"cpu": "Test Board (4x Cortex-A76)", "emulated": False},
+                                  "settings": {"batch": 1}, "models": [{"name": "onnx:fp32", "sha256": sha,
+                                  "latency": {"p50_us": 123.0}, "parity": {"passed": True}}]}))
     r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--samples", "200", "--out", str(out),
-                        "--baseline", str(student.parent / "baseline"), "--quiet"], capture_output=True, text=True,
-                       timeout=900)
+                        "--baseline", str(student.parent / "baseline"), "--device-results", str(device), "--quiet"],
+                       capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
+    assert "| p50 µs on Test Board (4x Cortex-A76) |" in r.stdout and "| 123.0 ✓ images |" in r.stdout
     assert "| teacher | torch |" in r.stdout and "| student d=2 | onnx | fp32 |" in r.stdout
     doc = json.loads((out / "bench.json").read_text())
     assert doc["machine"]["cores"] >= 1 and doc["versions"]["torch"]
@@ -60,6 +68,9 @@ def test_bench_cli_every_field(student, tmp_path, monkeypatch):
     assert baseline["name"] == "baseline d=2" and baseline["params"] == 28_351
     assert baseline["quality"]["metrics"]["psnr_db"]["available"] is False  # no fidelity for a scratch GAN
     assert isinstance(baseline["quality"]["metrics"]["classifier_fid"], float)
+    assert [m.get("devices") for m in res["models"]][3] == {"Test Board (4x Cortex-A76)": {
+        "p50_us": 123.0, "error": None, "emulated": False, "parity_vs_host": {"passed": True}}}
+    assert sum(1 for m in res["models"] if m.get("devices")) == 1 and doc["devices"][0]["matched"] == 1
     student_rows = [m for m in res["models"] if m["kind"] in ("student", "export")]
     assert all(m["compression"] == pytest.approx(145_657 / 28_351, abs=0.1) for m in student_rows)
     assert all(isinstance(m["quality"]["metrics"]["psnr_db"], float) for m in student_rows)

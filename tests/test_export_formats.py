@@ -152,6 +152,39 @@ def test_round_trip_through_the_runtime(run_dir, fmt, quantize, batch):
     psnr = 10 * np.log10(4 / np.mean((got.astype(np.float64) - want) ** 2))
     assert psnr >= (prec.thresholds.psnr_db or 80.0) - 3.0
 
+    # The contract inside the file (issue 12), read with the format's own tools rather than the runtime:
+    # the runtime read the same, and it says what the manifest entry says.
+    c = file_contract(path)
+    assert gen.contract == c
+    assert c["identity"] == {"stem": "student", "file": path.name, "format": fmt, "precision": prec.label,
+                             "quantize": quantize, "model_sha256": manifest["model"]["weights"]["sha256"]}
+    assert c["latent"] == {"dim": 100, "dtype": "float32",
+                           "sampler": {"name": "splitmix64-box-muller", "version": 1, "spec": "edgegan_runtime.latent"}}
+    assert {k: c["output"][k] for k in ("shape", "layout", "range")} == \
+        {k: entry["output"][k] for k in ("shape", "layout", "range")}
+    assert c["pixels"]["name"] == "clip-rint-127.5" and c["pixels"]["version"] == 1
+    if fmt == "tflite":
+        assert c["signatures"] == entry["signatures"] and c["batch_sizes"] == [s["batch"] for s in entry["signatures"]]
+    else:
+        assert c["batch_sizes"] is None
+
+
+def file_contract(path: Path) -> dict:
+    """edgegan.contract from a file, read with onnx / LiteRT's generated flatbuffer schema (not the runtime)."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return json.loads(props["edgegan.contract"])
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.Model.GetRootAs(bytearray(path.read_bytes()), 0)
+    for i in range(m.MetadataLength()):
+        md = m.Metadata(i)
+        if md.Name() == b"edgegan.contract":
+            return json.loads(m.Buffers(md.Buffer()).DataAsNumpy().tobytes())
+    raise AssertionError(f"{path.name} has no edgegan.contract metadata")
+
 
 @pytest.mark.onnx
 def test_reexport_replaces_the_entry_and_other_sections_stay(run_dir):

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgegan_runtime import contract
 from edgegan_runtime.errors import ModelFileError
 from edgegan_runtime.tflite_check import IDENTIFIER, Entry
 
@@ -40,6 +41,7 @@ class CheckedModel:
     batch_sizes: tuple[int, ...] | None  # fixed batch sizes, or None when the batch is dynamic
     entries: tuple[Entry, ...] = ()  # tflite: one per signature (or the primary subgraph)
     onnx_io: object = None  # onnx: onnx_check.OnnxIO
+    contract: dict | None = None  # the file's own edgegan.contract (see contract.py), None for older files
 
     @property
     def bytes(self) -> int:
@@ -131,6 +133,9 @@ def _check_onnx(path: Path, data: bytes, digest: str) -> CheckedModel:
     from edgegan_runtime.onnx_check import verify_onnx
 
     io = verify_onnx(data, str(path))
+    batch_sizes = None if io.batch is None else (io.batch,)
+    c = contract.parse(io.metadata.get(contract.METADATA_NAME), str(path))
+    contract.check(c, name=str(path), latent_dim=io.latent_dim, output_shape=io.output_shape, batch_sizes=batch_sizes)
     return CheckedModel(
         path=path,
         format="onnx",
@@ -138,16 +143,17 @@ def _check_onnx(path: Path, data: bytes, digest: str) -> CheckedModel:
         sha256=digest,
         latent_dim=io.latent_dim,
         output_shape=io.output_shape,
-        batch_sizes=None if io.batch is None else (io.batch,),
+        batch_sizes=batch_sizes,
         onnx_io=io,
+        contract=c,
     )
 
 
 def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
-    from edgegan_runtime.tflite_check import verify_tflite
+    from edgegan_runtime.tflite_check import verify_tflite_metadata
 
     name = str(path)
-    entries = verify_tflite(data, name)
+    entries, metadata = verify_tflite_metadata(data, name)
     dims, shapes, batches, dynamic = set(), set(), [], False
     for e in entries:
         label = f"signature {e.key!r}" if e.key is not None else "model"
@@ -175,13 +181,18 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
         raise ModelFileError(f"{name}: several signatures and a dynamic batch size; expected one per fixed batch")
     if not dynamic and not batches:
         raise ModelFileError(f"{name}: no signature with a batch size >= 1")
+    latent_dim, output_shape = dims.pop(), shapes.pop()
+    batch_sizes = None if dynamic else tuple(sorted(batches))
+    c = contract.parse(metadata.get(contract.METADATA_NAME), name)
+    contract.check(c, name=name, latent_dim=latent_dim, output_shape=output_shape, batch_sizes=batch_sizes)
     return CheckedModel(
         path=path,
         format="tflite",
         data=data,
         sha256=digest,
-        latent_dim=dims.pop(),
-        output_shape=shapes.pop(),
-        batch_sizes=None if dynamic else tuple(sorted(batches)),
+        latent_dim=latent_dim,
+        output_shape=output_shape,
+        batch_sizes=batch_sizes,
         entries=tuple(entries),
+        contract=c,
     )

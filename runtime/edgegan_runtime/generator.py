@@ -162,6 +162,9 @@ class Generator:
         self.sha256: str = checked.sha256
         self.bytes: int = checked.bytes
         self.precision: str | None = ref.precision
+        # The file's own edgegan.contract (latent size, sampler, pixel rule, batch sizes, identity),
+        # checked against its tensors at load; None for a file written before contracts existed.
+        self.contract: dict | None = checked.contract
         self.manifest: Path | None = ref.manifest
         self._spec = spec
         self._pool = _Pool(factory, spec.pool_size if pool_size is None else pool_size)

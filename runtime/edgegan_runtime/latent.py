@@ -28,6 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# The name and version files record (``edgegan.contract``) and the C port repeats (c/edgegan.h); a change
+# to any step above is a new version.
+SAMPLER_NAME = "splitmix64-box-muller"
+SAMPLER_VERSION = 1
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

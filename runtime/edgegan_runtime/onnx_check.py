@@ -11,7 +11,7 @@ graph: one float input (B, latent_dim), one float output (B, C, H, W).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgegan_runtime.errors import BackendUnavailableError, ModelFileError
 
@@ -27,6 +27,7 @@ class OnnxIO:
     batch: int | None  # fixed batch size, or None when the batch dimension is dynamic
     latent_dim: int
     output_shape: tuple[int, int, int]
+    metadata: dict = field(default_factory=dict)  # metadata_props (key -> UTF-8 bytes)
     int8_scheme: str | None = None  # "u8u8", "u8s8", "s8s8", "s8u8" for QDQ-quantized files, else None
 
 
@@ -112,7 +113,10 @@ def _io(model, name: str) -> OnnxIO:
     if idims[1] < 1 or min(odims[1:]) < 1:
         raise ModelFileError(f"{name}: zero-sized input or output {idims} -> {odims}")
     batch = idims[0] if idims[0] else None
-    return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])),
+    meta = {}
+    for p in model.metadata_props:
+        meta.setdefault(p.key, p.value.encode("utf-8"))
+    return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])), meta,
                   int8_scheme(model))
 
 

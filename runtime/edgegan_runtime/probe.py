@@ -47,15 +47,47 @@ def peak_rss_mb() -> float | None:
     return kb / (1 << 20) if sys.platform == "darwin" else kb / 1024  # bytes on macOS, KiB elsewhere
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+# ARM's MIDR part numbers (implementer 0x41) of the cores found in boards and phones: aarch64 Linux
+# prints no "model name", only these numbers.
+ARM_PARTS = {
+    0xD03: "Cortex-A53", 0xD04: "Cortex-A35", 0xD05: "Cortex-A55", 0xD07: "Cortex-A57", 0xD08: "Cortex-A72",
+    0xD09: "Cortex-A73", 0xD0A: "Cortex-A75", 0xD0B: "Cortex-A76", 0xD0C: "Neoverse-N1", 0xD0D: "Cortex-A77",
+    0xD40: "Neoverse-V1", 0xD41: "Cortex-A78", 0xD44: "Cortex-X1", 0xD46: "Cortex-A510", 0xD47: "Cortex-A710",
+    0xD48: "Cortex-X2", 0xD49: "Neoverse-N2", 0xD4D: "Cortex-A715", 0xD4E: "Cortex-X3", 0xD4F: "Neoverse-V2",
+    0xD80: "Cortex-A520", 0xD81: "Cortex-A720", 0xD82: "Cortex-X4", 0xD87: "Cortex-A725", 0xD85: "Cortex-X925",
+}
+
+
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU as /proc/cpuinfo names it: x86's "model name"; on ARM the board ("Model" / "Hardware")
+    and its cores from their part numbers, e.g. "Raspberry Pi 5 Model B Rev 1.0 (4x Cortex-A76)"."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    board, parts, implementer = None, [], None
+    for line in cpuinfo.splitlines():
+        key, _, val = line.partition(":")
+        key, val = key.strip().lower(), val.strip()
+        if key == "model name" and val:
+            return val
+        if key in ("model", "hardware") and val and board is None:
+            board = val
+        elif key == "cpu implementer":
+            implementer = val
+        elif key == "cpu part":
+            try:
+                part = int(val, 16)
+            except ValueError:
+                continue
+            known = implementer == "0x41" and part in ARM_PARTS
+            parts.append(ARM_PARTS[part] if known else f"part {implementer}:{val}")
+    cores = " + ".join(f"{parts.count(p)}x {p}" for p in dict.fromkeys(parts))
+    if board and cores:
+        return f"{board} ({cores})"
+    return board or cores or platform.processor() or platform.machine()
 
 
 def bench(

@@ -194,6 +194,11 @@ class Entry:
 
 def verify_tflite(data: bytes | memoryview, name: str) -> list[Entry]:
     """Verify ``data`` (a whole .tflite file) and return its runnable entries; raises ModelFileError."""
+    return verify_tflite_metadata(data, name)[0]
+
+
+def verify_tflite_metadata(data: bytes | memoryview, name: str) -> tuple[list[Entry], dict[str, bytes]]:
+    """``verify_tflite``, and the Model's named metadata buffers (name -> bytes; the first of a name wins)."""
     v = _Verifier(data, name)
     if v.n < 16:
         raise v.fail(f"only {v.n} bytes")
@@ -201,7 +206,24 @@ def verify_tflite(data: bytes | memoryview, name: str) -> list[Entry]:
         raise ModelFileError(f"{name}: not a TFLite file (no 'TFL3' identifier at bytes 4..8)")
     model = v.table(v.offset(0, "root offset"), "Model", 0)
     _check_model(v, model)
-    return _entries(v, model)
+    return _entries(v, model), _metadata(v, model)
+
+
+def _metadata(v: _Verifier, model: Obj) -> dict[str, bytes]:
+    """Metadata entries (name, buffer index) resolved to their bytes; bounds were checked by _check_model."""
+    buffers, out = model.get(12, []), {}
+    for md in model.get(16, []):
+        key = md.get(4, b"").decode("utf-8", "replace")
+        buf = buffers[md.get(6, 0)]
+        if 4 in buf:
+            start, count, _ = buf[4]
+            data = bytes(v.b[start : start + count])
+        elif buf.get(6, 0) > 1:
+            data = bytes(v.b[buf[6] : buf[6] + buf.get(8, 0)])
+        else:
+            data = b""
+        out.setdefault(key, data)
+    return out
 
 
 def _check_model(v: _Verifier, model: Obj) -> None:

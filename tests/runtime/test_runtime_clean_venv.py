@@ -37,6 +37,9 @@ def test_clean_venv(tmp_path, onnx_model, tflite_model):
     py, cli = venv / "bin" / "python", venv / "bin" / "edgegan-runtime"
 
     pip_install(py, str(src))  # numpy only
+    r = sh(py, "-c", "import edgegan_runtime, pathlib; d = pathlib.Path(edgegan_runtime.__file__).parent / 'c'; "
+                     "print(sorted(p.name for p in d.iterdir()))")
+    assert r.returncode == 0 and "['edgegan.c', 'edgegan.h']" in r.stdout, r.stdout + r.stderr  # shipped as data
     r = sh(py, "-c", "import edgegan_runtime, sys; print(sorted(sys.modules))")
     assert r.returncode == 0, r.stderr
     assert "torch" not in r.stdout and "onnxruntime" not in r.stdout

@@ -107,3 +107,28 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "missing.onnx")]) == 1
     assert "no such model file" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+PI5 = """processor\t: 0
+BogoMIPS\t: 108.00
+CPU implementer\t: 0x41
+CPU part\t: 0xd0b
+processor\t: 1
+CPU implementer\t: 0x41
+CPU part\t: 0xd0b
+
+Revision\t: d04170
+Model\t\t: Raspberry Pi 5 Model B Rev 1.0
+"""
+PHONE = "".join(f"processor\t: {i}\nCPU implementer\t: 0x41\nCPU part\t: {p}\n"
+                for i, p in enumerate(["0xd05"] * 4 + ["0xd41"] * 3 + ["0xd44"])) + "Hardware\t: Qualcomm SM8350\n"
+
+
+def test_cpu_name_on_arm_boards_and_phones():
+    from edgegan_runtime.probe import cpu_name
+
+    # aarch64 Linux prints no "model name": the board and its cores come from Model/Hardware and part numbers
+    assert cpu_name(PI5) == "Raspberry Pi 5 Model B Rev 1.0 (2x Cortex-A76)"
+    assert cpu_name(PHONE) == "Qualcomm SM8350 (4x Cortex-A55 + 3x Cortex-A78 + 1x Cortex-X1)"
+    assert cpu_name("model name\t: AMD EPYC 7B13\nflags\t: avx2\n") == "AMD EPYC 7B13"
+    assert cpu_name("CPU implementer\t: 0x61\nCPU part\t: 0x022\n") == "1x part 0x61:0x022"

@@ -1,0 +1,104 @@
+"""The contract every exported file carries inside itself, so an app that embeds only the file (Kotlin,
+Swift, C++) knows how to call it and how to turn its output into the images Python makes.
+
+It is one JSON object, stored under the name ``edgegan.contract``: in a TFLite file as a ``metadata``
+entry of the flatbuffer's Model table (the entry names a buffer holding the UTF-8 JSON; LiteRT's
+``Interpreter::metadata()`` / ``GetMetadata`` and flatbuffer readers list it), in an ONNX file as a
+``metadata_props`` entry. Fields (schema ``edgegan.contract/1``)::
+
+    {"schema": "edgegan.contract/1",
+     "latent": {"dim": 100, "dtype": "float32",
+                "sampler": {"name": "splitmix64-box-muller", "version": 1, "spec": "edgegan_runtime.latent"}},
+     "output": {"shape": [null, 1, 32, 32], "layout": "NCHW", "dtype": "float32", "range": [-1.0, 1.0]},
+     "pixels": {"name": "clip-rint-127.5", "version": 1, "layout": "NHWC", "dtype": "uint8", "rule": "..."},
+     "batch_sizes": [1, 64],                  # a TFLite file's signatures; null: any batch (ONNX)
+     "signatures": [{"key": "batch_1", "batch": 1}, ...],   # TFLite only
+     "identity": {"stem": ..., "file": ..., "format": ..., "precision": ..., "quantize": ...,
+                  "model_sha256": ...}}       # the manifest entry this file is (its own sha256 cannot be inside it)
+
+The runtime reads it back at load (``Generator.contract``) and refuses a file whose contract
+disagrees with its own tensors (latent size, image shape, batch sizes) or names a sampler or pixel
+rule version this runtime does not implement.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from edgegan_runtime.errors import ModelFileError
+from edgegan_runtime.latent import SAMPLER_NAME, SAMPLER_VERSION
+
+METADATA_NAME = "edgegan.contract"
+SCHEMA = "edgegan.contract/1"
+PIXELS_NAME = "clip-rint-127.5"
+PIXELS_VERSION = 1
+PIXELS_RULE = ("clip(rint((x + 1) * 127.5), 0, 255) in float32 (x + 1 rounded to float32, then the product), "
+               "rint half to even, NaN -> 0; (N, C, H, W) -> (N, H, W, C) uint8")
+MAX_BYTES = 1 << 16  # a contract is a few hundred bytes; a larger one is corruption
+
+
+def make_contract(*, latent_dim: int, output_shape: tuple[int, ...] | list[int], batch_sizes: list[int] | None,
+                  identity: dict[str, Any]) -> dict[str, Any]:
+    """The contract of a file (see the module doc); ``identity`` names its manifest entry."""
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "latent": {"dim": int(latent_dim), "dtype": "float32",
+                   "sampler": {"name": SAMPLER_NAME, "version": SAMPLER_VERSION, "spec": "edgegan_runtime.latent"}},
+        "output": {"shape": [None, *[int(s) for s in output_shape]], "layout": "NCHW", "dtype": "float32",
+                   "range": [-1.0, 1.0]},
+        "pixels": {"name": PIXELS_NAME, "version": PIXELS_VERSION, "layout": "NHWC", "dtype": "uint8",
+                   "rule": PIXELS_RULE},
+        "batch_sizes": None if batch_sizes is None else [int(b) for b in batch_sizes],
+    }
+    if batch_sizes is not None:
+        out["signatures"] = [{"key": f"batch_{int(b)}", "batch": int(b)} for b in batch_sizes]
+    out["identity"] = dict(identity)
+    return out
+
+
+def encode(contract: dict[str, Any]) -> bytes:
+    """The bytes stored in a file: compact, key-sorted UTF-8 JSON (the same contract, the same bytes)."""
+    return json.dumps(contract, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse(data: bytes | None, name: str) -> dict[str, Any] | None:
+    """The contract from a file's ``edgegan.contract`` bytes (None when the file has none)."""
+    if data is None:
+        return None
+    if len(data) > MAX_BYTES:
+        raise ModelFileError(f"{name}: {METADATA_NAME} metadata of {len(data)} bytes; a contract is a few hundred")
+    try:
+        c = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ModelFileError(f"{name}: {METADATA_NAME} metadata is not UTF-8 JSON") from None
+    if not isinstance(c, dict) or c.get("schema") != SCHEMA:
+        got = c.get("schema") if isinstance(c, dict) else type(c).__name__
+        raise ModelFileError(f"{name}: {METADATA_NAME} has schema {got!r}; this runtime reads {SCHEMA!r}")
+    return c
+
+
+def check(contract: dict[str, Any] | None, *, name: str, latent_dim: int, output_shape: tuple[int, ...],
+          batch_sizes: tuple[int, ...] | None) -> None:
+    """Raise ModelFileError unless the contract agrees with the file's own tensors and this runtime."""
+    if contract is None:
+        return
+    try:
+        dim = contract["latent"]["dim"]
+        shape = contract["output"]["shape"][1:]
+        sampler = contract["latent"]["sampler"]
+        pixels = contract["pixels"]
+        batches = contract.get("batch_sizes")
+    except (KeyError, TypeError, IndexError):
+        raise ModelFileError(f"{name}: {METADATA_NAME} lacks latent, output or pixels fields") from None
+    if dim != latent_dim or list(shape) != list(output_shape):
+        raise ModelFileError(f"{name}: {METADATA_NAME} says latent {dim} -> images {shape}, the file's tensors "
+                             f"say {latent_dim} -> {list(output_shape)}")
+    if batch_sizes is not None and batches is not None and sorted(batches) != sorted(batch_sizes):
+        raise ModelFileError(f"{name}: {METADATA_NAME} says batch sizes {batches}, the file has {list(batch_sizes)}")
+    if (sampler.get("name"), sampler.get("version")) != (SAMPLER_NAME, SAMPLER_VERSION):
+        raise ModelFileError(f"{name}: made for latent sampler {sampler.get('name')} v{sampler.get('version')}; "
+                             f"this runtime implements {SAMPLER_NAME} v{SAMPLER_VERSION}")
+    if (pixels.get("name"), pixels.get("version")) != (PIXELS_NAME, PIXELS_VERSION):
+        raise ModelFileError(f"{name}: made for pixel rule {pixels.get('name')} v{pixels.get('version')}; "
+                             f"this runtime implements {PIXELS_NAME} v{PIXELS_VERSION}")
