@@ -40,6 +40,12 @@ class CheckedModel:
     batch_sizes: tuple[int, ...] | None  # fixed batch sizes, or None when the batch is dynamic
     entries: tuple[Entry, ...] = ()  # tflite: one per signature (or the primary subgraph)
     onnx_io: object = None  # onnx: onnx_check.OnnxIO
+    hybrid_ops: tuple[str, ...] = ()  # tflite: operators with float32 activations and int8 weights
+
+    @property
+    def precision_hint(self) -> str | None:
+        """The precision the file's own structure shows, where it matters to a backend: "dynamic-int8"."""
+        return "dynamic-int8" if self.hybrid_ops else None
 
     @property
     def bytes(self) -> int:
@@ -144,10 +150,10 @@ def _check_onnx(path: Path, data: bytes, digest: str) -> CheckedModel:
 
 
 def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
-    from edgegan_runtime.tflite_check import verify_tflite
+    from edgegan_runtime.tflite_check import inspect_tflite
 
     name = str(path)
-    entries = verify_tflite(data, name)
+    entries, hybrid = inspect_tflite(data, name)
     dims, shapes, batches, dynamic = set(), set(), [], False
     for e in entries:
         label = f"signature {e.key!r}" if e.key is not None else "model"
@@ -184,4 +190,5 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
         output_shape=shapes.pop(),
         batch_sizes=None if dynamic else tuple(sorted(batches)),
         entries=tuple(entries),
+        hybrid_ops=hybrid,
     )

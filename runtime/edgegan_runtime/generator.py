@@ -56,7 +56,9 @@ def load(
     if sha256 is not None and checked.sha256 != sha256:
         raise ModelFileError(f"{checked.path}: sha256 {checked.sha256[:12]}... is not the expected {sha256[:12]}...")
     _agree_with_manifest(checked, ref)
-    spec, module = _backends.choose(checked.format, backend, str(checked.path))
+    # The file's structure wins over the manifest's word: a backend is refused what it cannot run, before native code.
+    precision = checked.precision_hint or ref.precision
+    spec, module = _backends.choose(checked.format, backend, str(checked.path), precision)
     factory = spec.open(module, checked, threads or 1)
     return Generator(checked, spec, factory, threads or 1, ref)
 

@@ -194,6 +194,11 @@ class Entry:
 
 def verify_tflite(data: bytes | memoryview, name: str) -> list[Entry]:
     """Verify ``data`` (a whole .tflite file) and return its runnable entries; raises ModelFileError."""
+    return inspect_tflite(data, name)[0]
+
+
+def inspect_tflite(data: bytes | memoryview, name: str) -> tuple[list[Entry], tuple[str, ...]]:
+    """``verify_tflite``, plus the hybrid operators of the file (see ``hybrid_operators``)."""
     v = _Verifier(data, name)
     if v.n < 16:
         raise v.fail(f"only {v.n} bytes")
@@ -201,7 +206,35 @@ def verify_tflite(data: bytes | memoryview, name: str) -> list[Entry]:
         raise ModelFileError(f"{name}: not a TFLite file (no 'TFL3' identifier at bytes 4..8)")
     model = v.table(v.offset(0, "root offset"), "Model", 0)
     _check_model(v, model)
-    return _entries(v, model)
+    return _entries(v, model), hybrid_operators(v, model)
+
+
+# Builtin operator codes named in messages (the rest by number).
+_OP_NAMES = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED", 67: "TRANSPOSE_CONV", 102: "BATCH_MATMUL"}
+_INT8 = 9
+
+
+def hybrid_operators(v: _Verifier, model: Obj) -> tuple[str, ...]:
+    """Operators that take float32 activations with int8 constant weights: "dynamic range" (hybrid)
+    quantization, whose kernels quantize activations at run time. Not every interpreter has such a
+    kernel for every operator (tflite-runtime 2.14 has none for TRANSPOSE_CONV), so the backend
+    registry refuses these files by name before native code sees them."""
+    opcodes, buffers = model.get(6, []), model.get(12, [])
+    found: list[str] = []
+    for sg in model.get(8, []):
+        tensors = sg.get(4, [])
+        for op in sg.get(10, []):
+            inputs = [tensors[i] for i in ints(v, op.get(6)).tolist() if i >= 0]
+            const = [_constant_bytes(buffers[t.get(8, 0)]) > 0 for t in inputs]
+            float_act = any(t.get(6, 0) == 0 and not c for t, c in zip(inputs, const))
+            int8_weight = any(t.get(6, 0) == _INT8 and c for t, c in zip(inputs, const))
+            if float_act and int8_weight:
+                oc = opcodes[op.get(4, 0)]
+                code = max(oc.get(4, 0), oc.get(10, 0))  # deprecated_builtin_code, builtin_code
+                label = _OP_NAMES.get(code, f"operator {code}")
+                if label not in found:
+                    found.append(label)
+    return tuple(found)
 
 
 def _check_model(v: _Verifier, model: Obj) -> None:
