@@ -103,3 +103,11 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "missing.onnx")]) == 1
     assert "no such model file" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("args", [["bench", "m.onnx", "--js"], ["generate", "m.onnx", "-o", "x.png", "--se", "1"],
+                                  ["info", "m.onnx", "--back", "litert"]])
+def test_abbreviated_options_are_refused(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
