@@ -167,7 +167,8 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
         return res.data, {"dynamic_batch": True,
                           "names": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME},
                           "quantization": None, "recipe": res.recipe, "opset": res.opset,
-                          "optimizer": res.optimizer, "notes": res.notes, "versions": onnx_export.versions()}
+                          "optimizer": res.optimizer, "onnxsim": res.onnxsim, "notes": res.notes,
+                          "versions": onnx_export.versions()}
     from edgegan.export import litert_adapter
 
     res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches, precision=label,
