@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from edgegan.bench.options import MODEL_GROUPS, BenchOptions
 from edgegan.errors import BenchError, ConfigError
 from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, read_manifest, versions
 
 log = logging.getLogger(__name__)
-MODEL_GROUPS = ("teacher", "student", "exports")
 
 
 def count_macs(module, latent_dim: int) -> int:
@@ -99,14 +99,20 @@ def _file_images(path: Path, z: np.ndarray) -> np.ndarray:
 
 def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = None, samples: int = 2000,
               dataset: str | None = None, data_dir: str | None = None, seed: int = 0, batch: int = 1,
-              threads: int = 1, progress: bool = True, baselines: list[str] | None = None) -> dict[str, Any]:
+              threads: int = 1, progress: bool = True, baselines: list[str] | None = None,
+              options: BenchOptions | None = None) -> dict[str, Any]:
     """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
-    from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table."""
+    from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table.
+
+    ``options`` (what ``edgegan bench`` passes) replaces the keyword arguments it holds."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_generator
     from edgegan.sysinfo import machine
     from edgegan_runtime import latent
 
+    if options is not None:
+        models, samples, dataset, data_dir = options.model_list(), options.samples, options.dataset, options.data_dir
+        seed, baselines = options.seed, list(options.baseline)
     models = models or list(MODEL_GROUPS)
     bad = [m for m in models if m not in MODEL_GROUPS]
     if bad:
@@ -276,7 +282,7 @@ def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: n
         clf = get_classifier(ds_name, ds_dir, progress=progress)
     # The reference's features, SWD patches and sharpness are computed once for all models.
     prepared = prepare_reference(ref, classifier=clf, n_reference=min(len(ref), max(samples, 1000)),
-                                 reference_seed=seed, swd_seed=seed)
+                                 reference_seed=seed, swd_seed=seed, inception=inception)
     for r in rows:
         if r["images"] is None:
             r["quality"] = {"error": "no images (model could not run)"}

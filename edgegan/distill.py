@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgegan.config import DATASET_NAMES, FAMILY_NAMES, opt
 from edgegan.errors import ConfigError, TeacherError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 
@@ -27,26 +28,27 @@ LOSSES = ("mse", "joint")
 
 @dataclass(frozen=True)
 class DistillConfig:
-    teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
-    teacher_weights: str | None = None  # safetensors weights for a module:factory teacher
-    latent_dim: int | None = None  # override when it cannot be read from the teacher
-    family: str = "dcgan"  # student family
-    d: int = 2  # student depth factor
-    loss: str = "mse"  # "mse" or "joint"
-    lam: float = 0.01  # λ: weight of the GAN term in the joint loss
-    d_disc: int = 16  # discriminator depth factor for the joint loss
-    dataset: str | None = None  # real data for the joint loss (default: the teacher's dataset)
-    data_dir: str | None = None
-    steps: int = 2000
-    batch_size: int = 64
+    # Each field's default, help and choices are declared once here; `edgegan distill` is generated from them.
+    teacher: str = opt(help="edgegan run dir, .onnx, TorchScript file, or module:factory")
+    teacher_weights: str | None = opt(None, "safetensors weights for a module:factory teacher")
+    latent_dim: int | None = opt(None, "latent size, when it cannot be read from the teacher")
+    family: str = opt("dcgan", "student family", choices=FAMILY_NAMES)
+    d: int = opt(2, "student depth factor")
+    loss: str = opt("mse", "mse: pixel MSE to the teacher; joint: MSE + lam * GAN loss on real data", choices=LOSSES)
+    lam: float = opt(0.01, "weight of the GAN term of the joint loss")
+    d_disc: int = opt(16, "discriminator depth factor for the joint loss")
+    dataset: str | None = opt(None, "real data for the joint loss (default: the teacher's dataset)", choices=DATASET_NAMES)
+    data_dir: str | None = opt(None, "folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)")
+    steps: int = opt(2000, "optimiser steps")
+    batch_size: int = opt(64, "latents per step")
     # Adam learning rate of the student. Pixel-MSE regression is stable, and small-d students learn slowly
     # at the GAN rate 2e-4 (a 1x1 output conv over d channels moves ~lr per step): measured on MNIST,
     # 300 steps of a d=2 student cut the MSE 3x at 1e-3, 15x at 3e-3, 42x at 1e-2.
-    lr: float = 5e-3
-    beta1: float = 0.5
-    seed: int = 0
-    device: str = "cpu"
-    eval_samples: int = 256  # fixed latents on which the student-teacher MSE is reported
+    lr: float = opt(5e-3, "student learning rate (Adam)")
+    beta1: float = opt(0.5, "Adam beta1 of the student")
+    seed: int = opt(0, "random seed")
+    device: str = opt("cpu", "cpu, cuda or cuda:N")
+    eval_samples: int = opt(256, "fixed latents on which the student-teacher MSE is reported")
 
     def __post_init__(self) -> None:
         for name, lo in {"d": 1, "steps": 1, "batch_size": 1, "d_disc": 1, "eval_samples": 1}.items():

@@ -72,6 +72,17 @@ def test_bench_cli_every_field(student, tmp_path, monkeypatch):
     assert m["bench"]["path"].endswith("bench.json") and m["distill"]
 
 
+def test_bench_json_parses_and_is_bench_json(student, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEGAN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "j"
+    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--models", "student", "--samples",
+                        "64", "--out", str(out), "--quiet", "--json"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc == json.loads((out / "bench.json").read_text())
+    assert [m["kind"] for m in doc["results"][0]["models"]] == ["student"]
+
+
 def test_bench_refuses_a_teacher_run(student, tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student.parent / "t"), "--out",
                         str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
