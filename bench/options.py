@@ -19,6 +19,8 @@ class BenchOptions:
     dataset: str | None = opt(None, "reference images (default: the teacher's dataset)", choices=DATASET_NAMES)
     data_dir: str | None = opt(None, "folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)")
     seed: int = opt(0, "random seed")
+    inception_weights: str | None = opt(None, "pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth), "
+                                              "checked against its pinned sha256; default: torch.hub's cache")
 
     def model_list(self) -> list[str]:
         return [m.strip() for m in self.models.split(",") if m.strip()]
