@@ -136,11 +136,29 @@ def config_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init]
 
 
+def _field_types(cls: type, fields: list[dataclasses.Field]) -> dict[str, Any]:
+    """Each field's evaluated annotation; one that cannot be evaluated (a name imported only for type
+    checkers) becomes a JSON-valued option rather than breaking the whole command line."""
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - fall back field by field
+        import sys as _sys
+
+        ns = vars(_sys.modules[cls.__module__])
+        out: dict[str, Any] = {}
+        for f in fields:
+            try:
+                out[f.name] = eval(f.type, ns) if isinstance(f.type, str) else f.type  # noqa: S307 - annotations
+            except Exception:  # noqa: BLE001
+                out[f.name] = Any
+        return out
+
+
 def config_options(cls: type, *, required: tuple[str, ...] = ()) -> Callable:
     """Decorator: one option per field of dataclass ``cls``; the command receives ``cfg=cls(...)``
     (built, and so validated, before the command runs). Put it directly above the function."""
     fields = config_fields(cls)
-    hints = typing.get_type_hints(cls)
+    hints = _field_types(cls, fields)
 
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
