@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LATENT
+from conftest import LATENT, SUMMARY
 
 import edgegan_runtime as rt
 from edgegan_runtime.backend import BACKENDS
@@ -95,14 +95,14 @@ def test_tflite_runtime_matches_litert_for_every_precision_it_runs(tflite_python
             diff = stats["max_abs"]
             assert float(np.abs(ours).max()) > 0.5  # real images, not values near zero
             ran.append(label)
-            print(f"tflite-runtime {report['tflite_runtime']} vs LiteRT, {label}: max abs {diff:.3g}, "
-                  f"PSNR {stats['psnr_db']:.1f} dB")
+            SUMMARY.append(f"tflite-runtime {report['tflite_runtime']} (numpy {report['numpy']}) vs LiteRT, "
+                           f"{label}: max abs {diff:.3g}, PSNR {stats['psnr_db']:.1f} dB")
         else:
             for backend in ("tflite-runtime", "None"):
                 msg = got[f"refused_{backend}"]
                 assert msg is not None and msg.startswith("BackendUnavailableError") and why in msg, got
             assert got["native"] is not None and "transpose_conv" in got["native"].lower(), got
-            print(f"tflite-runtime refuses {label}: {why}")
+            SUMMARY.append(f"tflite-runtime refuses {label} before native code: {why}")
     assert {"fp32", "int8"} <= set(ran)
 
 
