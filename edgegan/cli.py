@@ -39,7 +39,7 @@ from edgegan.config import Names, field_choices, field_help
 from edgegan.errors import ConfigError, EdgeganError
 
 log = logging.getLogger("edgegan")
-_STATE = {"debug": False}
+_STATE: dict[str, Any] = {"debug": False, "threads": None}
 COMPLETE_VAR = "_EDGEGAN_COMPLETE"  # eval "$(_EDGEGAN_COMPLETE=bash_source edgegan)"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -186,6 +186,12 @@ def out_option(required: bool, help: str, default: str | None = None) -> Callabl
 # ------------------------------------------------------------------------------ the group
 
 class _Command(click.Command):
+    def invoke(self, ctx: click.Context) -> Any:
+        # Here, after the command's own options are parsed (so `--threads 2 CMD --help` imports no torch).
+        if _STATE["threads"] is not None:
+            _configure_threads(_STATE["threads"])
+        return super().invoke(ctx)
+
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, " ".join(self.collect_usage_pieces(ctx)), prefix="usage: ")
 
@@ -212,8 +218,7 @@ def cli(debug: bool, threads: int | None) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not debug:
         _quiet_third_party()
-    if threads is not None:
-        _configure_threads(threads)
+    _STATE["threads"] = threads  # applied by each command as it starts (_Command.invoke)
 
 
 def _configure_threads(n: int) -> None:
@@ -414,7 +419,7 @@ def build_parser() -> click.Group:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (``--help`` and ``--version`` raise SystemExit(0), as argparse did)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _STATE["debug"] = False
+    _STATE.update(debug=False, threads=None)
     if COMPLETE_VAR in os.environ:  # shell completion (README): click's own protocol, then exit
         cli.main(args, prog_name="edgegan", complete_var=COMPLETE_VAR)
     try:

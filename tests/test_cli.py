@@ -187,6 +187,16 @@ def test_a_new_config_field_appears_without_touching_the_cli():
     assert seen["cfg"] == Cfg(ema=0.5, terms="mse,gan", warmup=0)
 
 
+def test_threads_is_applied_when_a_command_runs_and_never_for_help():
+    code = ("import sys\nfrom edgegan.cli import main\n"
+            "try:\n    main(['--threads', '2', 'distill', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules\n"
+            "main(['--threads', '1', 'families'])\n"
+            "import torch\nprint('THREADS', torch.get_num_threads())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "THREADS 1" in r.stdout, r.stdout + r.stderr
+
+
 def test_distill_accepts_resume_and_the_global_threads_option(tmp_path):
     r = run("--threads", "1", "distill", "--teacher", "/no/such/teacher", "--resume", "--out", str(tmp_path / "s"))
     assert r.returncode in (2, 4) and len(r.stderr.strip().splitlines()) == 1, r.stderr
