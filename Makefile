@@ -6,7 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export EDGEGAN_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install demo test test-fast bench bench-mnist clean
+# tflite-runtime (the interpreter of boards that cannot take numpy 2) in a venv of its own: its last
+# release, 2.14, needs numpy < 2 and Python <= 3.11. Where it cannot be made, the reason goes to
+# $(TFLITE_VENV)/SKIP and the tflite-runtime parity test skips with it; `make test` never fails on it.
+TFLITE_PY ?= $(shell command -v python3.11 2>/dev/null || echo $(PY))
+TFLITE_VENV := .venv-tflite
+TFLITE_STAMP := $(TFLITE_VENV)/.installed
+
+.PHONY: install tflite-venv demo test test-fast bench bench-mnist clean
 
 install: $(STAMP)
 
@@ -17,10 +24,27 @@ $(STAMP): pyproject.toml runtime/pyproject.toml
 	$(BIN)/python -m pip install -q -e "./runtime[onnx,litert]" -e ".[export,bench,dev]"
 	touch $(STAMP)
 
+tflite-venv: $(TFLITE_STAMP)
+
+$(TFLITE_STAMP): runtime/pyproject.toml
+	rm -rf $(TFLITE_VENV)
+	@if ! $(TFLITE_PY) -V > /dev/null 2>&1; then \
+	  mkdir -p $(TFLITE_VENV); echo "no Python interpreter $(TFLITE_PY) to make it with" > $(TFLITE_VENV)/SKIP; \
+	elif ! $(TFLITE_PY) -c 'import sys; sys.exit(sys.version_info[:2] > (3, 11))'; then \
+	  mkdir -p $(TFLITE_VENV); \
+	  echo "tflite-runtime has no wheels for $$($(TFLITE_PY) -V 2>&1) (it needs Python <= 3.11)" > $(TFLITE_VENV)/SKIP; \
+	elif ! { $(TFLITE_PY) -m venv $(TFLITE_VENV) && \
+	         $(TFLITE_VENV)/bin/python -m pip install -q -e "./runtime[tflite]" > $(TFLITE_VENV)/install.log 2>&1; }; then \
+	  mkdir -p $(TFLITE_VENV); \
+	  echo "pip could not install edgegan-runtime[tflite]: $$(tail -n 1 $(TFLITE_VENV)/install.log 2>/dev/null)" > $(TFLITE_VENV)/SKIP; \
+	fi
+	@test ! -f $(TFLITE_VENV)/SKIP || echo "tflite-runtime venv skipped: $$(cat $(TFLITE_VENV)/SKIP)"
+	touch $(TFLITE_STAMP)
+
 demo: install
 	$(BIN)/edgegan demo --out runs/demo
 
-test: install
+test: install tflite-venv
 	$(BIN)/python -m pytest -q
 
 test-fast: install

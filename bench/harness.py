@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from edgegan.bench.options import MODEL_GROUPS, BenchOptions
 from edgegan.errors import BenchError, ConfigError
 from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, read_manifest, versions
 
 log = logging.getLogger(__name__)
-MODEL_GROUPS = ("teacher", "student", "exports")
 
 
 def count_macs(module, latent_dim: int) -> int:
@@ -100,16 +100,26 @@ def _file_images(path: Path, z: np.ndarray) -> np.ndarray:
 def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = None, samples: int = 2000,
               dataset: str | None = None, data_dir: str | None = None, seed: int = 0, batch: int = 1,
               threads: int = 1, progress: bool = True, baselines: list[str] | None = None,
-              device_results: list[str | Path] | None = None) -> dict[str, Any]:
+              device_results: list[str | Path] | None = None, inception_weights: str | Path | None = None,
+              options: BenchOptions | None = None) -> dict[str, Any]:
     """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
     from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table.
+
     ``device_results`` are JSON files written by a bench bundle's script on a board (``edgegan.bundle``):
-    each becomes its own columns, labelled with the board's CPU (see ``merge_device_results``)."""
+    each becomes its own columns, labelled with the board's CPU (see ``merge_device_results``).
+    ``options`` (what ``edgegan bench`` passes) replaces the keyword arguments it holds.
+    ``inception_weights``: pytorch-fid's weights file, checked against its pinned sha256 before anything
+    is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_generator
     from edgegan.sysinfo import machine
     from edgegan_runtime import latent
 
+    if options is not None:
+        models, samples, dataset, data_dir = options.model_list(), options.samples, options.dataset, options.data_dir
+        seed, baselines, inception_weights = options.seed, list(options.baseline), options.inception_weights
+        device_results = list(options.device_results)
+    inception = _inception_options(inception_weights)
     models = models or list(MODEL_GROUPS)
     bad = [m for m in models if m not in MODEL_GROUPS]
     if bad:
@@ -190,7 +200,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 count_macs(brun.generator, brun.latent_dim), bm["model"]["weights"]["bytes"],
                 probe_torch(str(brun.run_dir), batch=batch, threads=threads), _torch_images(_fwd(brun.generator), bz),
                 extra={"run": str(brun.run_dir), "train_steps": bm.get("train", {}).get("step")})
-        _quality(rows, ds_name, ds_dir, teacher_imgs, samples, seed, progress)
+        _quality(rows, ds_name, ds_dir, teacher_imgs, samples, seed, progress, inception)
         speedups(rows)
         for r in rows:
             if r["images"] is not None:
@@ -329,8 +339,26 @@ def _export_teacher(spec: str, out: Path) -> dict[str, Any]:
         return {"error": f"teacher export failed: {e}"}
 
 
+def _inception_options(path: str | Path | None):
+    """InceptionOptions for an explicit weights file, verified now (a missing or wrong file is the user's
+    error, not an "unavailable" metric); None: the default location, reported unavailable if absent."""
+    if path is None:
+        return None
+    from edgegan.manifest import sha256_file
+    from edgegan.metrics.inception import WEIGHTS_SHA256, InceptionOptions
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--inception-weights {p}: no such file")
+    actual = sha256_file(p)
+    if actual != WEIGHTS_SHA256:
+        raise ConfigError(f"--inception-weights {p}: sha256 {actual[:16]}... is not pytorch-fid's "
+                          f"{WEIGHTS_SHA256[:16]}... (pt_inception-2015-12-05-6726825d.pth)")
+    return InceptionOptions(weights_path=p)
+
+
 def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: np.ndarray, samples: int, seed: int,
-             progress: bool) -> None:
+             progress: bool, inception: Any = None) -> None:
     from edgegan.data import load_dataset
     from edgegan.metrics.evaluate import evaluate, prepare_reference
 
@@ -342,7 +370,7 @@ def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: n
         clf = get_classifier(ds_name, ds_dir, progress=progress)
     # The reference's features, SWD patches and sharpness are computed once for all models.
     prepared = prepare_reference(ref, classifier=clf, n_reference=min(len(ref), max(samples, 1000)),
-                                 reference_seed=seed, swd_seed=seed)
+                                 reference_seed=seed, swd_seed=seed, inception=inception)
     for r in rows:
         if r["images"] is None:
             r["quality"] = {"error": "no images (model could not run)"}

@@ -1,331 +1,481 @@
-"""The ``edgegan`` command line. Imports implementations inside each command so ``--help`` is instant
-and torch-free. The library raises typed errors; this module alone maps them to one-line messages on
-stderr and exit codes (``EdgeganError.exit_code``); ``--debug`` shows the traceback instead."""
+"""The ``edgegan`` command line (click).
+
+Each command's options are generated from the dataclass that owns them (``TrainConfig``,
+``DistillConfig``, ``ExportOptions``, ``BenchOptions``): the default, choices and help text are
+declared once, on the field (``edgegan.config.opt``), so a new field appears here without an edit.
+Implementations are imported inside each command, so ``edgegan --help`` is instant and torch-free.
+
+The library raises typed errors; this module alone maps them to one-line messages on stderr and exit
+codes (``EdgeganError.exit_code``; 2 for a usage error); ``--debug`` shows the traceback instead.
+
+Adding a command is one function::
+
+    @cli.command("bundle", short_help="...")
+    @click.argument("run")
+    @json_option
+    def bundle(run: str, as_json: bool) -> None:
+        from edgegan.bundle import make_bundle   # the implementation, imported lazily
+        ...
+"""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
+import inspect
 import json
 import logging
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
+import click
+
 from edgegan import __version__
-from edgegan.errors import EdgeganError
+from edgegan.config import Names, field_choices, field_help
+from edgegan.errors import ConfigError, EdgeganError
 
 log = logging.getLogger("edgegan")
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+_STATE: dict[str, Any] = {"debug": False, "threads": None}
+COMPLETE_VAR = "_EDGEGAN_COMPLETE"  # eval "$(_EDGEGAN_COMPLETE=bash_source edgegan)"
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
-def command(name: str):
-    def deco(fn):
-        COMMANDS[name] = fn
-        return fn
+# ------------------------------------------------------------------------------ generated options
+
+class _Choice(click.ParamType):
+    """One of a tuple of values, or of a registry's names (``Names``, loaded on first use). A wrong
+    value is a usage error that lists the valid ones and the closest match."""
+
+    name = "choice"
+
+    def __init__(self, choices: tuple[Any, ...] | Names, base: click.ParamType):
+        self.choices, self.base = choices, base
+
+    def values(self) -> list[Any]:
+        return self.choices() if isinstance(self.choices, Names) else list(self.choices)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        if isinstance(self.choices, Names) and not self.choices.listed:
+            return "NAME"
+        return "[" + "|".join(str(v) for v in self.values()) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import difflib
+
+        v = self.base.convert(value, param, ctx)
+        valid = self.values()
+        if v in valid:
+            return v
+        kind = self.choices.kind if isinstance(self.choices, Names) else "value"
+        close = difflib.get_close_matches(str(v), [str(x) for x in valid], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        self.fail(f"unknown {kind} {v!r}; valid: {', '.join(str(x) for x in valid)}.{hint}", param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(str(v)) for v in self.values() if str(v).startswith(incomplete)]
+
+
+class _Json(click.ParamType):
+    """A field whose type has no plain command-line form: its value as JSON."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as e:
+            self.fail(f"expected JSON, got {value!r} ({e.msg})", param, ctx)
+
+
+_SCALARS: dict[Any, click.ParamType] = {int: click.INT, float: click.FLOAT, str: click.STRING, Path: click.STRING}
+
+
+def _unwrap(tp: Any) -> tuple[Any, bool]:
+    """(type without None, whether None was allowed)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(tp))
+        if len(args) == 1:
+            return args[0], optional
+        return (str if str in args else tp), optional  # e.g. Sequence[int] | str: the string form
+    return tp, False
+
+
+def option_for(cls: type, f: dataclasses.Field, tp: Any, *, required: bool = False) -> Callable:
+    """The click option of one dataclass field: ``--field-name``, its type, default, choices, help."""
+    tp, _optional = _unwrap(tp)
+    name = "--" + f.name.replace("_", "-")
+    has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    kw: dict[str, Any] = {"help": field_help(cls, f), "required": required or not has_default}
+    if tp is bool:
+        decl = name if not default else f"{name}/--no-{name[2:]}"
+        return click.option(decl, f.name, is_flag=True, default=bool(default), show_default=bool(default), **kw)
+    multiple = typing.get_origin(tp) is tuple
+    if multiple:
+        tp = typing.get_args(tp)[0]
+    base = _SCALARS.get(tp, _Json())
+    choices = field_choices(f)
+    ptype = _Choice(choices, base) if choices is not None else base
+    if not kw["required"]:
+        kw["default"] = default
+        kw["show_default"] = default not in (None, ())
+    return click.option(name, f.name, type=ptype, multiple=multiple, **kw)
+
+
+def config_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def _field_types(cls: type, fields: list[dataclasses.Field]) -> dict[str, Any]:
+    """Each field's evaluated annotation; one that cannot be evaluated (a name imported only for type
+    checkers) becomes a JSON-valued option rather than breaking the whole command line."""
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - fall back field by field
+        import sys as _sys
+
+        ns = vars(_sys.modules[cls.__module__])
+        out: dict[str, Any] = {}
+        for f in fields:
+            try:
+                out[f.name] = eval(f.type, ns) if isinstance(f.type, str) else f.type  # noqa: S307 - annotations
+            except Exception:  # noqa: BLE001
+                out[f.name] = Any
+        return out
+
+
+def config_options(cls: type, *, required: tuple[str, ...] = ()) -> Callable:
+    """Decorator: one option per field of dataclass ``cls``; the command receives ``cfg=cls(...)``
+    (built, and so validated, before the command runs). Put it directly above the function."""
+    fields = config_fields(cls)
+    hints = _field_types(cls, fields)
+
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(**kw: Any) -> Any:
+            values = {f.name: kw.pop(f.name) for f in fields}
+            return fn(cfg=cls(**values), **kw)
+
+        wrapper.__click_params__ = list(getattr(fn, "__click_params__", []))  # type: ignore[attr-defined]
+        for f in reversed(fields):  # click lists options in reverse order of application: fields in source order
+            wrapper = option_for(cls, f, hints[f.name], required=f.name in required)(wrapper)
+        return wrapper
 
     return deco
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON (for scripts) instead of text")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 
 
-def _int_list(s: str) -> list[int]:
-    try:
-        vals = [int(x) for x in s.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
-    if not vals or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {s!r}")
-    return vals
+def out_option(required: bool, help: str, default: str | None = None) -> Callable:
+    return click.option("--out", "-o", required=required, default=default, show_default=default is not None,
+                        metavar="DIR", help=help)
 
 
-def _training_options(p: argparse.ArgumentParser, steps: int, batch: int) -> None:
-    p.add_argument("--out", "-o", required=True, help="run directory to write (DIR/manifest.json and files)")
-    p.add_argument("--steps", type=_positive_int, default=steps, help=f"optimiser steps (default {steps})")
-    p.add_argument("--batch-size", type=_positive_int, default=batch, help=f"batch size (default {batch})")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+# ------------------------------------------------------------------------------ the group
+
+class _Command(click.Command):
+    def invoke(self, ctx: click.Context) -> Any:
+        # Here, after the command's own options are parsed (so `--threads 2 CMD --help` imports no torch).
+        if _STATE["threads"] is not None:
+            _configure_threads(_STATE["threads"])
+        return super().invoke(ctx)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, " ".join(self.collect_usage_pieces(ctx)), prefix="usage: ")
 
 
-def _data_options(p: argparse.ArgumentParser, required: bool = False, default: str | None = None) -> None:
-    p.add_argument("--dataset", required=required, default=default,
-                   help="digits (embedded), mnist, cifar10, celeba, folder")
-    p.add_argument("--data-dir", help="folder holding that dataset's files (else $EDGEGAN_DATA/<dataset>)")
+class _Group(click.Group):
+    command_class = _Command
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, " ".join(self.collect_usage_pieces(ctx)), prefix="usage: ")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order of the data flow, not alphabetical
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr (exit 2), like every other edgegan error."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="edgegan", description="Distil GAN generators into tiny students, export them "
-                                "to ONNX/TFLite and measure them against the teacher.")
-    p.add_argument("--version", action="version", version=f"edgegan {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-    p.add_argument("--threads", type=_positive_int, help="torch intra-op threads for training and distillation "
-                   "(default: one per core; 1 degrades best on a busy machine, see bench/results/threads.md)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    t = sub.add_parser("train-teacher", help="train a DCGAN teacher (or a from-scratch baseline) on a dataset",
-                       description="Train a GAN. With --kind baseline it records a student-sized GAN trained from scratch "
-                       "(the paper's baseline).")
-    _data_options(t, required=True)
-    t.add_argument("--d", type=_positive_int, default=64, help="generator depth factor (default 64)")
-    t.add_argument("--d-disc", type=_positive_int, help="discriminator depth factor (default: same as --d)")
-    t.add_argument("--family", default="dcgan", help="generator family (default dcgan)")
-    t.add_argument("--image-size", type=int, default=32, choices=(32, 64))
-    t.add_argument("--latent-dim", type=_positive_int, default=100)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--kind", choices=("teacher", "baseline"), default="teacher")
-    t.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (0: end only)")
-    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
-    t.add_argument("--limit", type=_positive_int, help="use only the first N training images")
-    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last checkpoint")
-    _training_options(t, steps=2000, batch=64)
-
-    d = sub.add_parser("distill", help="distil a teacher into a small student (pixel MSE or joint GAN+MSE loss)")
-    d.add_argument("--teacher", required=True, help="edgegan run dir, .onnx, TorchScript file, or module:factory")
-    d.add_argument("--teacher-weights", help="safetensors weights for a module:factory teacher")
-    d.add_argument("--latent-dim", type=_positive_int, help="latent size, when it cannot be read from the teacher")
-    d.add_argument("--d", type=_positive_int, default=2, help="student depth factor (default 2)")
-    d.add_argument("--family", default="dcgan", help="student family (default dcgan)")
-    d.add_argument("--loss", choices=("mse", "joint", "best"), default="mse",
-                   help="named recipe: mse (paper), joint (paper: MSE + lam*GAN), best (ours)")
-    d.add_argument("--terms", help="recipe of loss terms replacing --loss, e.g. pixel:1,feature:1,gan:0.01 "
-                                   "(pixel, gan, feature, perceptual)")
-    d.add_argument("--lam", type=float, default=0.01, help="weight of the GAN term of the joint loss (default 0.01)")
-    d.add_argument("--pixel-loss", choices=("mse", "l1"), default="mse", help="pixel term's distance (default mse)")
-    d.add_argument("--gan-loss", choices=("nonsat", "hinge"), default="nonsat", help="GAN term's loss (default nonsat)")
-    d.add_argument("--d-disc", type=_positive_int, default=16, help="discriminator depth for the GAN term")
-    d.add_argument("--d-lr", type=float, default=2e-4, help="discriminator learning rate (default 2e-4)")
-    d.add_argument("--d-beta1", type=float, default=0.5, help="discriminator Adam beta1 (default 0.5)")
-    d.add_argument("--feature-layers", help="feature term for non-dcgan teachers: teacher_module=student_module,...")
-    _data_options(d)
-    d.add_argument("--lr", type=float, default=5e-3, help="student learning rate (default 5e-3)")
-    d.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule (default: the recipe's)")
-    d.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps (default 0)")
-    d.add_argument("--ema", type=float, help="EMA decay of the student's weights, exported when on (0: off; "
-                                             "default: the recipe's)")
-    d.add_argument("--latent-pool", type=int, default=0,
-                   help="0: fresh z every step (the paper); N: N fixed latents, teacher outputs cached")
-    d.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
-    d.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last checkpoint")
-    _training_options(d, steps=2000, batch=64)
-
-    e = sub.add_parser("export", help="export a run's generator to ONNX or TFLite, checked numerically")
-    e.add_argument("run", help="run directory (or its manifest.json)")
-    e.add_argument("--format", required=True, help="onnx or tflite (see `edgegan formats`)")
-    e.add_argument("--quantize", default="none", help="none, fp16, dynamic-int8, int8, weight-int8")
-    e.add_argument("--batch", type=_int_list, help="fixed batch sizes for TFLite signatures, e.g. 1,64")
-    e.add_argument("--calibration-samples", type=_positive_int, help="latents for static int8 calibration (>= 256)")
-    e.add_argument("--allow-mismatch", action="store_true", help="keep a file that fails the parity check (marked failed)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out", "-o", help="output directory (default: the run directory)")
-
-    sub.add_parser("formats", help="list export formats and the options each accepts")
-
-    b = sub.add_parser("bench", help="compare teacher, student and exported files: size, speed, memory, quality")
-    b.add_argument("runs", nargs="+", help="student run directories (the teacher is read from their manifest)")
-    b.add_argument("--models", default="teacher,student,exports", help="which models to include")
-    b.add_argument("--baseline", action="append", default=[], metavar="RUN",
-                   help="a student-sized GAN trained from scratch (train-teacher --kind baseline) to compare; repeatable")
-    b.add_argument("--samples", type=_positive_int, default=2000, help="images per model for the quality metrics")
-    b.add_argument("--out", "-o", required=True, help="output directory (bench.json, bench.md, PNGs)")
-    _data_options(b)
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--device-results", action="append", default=[], metavar="FILE",
-                   help="JSON written by a bench bundle on a board (edgegan bundle); its own columns; repeatable")
-    b.add_argument("--quiet", "-q", action="store_true")
-
-    u = sub.add_parser("bundle", help="pack a run's exports, the runtime and its probe into a bundle for a board")
-    u.add_argument("run", help="run directory with exports (or its manifest.json)")
-    u.add_argument("--target", default="aarch64", help="board CPU family: aarch64 (default) or x86_64")
-    u.add_argument("--out", "-o", required=True, help="output file, e.g. bundle.tar.gz")
-    u.add_argument("--export", action="append", metavar="E",
-                   help="include only this export (format:precision or file name); repeatable (default: all passed)")
-    u.add_argument("--wheels", metavar="DIR", help="folder of the target's interpreter wheels to include")
-    u.add_argument("--no-reference", action="store_true", help="do not store this host's images for comparison")
-
-    m = sub.add_parser("demo", help="the whole chain on the embedded digits: teacher → student → export → bench")
-    m.add_argument("--out", "-o", default="runs/demo", help="output directory (default runs/demo)")
-    m.add_argument("--fast", action="store_true", help="fewer steps (for tests)")
-    m.add_argument("--quiet", "-q", action="store_true")
-
-    i = sub.add_parser("info", help="print a run's manifest")
-    i.add_argument("run")
-    i.add_argument("--json", action="store_true", help="the manifest as JSON")
-
-    sub.add_parser("datasets", help="list datasets and where their files are looked for")
-    sub.add_parser("families", help="list generator families")
-    return p
-
-
-# --------------------------------------------------------------------------- commands
-
-@command("train-teacher")
-def _cmd_train(a: argparse.Namespace) -> int:
-    from edgegan.train import TrainConfig, train_gan
-
-    cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, family=a.family, d=a.d, d_disc=a.d_disc,
-                      image_size=a.image_size, latent_dim=a.latent_dim, steps=a.steps, batch_size=a.batch_size,
-                      lr=a.lr, seed=a.seed, device=a.device, sample_every=a.sample_every,
-                      checkpoint_every=a.checkpoint_every, kind=a.kind, limit=a.limit)
-    m = train_gan(cfg, a.out, resume=a.resume, progress=not a.quiet)
-    print(f"{m['kind']} d={a.d}: {m['model']['params']:,} params, {m['train']['step']} steps "
-          f"in {m['train']['seconds']:.1f}s → {Path(a.out) / 'manifest.json'}")
-    return 0
-
-
-@command("distill")
-def _cmd_distill(a: argparse.Namespace) -> int:
-    from edgegan.distill import DistillConfig, distill
-
-    cfg = DistillConfig(teacher=a.teacher, teacher_weights=a.teacher_weights, latent_dim=a.latent_dim, family=a.family,
-                        d=a.d, loss=a.loss, terms=a.terms, lam=a.lam, pixel_loss=a.pixel_loss, gan_loss=a.gan_loss,
-                        d_disc=a.d_disc, d_lr=a.d_lr, d_beta1=a.d_beta1, feature_layers=a.feature_layers,
-                        dataset=a.dataset, data_dir=a.data_dir, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                        lr_schedule=a.lr_schedule, warmup_steps=a.warmup_steps, ema=a.ema, latent_pool=a.latent_pool,
-                        checkpoint_every=a.checkpoint_every, seed=a.seed, device=a.device)
-    m = distill(cfg, a.out, resume=a.resume, progress=not a.quiet)
-    dd = m["distill"]
-    ratio = f"{dd['compression_ratio']:,}:1" if dd["compression_ratio"] else "n/a"
-    print(f"student d={a.d}: {dd['student_params']:,} params (compression {ratio}); "
-          f"MSE to teacher {dd['eval']['mse_start']:.4g} → {dd['eval']['mse_end']:.4g} → {Path(a.out) / 'manifest.json'}")
-    return 0
-
-
-@command("export")
-def _cmd_export(a: argparse.Namespace) -> int:
-    from edgegan.export import export_run
-
-    kw: dict[str, Any] = {}
-    if a.calibration_samples is not None:
-        kw["calibration_samples"] = a.calibration_samples
-    entry = export_run(a.run, format=a.format, quantize=a.quantize, batch=a.batch, out=a.out,
-                       allow_mismatch=a.allow_mismatch, seed=a.seed, **kw)
-    par = entry.get("parity") or {}
-    status = "PASSED" if par.get("passed") else "FAILED (kept: --allow-mismatch)"
-    nan = float("nan")
-    print(f"{entry['file']}: {entry['bytes']:,} bytes, parity {status}: max abs {_or(par.get('max_abs'), nan):.3g}, "
-          f"PSNR {_or(par.get('psnr_db'), nan):.1f} dB")
-    return 0
-
-
-@command("formats")
-def _cmd_formats(a: argparse.Namespace) -> int:
-    from edgegan.export import format_table
-
-    print(format_table())
-    return 0
-
-
-@command("bench")
-def _cmd_bench(a: argparse.Namespace) -> int:
-    from edgegan.bench import run_bench
-
-    res = run_bench(a.runs, out=a.out, models=[m.strip() for m in a.models.split(",") if m.strip()],
-                    samples=a.samples, dataset=a.dataset, data_dir=a.data_dir, seed=a.seed, progress=not a.quiet,
-                    baselines=a.baseline, device_results=a.device_results)
-    print(Path(res["markdown_path"]).read_text())
-    return 0
-
-
-@command("bundle")
-def _cmd_bundle(a: argparse.Namespace) -> int:
-    from edgegan.bundle import make_bundle
-
-    b = make_bundle(a.run, out=a.out, target=a.target, exports=a.export, wheels=a.wheels,
-                    reference=not a.no_reference)
-    wheels = ", ".join(b["wheels"]["included"]) or "none included; on the board: pip install " + \
-        " ".join(b["wheels"]["named"])
-    print(f"{b['path']}: {b['bytes']:,} bytes for {b['target']}, models {', '.join(b['models'])}; wheels: {wheels}")
-    for n in b["notes"]:
-        print(f"note: {n}")
-    print(f"on the board: tar xzf {Path(b['path']).name} && python3 {b['top']}/run_bench.py -o device.json")
-    return 0
-
-
-@command("demo")
-def _cmd_demo(a: argparse.Namespace) -> int:
-    from edgegan.demo import run_demo
-
-    run_demo(a.out, fast=a.fast, progress=not a.quiet)
-    return 0
-
-
-@command("info")
-def _cmd_info(a: argparse.Namespace) -> int:
-    from edgegan.manifest import read_manifest
-
-    m = read_manifest(a.run)
-    if a.json:
-        print(json.dumps(m, indent=2))
-        return 0
-    mod = m["model"]
-    print(f"{m.get('kind', '?')}: {mod['family']} {mod['args']}, {mod['params']:,} params")
-    if "dataset" in m:
-        print(f"dataset: {m['dataset']['name']} ({m['dataset']['count']} images)")
-    if "train" in m:
-        print(f"trained: {m['train']['step']} steps, {m['train']['seconds']:.1f}s")
-    if "distill" in m:
-        dd = m["distill"]
-        print(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({dd['teacher_params']:,} params), "
-              f"ratio {dd['compression_ratio']}:1, MSE {dd['eval']['mse_start']:.4g} → {dd['eval']['mse_end']:.4g}")
-    for ex in m.get("exports", []):
-        par = ex.get("parity", {})
-        print(f"export: {ex['file']} ({ex['format']} {ex['precision']}, {ex['bytes']:,} bytes, "
-              f"parity {'ok' if par.get('passed') else 'FAILED'})")
-    return 0
-
-
-@command("datasets")
-def _cmd_datasets(a: argparse.Namespace) -> int:
-    from edgegan.data import ENV_VAR, dataset_names
-
-    root = os.environ.get(ENV_VAR)
-    for n in dataset_names():
-        where = "embedded (scikit-learn)" if n == "digits" else (f"${ENV_VAR}/{n} = {Path(root) / n}" if root else "--data-dir")
-        print(f"{n:10s} {where}")
-    return 0
-
-
-@command("families")
-def _cmd_families(a: argparse.Namespace) -> int:
-    from edgegan.models import FAMILIES, family_names
-
-    for n in family_names():
-        print(f"{n:10s} {FAMILIES.get(n).description}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not a.debug:
+@click.group("edgegan", cls=_Group, context_settings=CONTEXT,
+             help="Distil GAN generators into tiny students, export them to ONNX/TFLite and measure them against "
+                  "the teacher.")
+@click.version_option(__version__, "--version", prog_name="edgegan", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="show tracebacks, debug logging and the converters' own output")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="torch intra-op threads (default: torch's own choice)")
+def cli(debug: bool, threads: int | None) -> None:
+    _STATE["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
         _quiet_third_party()
+    _STATE["threads"] = threads  # applied by each command as it starts (_Command.invoke)
     from edgegan.utils import configure_threads
 
-    configure_threads(a.threads)
-    if a.command is None:
-        parser.print_help()
-        return 2
+    configure_threads(None)  # OpenMP's wait policy, before any command imports torch
+
+
+def _configure_threads(n: int) -> None:
+    from edgegan import utils
+
+    configure = getattr(utils, "configure_threads", None)
+    if configure is not None:
+        configure(n)
+        return
+    import torch
+
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------ commands
+
+def _training_commands() -> None:
+    from edgegan.distill import DistillConfig
+    from edgegan.train import TrainConfig
+
+    @cli.command("train-teacher", short_help="train a DCGAN teacher (or a from-scratch baseline) on a dataset")
+    @out_option(True, "run directory to write (DIR/manifest.json and files)")
+    @click.option("--resume", is_flag=True, help="continue an interrupted run in --out from its last checkpoint")
+    @quiet_option
+    @config_options(TrainConfig, required=("dataset",))
+    def train_teacher(cfg: TrainConfig, out: str, resume: bool, quiet: bool) -> None:
+        """Train a GAN. With --kind baseline it records a student-sized GAN trained from scratch (the paper's
+        baseline)."""
+        from edgegan.train import train_gan
+
+        m = train_gan(cfg, out, resume=resume, progress=not quiet)
+        click.echo(f"{m['kind']} d={cfg.d}: {m['model']['params']:,} params, {m['train']['step']} steps "
+                   f"in {m['train']['seconds']:.1f}s → {Path(out) / 'manifest.json'}")
+
+    @cli.command("distill", short_help="distil a teacher into a small student (pixel MSE or joint GAN+MSE loss)")
+    @out_option(True, "run directory to write (DIR/manifest.json and files)")
+    @click.option("--resume", is_flag=True, help="continue an interrupted run in --out from its last checkpoint")
+    @quiet_option
+    @config_options(DistillConfig)
+    def distill_cmd(cfg: DistillConfig, out: str, resume: bool, quiet: bool) -> None:
+        """Distil a teacher (an edgegan run, an ONNX or TorchScript file, or module:factory) into a student."""
+        from edgegan.distill import distill
+
+        kw: dict[str, Any] = {}
+        if "resume" in inspect.signature(distill).parameters:
+            kw["resume"] = resume
+        elif resume:
+            raise ConfigError("this version of distill cannot resume a run; start it again with another --out")
+        m = distill(cfg, out, progress=not quiet, **kw)
+        dd = m["distill"]
+        ratio = f"{dd['compression_ratio']:,}:1" if dd["compression_ratio"] else "n/a"
+        click.echo(f"student d={cfg.d}: {dd['student_params']:,} params (compression {ratio}); "
+                   f"MSE to teacher {dd['eval']['mse_start']:.4g} → {dd['eval']['mse_end']:.4g} → "
+                   f"{Path(out) / 'manifest.json'}")
+
+
+def _export_commands() -> None:
+    from edgegan.export.formats import ExportOptions
+
+    @cli.command("export", short_help="export a run's generator to ONNX or TFLite, checked numerically")
+    @click.argument("run")
+    @out_option(False, "output directory (default: the run directory)")
+    @json_option
+    @config_options(ExportOptions)
+    def export_cmd(cfg: ExportOptions, run: str, out: str | None, as_json: bool) -> None:
+        """Export RUN's generator (a run directory or its manifest.json) to ONNX or TFLite; the file is kept only if
+        it reproduces the PyTorch generator through the runtime (see `edgegan formats`)."""
+        from edgegan.export import export_run
+        from edgegan.quiet import converters_quiet
+
+        with converters_quiet(not _STATE["debug"]):
+            entry = export_run(run, format=cfg.format, quantize=cfg.quantize, batch=cfg.batch, out=out,
+                               calibration_samples=cfg.calibration_samples, allow_mismatch=cfg.allow_mismatch,
+                               seed=cfg.seed)
+        if as_json:
+            click.echo(json.dumps(entry, indent=2))
+            return
+        par = entry.get("parity") or {}
+        status = "PASSED" if par.get("passed") else "FAILED (kept: --allow-mismatch)"
+        nan = float("nan")
+        click.echo(f"{entry['file']}: {entry['bytes']:,} bytes, parity {status}: max abs "
+                   f"{_or(par.get('max_abs'), nan):.3g}, PSNR {_or(par.get('psnr_db'), nan):.1f} dB")
+
+    @cli.command("formats", short_help="list export formats, the options each accepts and the backends that run them")
+    @json_option
+    def formats_cmd(as_json: bool) -> None:
+        from edgegan.export.formats import format_table, formats_info
+
+        click.echo(json.dumps(formats_info(), indent=2) if as_json else format_table())
+
+
+def _bench_commands() -> None:
+    from edgegan.bench.options import BenchOptions
+
+    @cli.command("bench", short_help="compare teacher, student and exported files: size, speed, memory, quality")
+    @click.argument("runs", nargs=-1, required=True)
+    @out_option(True, "output directory (bench.json, bench.md, PNGs)")
+    @quiet_option
+    @json_option
+    @config_options(BenchOptions)
+    def bench_cmd(cfg: BenchOptions, runs: tuple[str, ...], out: str, quiet: bool, as_json: bool) -> None:
+        """Bench student RUNS (run directories; the teacher is read from their manifests)."""
+        from edgegan.bench import run_bench
+        from edgegan.quiet import converters_quiet
+
+        with converters_quiet(not _STATE["debug"]):
+            res = run_bench(list(runs), out=out, options=cfg, progress=not quiet)
+        click.echo(Path(res["json_path" if as_json else "markdown_path"]).read_text())
+
+    @cli.command("demo", short_help="the whole chain on the embedded digits: teacher → student → export → bench")
+    @out_option(False, "output directory", default="runs/demo")
+    @click.option("--fast", is_flag=True, help="fewer steps (for tests)")
+    @quiet_option
+    def demo_cmd(out: str, fast: bool, quiet: bool) -> None:
+        from edgegan.demo import run_demo
+        from edgegan.quiet import converters_quiet
+
+        with converters_quiet(not _STATE["debug"]):
+            run_demo(out, fast=fast, progress=not quiet)
+
+    @cli.command("bundle", short_help="pack a run's exports, the runtime and its probe into a bundle for a board")
+    @click.argument("run")
+    @click.option("--target", default="aarch64", show_default=True, metavar="CPU",
+                  help="the board's CPU family: aarch64 or x86_64")
+    @click.option("--out", "-o", required=True, metavar="FILE", help="bundle to write, e.g. bundle.tar.gz")
+    @click.option("--export", "exports", multiple=True, metavar="E",
+                  help="include only this export (format:precision or file name); repeatable (default: all that passed)")
+    @click.option("--wheels", metavar="DIR", help="folder of the target's interpreter wheels to include")
+    @click.option("--no-reference", is_flag=True, help="do not store this host's images for the board to compare")
+    @json_option
+    def bundle_cmd(run: str, target: str, out: str, exports: tuple[str, ...], wheels: str | None, no_reference: bool,
+                   as_json: bool) -> None:
+        """Bundle RUN (a run directory with exports) for a board: on it, `python3 run_bench.py -o device.json`
+        checks the files, compares images with this host's, writes sample grids and runs the probe; merge the
+        JSON here with `edgegan bench ... --device-results device.json`."""
+        from edgegan.bundle import make_bundle
+
+        b = make_bundle(run, out=out, target=target, exports=list(exports) or None, wheels=wheels,
+                        reference=not no_reference)
+        if as_json:
+            click.echo(json.dumps(b, indent=2, default=str))
+            return
+        included = ", ".join(b["wheels"]["included"])
+        named = "none included; on the board: pip install " + " ".join(b["wheels"]["named"])
+        click.echo(f"{b['path']}: {b['bytes']:,} bytes for {b['target']}, models {', '.join(b['models'])}; "
+                   f"wheels: {included or named}")
+        for n in b["notes"]:
+            click.echo(f"note: {n}")
+        click.echo(f"on the board: tar xzf {Path(b['path']).name} && python3 {b['top']}/run_bench.py -o device.json")
+
+
+def _listing_commands() -> None:
+    @cli.command("info", short_help="print a run's manifest")
+    @click.argument("run")
+    @click.option("--json", "as_json", is_flag=True, help="the manifest as JSON")
+    def info_cmd(run: str, as_json: bool) -> None:
+        from edgegan.manifest import read_manifest
+
+        m = read_manifest(run)
+        if as_json:
+            click.echo(json.dumps(m, indent=2))
+            return
+        mod = m["model"]
+        click.echo(f"{m.get('kind', '?')}: {mod['family']} {mod['args']}, {mod['params']:,} params")
+        if "dataset" in m:
+            click.echo(f"dataset: {m['dataset']['name']} ({m['dataset']['count']} images)")
+        if "train" in m:
+            click.echo(f"trained: {m['train']['step']} steps, {m['train']['seconds']:.1f}s")
+        if "distill" in m:
+            dd = m["distill"]
+            click.echo(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({dd['teacher_params']:,} "
+                       f"params), ratio {dd['compression_ratio']}:1, MSE {dd['eval']['mse_start']:.4g} → "
+                       f"{dd['eval']['mse_end']:.4g}")
+        for ex in m.get("exports", []):
+            par = ex.get("parity", {})
+            click.echo(f"export: {ex['file']} ({ex['format']} {ex['precision']}, {ex['bytes']:,} bytes, "
+                       f"parity {'ok' if par.get('passed') else 'FAILED'})")
+
+    @cli.command("datasets", short_help="list datasets and where their files are looked for")
+    @json_option
+    def datasets_cmd(as_json: bool) -> None:
+        from edgegan.data import ENV_VAR, dataset_names
+
+        root = os.environ.get(ENV_VAR)
+        rows = []
+        for n in dataset_names():
+            if n == "digits":
+                where, path = "embedded (scikit-learn)", None
+            elif root:
+                path = str(Path(root) / n)
+                where = f"${ENV_VAR}/{n} = {path}"
+            else:
+                where, path = "--data-dir", None
+            rows.append({"name": n, "where": where, "path": path, "embedded": n == "digits"})
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                click.echo(f"{r['name']:10s} {r['where']}")
+
+    @cli.command("families", short_help="list generator families")
+    @json_option
+    def families_cmd(as_json: bool) -> None:
+        from edgegan.models import FAMILIES, family_names
+
+        rows = [{"name": n, "description": FAMILIES.get(n).description} for n in family_names()]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                click.echo(f"{r['name']:10s} {r['description']}")
+
+
+_training_commands()
+_export_commands()
+_bench_commands()
+_listing_commands()
+COMMANDS: dict[str, click.Command] = cli.commands
+
+
+def build_parser() -> click.Group:
+    """The click group (kept under its argparse-era name for callers)."""
+    return cli
+
+
+# ------------------------------------------------------------------------------ entry point
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (``--help`` and ``--version`` raise SystemExit(0), as argparse did)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _STATE.update(debug=False, threads=None)
+    if COMPLETE_VAR in os.environ:  # shell completion (README): click's own protocol, then exit
+        cli.main(args, prog_name="edgegan", complete_var=COMPLETE_VAR)
     try:
-        return COMMANDS[a.command](a)
+        with cli.make_context("edgegan", args) as ctx:
+            cli.invoke(ctx)
+        return 0
+    except click.exceptions.Exit as e:
+        raise SystemExit(e.exit_code) from None
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help() if e.ctx else cli.get_help(click.Context(cli, info_name="edgegan")))
+        return 2
+    except click.UsageError as e:
+        prog = e.ctx.command_path if e.ctx is not None else "edgegan"
+        print(f"{prog}: error: {_one_line(e.format_message())} (see {prog} --help)", file=sys.stderr)
+        return 2
+    except click.ClickException as e:
+        print(f"edgegan: error: {_one_line(e.format_message())}", file=sys.stderr)
+        return e.exit_code
+    except click.exceptions.Abort:
+        print("edgegan: interrupted", file=sys.stderr)
+        return 130
     except EdgeganError as e:
-        if a.debug:
+        if _STATE["debug"]:
             raise
         print(f"edgegan: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
@@ -336,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:  # noqa: BLE001 - last resort: still one line, traceback under --debug
-        if a.debug:
+        if _STATE["debug"]:
             raise
         print(f"edgegan: internal error: {type(e).__name__}: {_one_line(e)} (run with --debug for the traceback)",
               file=sys.stderr)
@@ -348,16 +498,19 @@ def _quiet_third_party() -> None:
     nothing about the user's model; keep it for --debug."""
     for var, val in (("TF_CPP_MIN_LOG_LEVEL", "3"), ("GLOG_minloglevel", "2"), ("ABSL_MIN_LOG_LEVEL", "2")):
         os.environ.setdefault(var, val)
-    for name in ("torchao", "torch", "absl", "jax", "litert_torch", "ai_edge_quantizer", "onnxscript"):
+    from edgegan.quiet import THIRD_PARTY_LOGGERS
+
+    for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _or(v, default):
+def _or(v: Any, default: Any) -> Any:
     return default if v is None else v
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+def _one_line(e: BaseException | str) -> str:
+    text = e if isinstance(e, str) else str(e)
+    return " ".join(text.split()) or (type(e).__name__ if not isinstance(e, str) else "error")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgegan.config import DATASET_NAMES, FAMILY_NAMES, opt
 from edgegan.errors import CheckpointError, ConfigError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 
@@ -40,32 +41,34 @@ class DistillConfig:
     teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
     teacher_weights: str | None = None  # safetensors weights for a module:factory teacher
     latent_dim: int | None = None  # override when it cannot be read from the teacher
-    family: str = "dcgan"  # student family
+    family: str = opt("dcgan", "student family", choices=FAMILY_NAMES)
     d: int = 2  # student depth factor
-    loss: str = "mse"  # named recipe: mse (paper), joint (paper: MSE + λ·GAN), best (ours)
+    loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
+                    "feature term); see edgegan/terms.py", choices=LOSSES)
     terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
     lam: float = 0.01  # λ: weight of the GAN term in the joint recipe
-    pixel_loss: str = "mse"  # pixel term's distance: mse or l1
-    gan_loss: str = "nonsat"  # GAN term's loss: nonsat (non-saturating BCE) or hinge
+    pixel_loss: str = opt("mse", "pixel term's distance", choices=PIXEL_LOSSES)
+    gan_loss: str = opt("nonsat", "GAN term's loss: non-saturating BCE or hinge", choices=GAN_LOSSES)
     d_disc: int = 16  # depth factor of the GAN term's discriminator
     d_lr: float = 2e-4  # discriminator's Adam learning rate
     d_beta1: float = 0.5  # discriminator's Adam β1
     feature_layers: str | None = None  # feature term for non-dcgan teachers: teacher_module=student_module,...
-    dataset: str | None = None  # real data for the GAN term (default: the teacher's dataset)
-    data_dir: str | None = None
-    steps: int = 2000
-    batch_size: int = 64
+    dataset: str | None = opt(None, "real data for the GAN term (default: the teacher's dataset)", choices=DATASET_NAMES)
+    data_dir: str | None = None  # folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)
+    steps: int = 2000  # optimiser steps (a resumed run continues up to this)
+    batch_size: int = 64  # latents per step
     # Adam learning rate of the student. Pixel-MSE regression is stable, and small-d students learn slowly
     # at the GAN rate 2e-4 (a 1x1 output conv over d channels moves ~lr per step): measured on MNIST,
     # 300 steps of a d=2 student cut the MSE 3x at 1e-3, 15x at 3e-3, 42x at 1e-2.
-    lr: float = 5e-3
-    beta1: float = 0.5
-    lr_schedule: str | None = None  # constant or cosine (to 1% of lr); None: the recipe's (constant)
+    lr: float = opt(5e-3, "student learning rate (Adam)")
+    beta1: float = 0.5  # Adam beta1 of the student
+    lr_schedule: str | None = opt(None, "learning-rate schedule: constant, or cosine to 1% of lr (default: the recipe's)",
+                                  choices=LR_SCHEDULES)
     warmup_steps: int = 0  # linear learning-rate warm-up at the start
-    ema: float | None = None  # decay of the EMA of the student's weights (e.g. 0.999; 0: off); None: the recipe's
+    ema: float | None = None  # decay of an EMA of the student's weights, exported instead of them (e.g. 0.99; 0: off; default: the recipe's)
     latent_pool: int = 0  # 0: fresh z every step (the paper); N: draw from N fixed latents, teacher outputs cached
-    seed: int = 0
-    device: str = "cpu"
+    seed: int = 0  # random seed
+    device: str = "cpu"  # cpu, cuda or cuda:N
     eval_samples: int = 256  # fixed latents on which the student-teacher MSE is reported
     checkpoint_every: int = 500  # steps between resumable checkpoints (0: only at the end)
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgegan.config import DATASET_NAMES, FAMILY_NAMES, check_choices, opt
 from edgegan.errors import CheckpointError, ConfigError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, versions
 
@@ -28,36 +29,39 @@ KINDS = ("teacher", "baseline")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = "digits"  # dataset name (edgegan.data)
-    data_dir: str | None = None  # folder of the dataset's files (else $EDGEGAN_DATA/<dataset>)
-    family: str = "dcgan"  # generator family
-    d: int = 64  # depth factor of the generator
-    d_disc: int | None = None  # depth factor of the discriminator (None: same as d)
-    image_size: int = 32  # 32 (paper) or 64
-    latent_dim: int = 100  # size of z
-    steps: int = 2000  # total optimiser steps (a resumed run continues up to this)
-    batch_size: int = 64
-    lr: float = 2e-4  # Adam learning rate, both networks
-    beta1: float = 0.5  # Adam β1 (DCGAN)
-    seed: int = 0
-    device: str = "cpu"
-    sample_every: int = 500  # steps between sample grids (0: only at the end)
-    checkpoint_every: int = 500  # steps between checkpoints (0: only at the end)
-    kind: str = "teacher"  # "teacher" or "baseline" (same training, recorded as what it is)
-    limit: int | None = None  # use only the first N training images
+    # Each field's default, help and choices are declared once here; `edgegan train-teacher` is generated from them.
+    dataset: str = opt("digits", "dataset to train on", choices=DATASET_NAMES)
+    data_dir: str | None = opt(None, "folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)")
+    family: str = opt("dcgan", "generator family", choices=FAMILY_NAMES)
+    d: int = opt(64, "depth factor of the generator")
+    d_disc: int | None = opt(None, "depth factor of the discriminator (default: same as --d)")
+    image_size: int = opt(32, "image side: 32 (the paper) or 64", choices=(32, 64))
+    latent_dim: int = opt(100, "size of the latent z")
+    steps: int = opt(2000, "total optimiser steps (a resumed run continues up to this)")
+    batch_size: int = opt(64, "images per optimiser step")
+    lr: float = opt(2e-4, "Adam learning rate, both networks")
+    beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5)")
+    seed: int = opt(0, "random seed")
+    device: str = opt("cpu", "cpu, cuda or cuda:N")
+    sample_every: int = opt(500, "steps between sample grids (0: only at the end)")
+    checkpoint_every: int = opt(500, "steps between checkpoints (0: only at the end)")
+    kind: str = opt("teacher", "what the run is recorded as: a teacher, or a student-sized baseline trained "
+                    "from scratch (the paper's baseline); the training is the same", choices=KINDS)
+    limit: int | None = opt(None, "use only the first N training images")
 
     def __post_init__(self) -> None:
         ints = {"d": 1, "steps": 1, "batch_size": 1, "latent_dim": 1, "sample_every": 0, "checkpoint_every": 0}
         for name, lo in ints.items():
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(f"{name.replace('_', '-')} must be an integer, got {v!r}")
+            if v < lo:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= {lo}, got {v!r}")
         if self.d_disc is not None and self.d_disc < 1:
             raise ConfigError(f"d-disc must be >= 1, got {self.d_disc}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.kind not in KINDS:
-            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        check_choices(self)  # kind, image_size
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
 

@@ -185,8 +185,8 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
         return res.data, {"dynamic_batch": True,
                           "names": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME},
                           "quantization": None, "recipe": res.recipe, "recipe_why": res.recipe_why,
-                          "opset": res.opset,
-                          "optimizer": res.optimizer, "notes": res.notes, "versions": onnx_export.versions(),
+                          "opset": res.opset, "optimizer": res.optimizer, "onnxsim": res.onnxsim, "notes": res.notes,
+                          "versions": onnx_export.versions(),
                           # Static int8: this CPU's fused integer kernels are checked against the file's own
                           # QDQ arithmetic, so a result that only holds on this CPU cannot pass (issue #8).
                           "kernel_reference": onnx_export.qdq_reference(res.data) if label == "int8" else None}

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
+from edgegan.config import Names, opt
 from edgegan.errors import ConfigError
 from edgegan.registry import Registry
 
@@ -116,16 +117,31 @@ FORMATS.add("tflite", FormatSpec(
 _ALL_QUANTIZE = sorted({p.name for n in FORMATS for p in FORMATS.get(n).precisions})
 
 
+def format_names() -> list[str]:
+    return FORMATS.names()
+
+
+def quantize_names() -> list[str]:
+    """Every --quantize value of any format (each format checks its own, with a hint)."""
+    return list(_ALL_QUANTIZE)
+
+
+FORMAT_NAMES = Names("export format", "edgegan.export.formats:format_names", see="edgegan formats")
+QUANTIZE_NAMES = Names("--quantize value", "edgegan.export.formats:quantize_names", see="edgegan formats")
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """What one export is asked to do, validated on construction (before any file is written)."""
 
-    format: str
-    quantize: str = "none"
-    batch: Sequence[int] | str | None = None  # normalised to a sorted tuple holding 1; None: (1,) or dynamic
-    calibration_samples: int | None = None  # None: MIN_CALIBRATION for static precisions
-    allow_mismatch: bool = False
-    seed: int = 0
+    format: str = opt(help="file format (see `edgegan formats`)", choices=FORMAT_NAMES)
+    quantize: str = opt("none", "precision; which ones a format accepts: `edgegan formats`", choices=QUANTIZE_NAMES)
+    # normalised to a sorted tuple holding 1; None: (1,) or dynamic
+    batch: Sequence[int] | str | None = opt(None, "fixed batch sizes as TFLite signatures, e.g. 1,64 (batch 1 always)")
+    calibration_samples: int | None = opt(None, f"latents for static int8 calibration (>= {MIN_CALIBRATION}; "
+                                                f"default {MIN_CALIBRATION})")
+    allow_mismatch: bool = opt(False, "keep a file that fails the parity check (marked failed in the manifest)")
+    seed: int = opt(0, "seed of the parity (and, + 1, calibration) latents")
     spec: FormatSpec = field(init=False, repr=False, compare=False)
     precision: Precision = field(init=False, repr=False, compare=False)
 
@@ -192,6 +208,38 @@ def _batches(batch: Sequence[int] | int | str) -> tuple[int, ...]:
     return tuple(sorted({1, *items}))
 
 
+def _backends(fmt: str, precision: str) -> tuple[list[str], dict[str, str]]:
+    """(runtime backends that run ``fmt`` files of ``precision``, {backend: why not} for those that refuse them)."""
+    from edgegan_runtime.backend import BACKENDS
+
+    runs, refuses = [], {}
+    for name, b in BACKENDS.items():
+        if fmt in b.formats:
+            why = b.refusal(precision)
+            if why is None:
+                runs.append(name)
+            else:
+                refuses[name] = why
+    return runs, refuses
+
+
+def formats_info() -> dict[str, Any]:
+    """What ``edgegan formats --json`` prints: every format, its options, and per precision the
+    runtime backends that run it (and why others refuse it)."""
+    out: dict[str, Any] = {"min_calibration": MIN_CALIBRATION, "formats": {}}
+    for name in FORMATS:
+        spec = FORMATS.get(name)
+        precisions = []
+        for p in spec.precisions:
+            runs, refuses = _backends(name, p.label)
+            precisions.append({"quantize": p.name, "label": p.label, "description": p.description, "static": p.static,
+                               "parity": p.thresholds.to_dict(), "backends": runs, "refused_by": refuses})
+        out["formats"][name] = {"extension": spec.extension, "description": spec.description, "batch": spec.batch,
+                                "calibration_multiple": spec.calibration_multiple, "notes": list(spec.notes),
+                                "precisions": precisions}
+    return out
+
+
 def format_table() -> str:
     """The human-readable table behind ``edgegan formats``."""
     rows = [("format", "ext", "--quantize", "--batch", "--calibration-samples")]
@@ -206,13 +254,20 @@ def format_table() -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
+    refusals: dict[str, str] = {}
     for name in FORMATS:
         spec = FORMATS.get(name)
         lines.append(f"{name}: {spec.description}")
         for p in spec.precisions:
             t = ", ".join(f"PSNR >= {v:g} dB" if k == "psnr_db" else f"max abs <= {v:g}"
                           for k, v in p.thresholds.to_dict().items())
-            lines.append(f"  {p.name:<13} -> {p.label:<13} {p.description}; parity: {t}")
+            runs, refuses = _backends(name, p.label)
+            refusals.update({f"{b} refuses {p.label}": why for b, why in refuses.items()})
+            lines.append(f"  {p.name:<13} -> {p.label:<13} {p.description}; parity: {t}; "
+                         f"runs on: {', '.join(runs) or 'no runtime backend'}"
+                         + (f" (not {', '.join(refuses)})" if refuses else ""))
         for note in spec.notes:
             lines.append(f"  note: {note}")
+    for what, why in refusals.items():
+        lines.append(f"note: {what}: {why}")
     return "\n".join(lines)

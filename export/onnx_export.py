@@ -1,7 +1,8 @@
 """ONNX export: torch.onnx's dynamo exporter (onnxscript), a dynamic batch axis, then fp16 or int8.
 
 * The exporter already runs onnxscript's optimizer (constant folding, dead-code removal); onnxsim
-  runs afterwards only when it is installed and removes nodes. What was done goes in the manifest.
+  (in the ``export`` extra) runs afterwards on every export, checked by its own comparison, and its
+  graph is kept when it removes nodes. Its version, node counts and status go in the manifest.
 * fp16 stores every float weight as float16 behind a ``Cast`` to float32, so the file halves while
   inputs, outputs and arithmetic stay float32 (onnxruntime's CPU kernels have few fp16 ops) — the
   same trade as TFLite's fp16.
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import tempfile
 import warnings
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "z"
 OUTPUT_NAME = "images"
 MAX_BATCH = 1 << 16
+ONNXSIM_CHECKS = 3  # random inputs on which onnxsim compares its graph with the exporter's
 INT8_NOTE = ("int8 ONNX is smaller, not faster: onnxruntime runs ConvTranspose in float between "
              "QDQ nodes (no int8 kernel)")
 INT8_RECIPE = "onnxruntime quantize_static QDQ U8U8 (per-channel uint8 weights, uint8 activations, MinMax)"
@@ -53,6 +56,7 @@ class OnnxResult:
     recipe: str | None = None
     recipe_why: str | None = None
     notes: list[str] = field(default_factory=list)
+    onnxsim: dict[str, Any] = field(default_factory=dict)  # see _try_onnxsim
 
 
 def _import(name: str) -> Any:
@@ -103,8 +107,10 @@ def _quiet_logs() -> Iterator[None]:
             lg.removeFilter(filt)
 
 
-def to_onnx(module: torch.nn.Module, latent_dim: int, *, progress: bool = False) -> tuple[Any, list[str]]:
-    """Float32 ModelProto with input ``z`` (batch, latent_dim) and output ``images``; dynamic batch."""
+def to_onnx(module: torch.nn.Module, latent_dim: int, *,
+            progress: bool = False) -> tuple[Any, list[str], dict[str, Any]]:
+    """Float32 ModelProto with input ``z`` (batch, latent_dim) and output ``images``; dynamic batch;
+    with the optimizers that ran and onnxsim's record (see ``_try_onnxsim``)."""
     onnx = _import("onnx")
     _import("onnxscript")
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
@@ -120,27 +126,60 @@ def to_onnx(module: torch.nn.Module, latent_dim: int, *, progress: bool = False)
     model = program.model_proto
     done = ["onnxscript.optimizer (torch.onnx.export optimize=True)"]
     model, sim = _try_onnxsim(model)
-    if sim:
-        done.append(sim)
+    if sim["applied"]:
+        done.append(f"onnxsim {sim['version']} ({sim['nodes_before']} -> {sim['nodes_after']} nodes)")
     onnx.checker.check_model(model)
-    return model, done
+    return model, done, sim
 
 
-def _try_onnxsim(model: Any) -> tuple[Any, str | None]:
-    """onnxsim's result when it is installed, checks out and has fewer nodes; else the model as is."""
+def _try_onnxsim(model: Any) -> tuple[Any, dict[str, Any]]:
+    """Run onnxsim (the ``export`` extra installs it) on the exporter's graph; returns the graph to keep
+    and the manifest's record of what happened: version, node counts before and after, and a status.
+
+    onnxsim's own check (``check_n``: the simplified and original graphs run by onnxruntime on random
+    inputs) must pass, or the exporter's graph is kept and the record says so: a failure of onnxsim is
+    never silent, and never the export's (the parity check against PyTorch still follows)."""
+    before = len(model.graph.node)
+    rec: dict[str, Any] = {"version": None, "nodes_before": before, "nodes_after": before, "applied": False}
     try:
         import onnxsim
-    except ImportError:
-        return model, None
+    except Exception as e:  # noqa: BLE001 - ImportError, or a native library that does not load
+        rec.update(status="not-installed", error=f"{type(e).__name__}: {e}; pip install 'edgegan[export]'")
+        log.warning("onnxsim is not installed (%s); the ONNX file is not simplified", e)
+        return model, rec
+    rec["version"] = _version("onnxsim")
+    # Its check runs batch 2 (not 1: a dynamic batch is what the file promises); its progress prints go to DEBUG.
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    shapes = {model.graph.input[0].name: [2, *dims[1:]]}
+    out = io.StringIO()
     try:
-        simplified, ok = onnxsim.simplify(model)
-    except Exception as e:  # onnxsim is optional; its failure is not the export's
-        log.info("onnxsim failed (%s); keeping the exporter's graph", e)
-        return model, None
-    version = metadata.version("onnxsim")
-    if ok and len(simplified.graph.node) < len(model.graph.node):
-        return simplified, f"onnxsim {version} ({len(model.graph.node)} -> {len(simplified.graph.node)} nodes)"
-    return model, f"onnxsim {version} (removed nothing; the exporter's graph kept)"
+        with _quiet_logs(), contextlib.redirect_stdout(out):
+            simplified, ok = onnxsim.simplify(model, check_n=ONNXSIM_CHECKS, test_input_shapes=shapes)
+    except Exception as e:  # noqa: BLE001 - onnxsim's failure is recorded, the exporter's graph kept
+        rec.update(status="failed", error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+        log.warning("onnxsim failed (%s); keeping the exporter's graph", rec["error"])
+        return model, rec
+    finally:
+        if out.getvalue().strip():
+            log.debug("onnxsim: %s", out.getvalue().strip())
+    if not ok:
+        rec.update(status="check-failed",
+                   error=f"onnxsim's simplified graph did not reproduce the original on {ONNXSIM_CHECKS} random inputs")
+        log.warning("%s; keeping the exporter's graph", rec["error"])
+        return model, rec
+    after = len(simplified.graph.node)
+    if after < before:
+        rec.update(status="applied", nodes_after=after, applied=True)
+        return simplified, rec
+    rec.update(status="no-change", nodes_after=after)
+    return model, rec
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def opset_of(model: Any) -> int:
@@ -256,7 +295,7 @@ def strip_provenance(model) -> None:
 def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, calibration: np.ndarray | None,
                 calibration_batch: int, progress: bool = False, metadata: dict[str, str] | None = None) -> OnnxResult:
     """The whole ONNX path for a prepared module; ``metadata`` goes into the file's metadata_props."""
-    model, optimizer = to_onnx(module, latent_dim, progress=progress)
+    model, optimizer, sim = to_onnx(module, latent_dim, progress=progress)
     recipe, why, notes = None, None, []
     if precision == "fp16":
         model = fp16_weights(model)
@@ -275,4 +314,4 @@ def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, cal
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     return OnnxResult(data=model.SerializeToString(), opset=opset_of(model), optimizer=optimizer,
-                      recipe=recipe, recipe_why=why, notes=notes)
+                      recipe=recipe, recipe_why=why, notes=notes, onnxsim=sim)

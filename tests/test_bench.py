@@ -83,6 +83,38 @@ def test_bench_cli_every_field(student, tmp_path, monkeypatch):
     assert m["bench"]["path"].endswith("bench.json") and m["distill"]
 
 
+def test_bench_json_parses_and_is_bench_json(student, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEGAN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "j"
+    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--models", "student", "--samples",
+                        "64", "--out", str(out), "--quiet", "--json"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc == json.loads((out / "bench.json").read_text())
+    assert [m["kind"] for m in doc["results"][0]["models"]] == ["student"]
+
+
+@pytest.mark.parametrize("content", [None, b"not the inception weights"])
+def test_inception_weights_are_checked_before_anything_is_written(student, tmp_path, content):
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    if content is not None:
+        weights.write_bytes(content)
+    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--inception-weights", str(weights),
+                        "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert ("no such file" if content is None else "is not pytorch-fid's") in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_inception_unavailable_here_says_why(tmp_path):
+    from edgegan.metrics.inception import InceptionOptions, inception_available
+
+    ok, reason = inception_available(InceptionOptions(weights_path=tmp_path / "missing.pth"))
+    if not ok:  # the state of this machine (no pytorch-fid, no weights): reported, with every reason
+        assert "not found" in reason
+
+
 def test_bench_refuses_a_teacher_run(student, tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student.parent / "t"), "--out",
                         str(tmp_path / "x")], capture_output=True, text=True, timeout=120)

@@ -384,3 +384,38 @@ def test_d2_student_to_onnx_and_tflite_int8(student, tmp_path):
     b = export_run(run, format="tflite", quantize="int8", batch=[64])
     assert a["parity"]["passed"] and b["parity"]["passed"]
     assert [(e["format"], e["precision"]) for e in read_manifest(run)["exports"]] == [("onnx", "fp32"), ("tflite", "int8")]
+
+
+# ------------------------------------------------------------------------------------- onnxsim
+
+@pytest.mark.onnx
+def test_onnxsim_runs_on_every_onnx_export_and_is_recorded(run_dir):
+    pytest.importorskip("onnxsim")  # in the export extra: `make install` has it
+    from importlib import metadata
+
+    entry = export_run(run_dir, format="onnx", quantize="fp16")
+    sim = entry["onnxsim"]
+    assert sim["version"] == metadata.version("onnxsim") == entry["versions"]["onnxsim"]
+    assert sim["status"] in ("applied", "no-change"), sim
+    assert sim["nodes_before"] >= sim["nodes_after"] >= 1
+    assert sim["applied"] == (sim["status"] == "applied") == (sim["nodes_after"] < sim["nodes_before"])
+    m = read_manifest(run_dir)
+    assert [e["onnxsim"] for e in m["exports"] if e["format"] == "onnx" and e["precision"] == "fp16"] == [sim]
+
+
+@pytest.mark.onnx
+@pytest.mark.parametrize("failure", ["raises", "check-fails"])
+def test_onnxsim_failure_is_recorded_and_the_exporters_graph_kept(tmp_path, student, monkeypatch, failure):
+    onnxsim = pytest.importorskip("onnxsim")
+
+    def broken(model, **kw):
+        if failure == "raises":
+            raise RuntimeError("simplifier exploded")
+        return model, False
+
+    monkeypatch.setattr(onnxsim, "simplify", broken)
+    entry = export_module(student, latent_dim=100, out_dir=tmp_path, stem="s", format="onnx")
+    sim = entry["onnxsim"]
+    assert sim["status"] == ("failed" if failure == "raises" else "check-failed") and sim["applied"] is False
+    assert ("simplifier exploded" in sim["error"]) == (failure == "raises") and sim["error"]
+    assert sim["nodes_after"] == sim["nodes_before"] and entry["parity"]["passed"] is True

@@ -1,12 +1,17 @@
 """The runtime backends: one registry, defined here, and the adapters that drive each interpreter.
 
-=============== ============ ======================= ===========================================
-name            formats      pip extra               import
-=============== ============ ======================= ===========================================
+=============== ============ ======================= =========================================== ==============
+name            formats      pip extra               import                                      refuses
+=============== ============ ======================= =========================================== ==============
 onnxruntime     onnx         edgegan-runtime[onnx]   onnxruntime (+ onnx, to verify files)
 litert          tflite       edgegan-runtime[litert] ai_edge_litert.interpreter
-tflite-runtime  tflite       edgegan-runtime[tflite] tflite_runtime.interpreter (numpy < 2 boards)
-=============== ============ ======================= ===========================================
+tflite-runtime  tflite       edgegan-runtime[tflite] tflite_runtime.interpreter (numpy < 2 boards) dynamic-int8
+=============== ============ ======================= =========================================== ==============
+
+A backend runs every precision of its formats except those it ``refuses``, each with the reason; the
+runtime refuses such a file with ``BackendUnavailableError`` before native code sees it (a manifest's
+``precision``, or the file's own structure: int8 weights feeding float32 activations are
+"dynamic-int8"). ``edgegan formats`` shows the same table.
 
 Interpreters are imported only when a backend is built. An adapter turns a verified model into
 ``Session`` objects with one method, ``run(z, batch) -> float32 (batch, C, H, W)``, where ``batch``
@@ -39,6 +44,14 @@ class BackendSpec:
     distribution: str  # for version reports
     pool_size: int  # most sessions a generator builds for concurrent callers (each is single-threaded)
     open: Callable[..., Callable[[], "Session"]]  # (module, checked, threads) -> session factory
+    refuses: tuple[tuple[str, str], ...] = ()  # (precision, why) this backend cannot run, measured
+
+    def refusal(self, precision: str | None) -> str | None:
+        """Why this backend cannot run files of ``precision``, or None when it can."""
+        return dict(self.refuses).get(precision) if precision is not None else None
+
+    def runs(self, fmt: str, precision: str) -> bool:
+        return fmt in self.formats and self.refusal(precision) is None
 
 
 class Session:
@@ -237,7 +250,21 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec("onnxruntime", ("onnx",), "onnx", "onnxruntime", "onnxruntime", 64, _open_ort),
         BackendSpec("litert", ("tflite",), "litert", "ai_edge_litert.interpreter", "ai-edge-litert", 4, _open_tflite),
         BackendSpec(
-            "tflite-runtime", ("tflite",), "tflite", "tflite_runtime.interpreter", "tflite-runtime", 4, _open_tflite
+            "tflite-runtime",
+            ("tflite",),
+            "tflite",
+            "tflite_runtime.interpreter",
+            "tflite-runtime",
+            4,
+            _open_tflite,
+            refuses=(
+                (
+                    "dynamic-int8",
+                    "tflite-runtime 2.14 has no hybrid TRANSPOSE_CONV kernel (int8 weights with float32 "
+                    "activations: transpose_conv.cc weights->type != input->type); use the litert backend, "
+                    "or export --quantize int8 or weight-int8",
+                ),
+            ),
         ),
     )
 }
@@ -270,17 +297,30 @@ def get_spec(name: str) -> BackendSpec:
     return BACKENDS[name]
 
 
-def choose(fmt: str, backend: str | None, name: str) -> tuple[BackendSpec, Any]:
-    """The backend spec and its imported module for a file of format ``fmt``."""
+def choose(fmt: str, backend: str | None, name: str, precision: str | None = None) -> tuple[BackendSpec, Any]:
+    """The backend spec and its imported module for a file of format ``fmt`` (and ``precision``, when known).
+
+    A backend that refuses ``precision`` is never chosen: asked for by name, it raises
+    BackendUnavailableError with its reason; when choosing, the next installed backend is taken."""
     if backend is not None:
         spec = get_spec(backend)
         if fmt not in spec.formats:
             raise BackendUnavailableError(f"{name}: backend {backend!r} cannot run {fmt.upper()} files")
+        why = spec.refusal(precision)
+        if why is not None:
+            raise BackendUnavailableError(f"{name}: backend {backend!r} cannot run {precision} files: {why}")
         return spec, _load_module(spec)
+    refused = []
     for cand in PREFERENCE[fmt]:
         if is_available(cand):
             spec = BACKENDS[cand]
+            why = spec.refusal(precision)
+            if why is not None:
+                refused.append(f"{cand}: {why}")
+                continue
             return spec, _load_module(spec)
+    if refused:
+        raise BackendUnavailableError(f"{name}: no installed backend runs {precision} files ({'; '.join(refused)})")
     extras = " or ".join(f"'edgegan-runtime[{BACKENDS[c].extra}]'" for c in PREFERENCE[fmt])
     raise BackendUnavailableError(f"{name}: no backend for {fmt.upper()} files is installed; pip install {extras}")
 

@@ -42,6 +42,12 @@ class CheckedModel:
     entries: tuple[Entry, ...] = ()  # tflite: one per signature (or the primary subgraph)
     onnx_io: object = None  # onnx: onnx_check.OnnxIO
     contract: dict | None = None  # the file's own edgegan.contract (see contract.py), None for older files
+    hybrid_ops: tuple[str, ...] = ()  # tflite: operators with float32 activations and int8 weights
+
+    @property
+    def precision_hint(self) -> str | None:
+        """The precision the file's own structure shows, where it matters to a backend: "dynamic-int8"."""
+        return "dynamic-int8" if self.hybrid_ops else None
 
     @property
     def bytes(self) -> int:
@@ -150,10 +156,10 @@ def _check_onnx(path: Path, data: bytes, digest: str) -> CheckedModel:
 
 
 def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
-    from edgegan_runtime.tflite_check import verify_tflite_metadata
+    from edgegan_runtime.tflite_check import inspect_tflite
 
     name = str(path)
-    entries, metadata = verify_tflite_metadata(data, name)
+    entries, hybrid, metadata = inspect_tflite(data, name)
     dims, shapes, batches, dynamic = set(), set(), [], False
     for e in entries:
         label = f"signature {e.key!r}" if e.key is not None else "model"
@@ -195,4 +201,5 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
         batch_sizes=batch_sizes,
         entries=tuple(entries),
         contract=c,
+        hybrid_ops=hybrid,
     )

@@ -2,6 +2,10 @@
 
 The library raises typed errors; this module alone turns them into one-line messages and exit
 codes (0 ok, 1 a model/backend/input error, 2 bad usage).
+
+This command stays on argparse (``edgegan`` uses click): the runtime's only dependency is numpy, and
+click would be its second for four small commands on boards. Abbreviated options are refused, as
+with click, so the command line stays stable for scripts.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from edgegan_runtime.errors import RuntimeModelError
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="an .onnx / .tflite file, or a manifest.json / run directory")
     p.add_argument("--export", help="with a manifest: the export to load (file name or format:precision)")
-    p.add_argument("--backend", choices=["onnxruntime", "litert", "tflite-runtime"], help="default: from the file")
+    from edgegan_runtime.backend import BACKENDS
+
+    p.add_argument("--backend", choices=list(BACKENDS), help="default: from the file and what is installed")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
 
 
@@ -26,27 +32,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgegan-runtime",
         description="Run exported edgegan generators (ONNX / TFLite): sample grids, verification, latency probe.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"edgegan-runtime {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("generate", help="write a grid of generated images as PNG")
+    p = sub.add_parser("generate", help="write a grid of generated images as PNG", allow_abbrev=False)
     _add_model_args(p)
     p.add_argument("-n", type=int, default=16, help="number of images (default 16)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--nrow", type=int, default=None, help="images per row (default: square)")
     p.add_argument("-o", "--out", required=True, help="output PNG path")
 
-    p = sub.add_parser("bench", help="measure load time, latency, throughput and peak memory")
+    p = sub.add_parser("bench", help="measure load time, latency, throughput and peak memory", allow_abbrev=False)
     _add_model_args(p)
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--runs", type=int, default=None, help="timed calls (default: >= 200, about 1 s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("info", help="verify a model and print what it expects and returns (JSON)")
+    p = sub.add_parser("info", help="verify a model and print what it expects and returns (JSON)", allow_abbrev=False)
     _add_model_args(p)
 
-    sub.add_parser("backends", help="list the backends installed here")
+    sub.add_parser("backends", help="list the backends installed here", allow_abbrev=False)
     return parser
 
 
@@ -108,7 +115,8 @@ def _backends(args: argparse.Namespace) -> int:
         ok = is_available(name)
         missing = f"missing: pip install 'edgegan-runtime[{spec.extra}]'"
         state = f"installed ({backend_version(spec)})" if ok else missing
-        print(f"{name:15} {'/'.join(spec.formats):7} {state}")
+        refuses = "".join(f"; refuses {p}" for p, _ in spec.refuses)
+        print(f"{name:15} {'/'.join(spec.formats):7} {state}{refuses}")
     return 0
 
 

@@ -59,7 +59,9 @@ def load(
         raise ModelFileError(f"{checked.path}: sha256 {checked.sha256[:12]}... is not the expected {sha256[:12]}...")
     _agree_with_manifest(checked, ref)
     _warn_if_inaccurate_here(checked)
-    spec, module = _backends.choose(checked.format, backend, str(checked.path))
+    # The file's structure wins over the manifest's word: a backend is refused what it cannot run, before native code.
+    precision = checked.precision_hint or ref.precision
+    spec, module = _backends.choose(checked.format, backend, str(checked.path), precision)
     factory = spec.open(module, checked, threads or 1)
     return Generator(checked, spec, factory, threads or 1, ref)
 

@@ -15,6 +15,7 @@ Only ``struct`` and numpy: no flatbuffers package, no native code.
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,11 +195,23 @@ class Entry:
 
 def verify_tflite(data: bytes | memoryview, name: str) -> list[Entry]:
     """Verify ``data`` (a whole .tflite file) and return its runnable entries; raises ModelFileError."""
-    return verify_tflite_metadata(data, name)[0]
+    return inspect_tflite(data, name).entries
 
 
 def verify_tflite_metadata(data: bytes | memoryview, name: str) -> tuple[list[Entry], dict[str, bytes]]:
     """``verify_tflite``, and the Model's named metadata buffers (name -> bytes; the first of a name wins)."""
+    info = inspect_tflite(data, name)
+    return info.entries, info.metadata
+
+
+class TFLiteInfo(NamedTuple):
+    entries: list  # of Entry: the runnable signatures
+    hybrid_ops: tuple[str, ...]  # operators with float32 activations and int8 weights (see hybrid_operators)
+    metadata: dict[str, bytes]  # named metadata buffers
+
+
+def inspect_tflite(data: bytes | memoryview, name: str) -> TFLiteInfo:
+    """Verify ``data`` (a whole .tflite file) once and read what the runtime needs from it."""
     v = _Verifier(data, name)
     if v.n < 16:
         raise v.fail(f"only {v.n} bytes")
@@ -206,7 +219,7 @@ def verify_tflite_metadata(data: bytes | memoryview, name: str) -> tuple[list[En
         raise ModelFileError(f"{name}: not a TFLite file (no 'TFL3' identifier at bytes 4..8)")
     model = v.table(v.offset(0, "root offset"), "Model", 0)
     _check_model(v, model)
-    return _entries(v, model), _metadata(v, model)
+    return TFLiteInfo(_entries(v, model), hybrid_operators(v, model), _metadata(v, model))
 
 
 def _metadata(v: _Verifier, model: Obj) -> dict[str, bytes]:
@@ -224,6 +237,34 @@ def _metadata(v: _Verifier, model: Obj) -> dict[str, bytes]:
             data = b""
         out.setdefault(key, data)
     return out
+
+
+# Builtin operator codes named in messages (the rest by number).
+_OP_NAMES = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED", 67: "TRANSPOSE_CONV", 102: "BATCH_MATMUL"}
+_INT8 = 9
+
+
+def hybrid_operators(v: _Verifier, model: Obj) -> tuple[str, ...]:
+    """Operators that take float32 activations with int8 constant weights: "dynamic range" (hybrid)
+    quantization, whose kernels quantize activations at run time. Not every interpreter has such a
+    kernel for every operator (tflite-runtime 2.14 has none for TRANSPOSE_CONV), so the backend
+    registry refuses these files by name before native code sees them."""
+    opcodes, buffers = model.get(6, []), model.get(12, [])
+    found: list[str] = []
+    for sg in model.get(8, []):
+        tensors = sg.get(4, [])
+        for op in sg.get(10, []):
+            inputs = [tensors[i] for i in ints(v, op.get(6)).tolist() if i >= 0]
+            const = [_constant_bytes(buffers[t.get(8, 0)]) > 0 for t in inputs]
+            float_act = any(t.get(6, 0) == 0 and not c for t, c in zip(inputs, const))
+            int8_weight = any(t.get(6, 0) == _INT8 and c for t, c in zip(inputs, const))
+            if float_act and int8_weight:
+                oc = opcodes[op.get(4, 0)]
+                code = max(oc.get(4, 0), oc.get(10, 0))  # deprecated_builtin_code, builtin_code
+                label = _OP_NAMES.get(code, f"operator {code}")
+                if label not in found:
+                    found.append(label)
+    return tuple(found)
 
 
 def _check_model(v: _Verifier, model: Obj) -> None:

@@ -19,6 +19,15 @@ import pytest
 
 LATENT = 100
 SHAPE = (1, 32, 32)
+# Lines a test wants in make test's summary (tflite-runtime against LiteRT, per precision).
+SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if SUMMARY:
+        terminalreporter.section("tflite-runtime vs LiteRT")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
 
 
 def sha256(path: Path) -> str:

@@ -132,3 +132,11 @@ def test_cpu_name_on_arm_boards_and_phones():
     assert cpu_name(PHONE) == "Qualcomm SM8350 (4x Cortex-A55 + 3x Cortex-A78 + 1x Cortex-X1)"
     assert cpu_name("model name\t: AMD EPYC 7B13\nflags\t: avx2\n") == "AMD EPYC 7B13"
     assert cpu_name("CPU implementer\t: 0x61\nCPU part\t: 0x022\n") == "1x part 0x61:0x022"
+
+
+@pytest.mark.parametrize("args", [["bench", "m.onnx", "--js"], ["generate", "m.onnx", "-o", "x.png", "--se", "1"],
+                                  ["info", "m.onnx", "--back", "litert"]])
+def test_abbreviated_options_are_refused(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err

@@ -138,6 +138,25 @@ def test_forced_backends(onnx_model, tflite_model):
 
 
 @pytest.mark.tflite
+def test_a_precision_a_backend_refuses_is_refused_by_name_before_native_code(tmp_path, tflite_model, monkeypatch):
+    """The manifest says dynamic-int8: tflite-runtime is refused with the registry's reason (whether or not
+    it is installed: nothing is imported), and choosing without a name skips it."""
+    from edgegan_runtime import backend
+
+    run = make_run(tmp_path / "run", {"tflite:dynamic-int8": tflite_model})
+    why = backend.BACKENDS["tflite-runtime"].refusal("dynamic-int8")
+    assert why and backend.BACKENDS["litert"].refusal("dynamic-int8") is None
+    assert backend.BACKENDS["tflite-runtime"].refusal("fp32") is None
+    monkeypatch.setattr(backend, "_load_module", lambda spec: pytest.fail(f"{spec.name} was imported"))
+    with pytest.raises(rt.BackendUnavailableError, match="cannot run dynamic-int8 files") as e:
+        rt.load(run.manifest, backend="tflite-runtime")
+    assert why in str(e.value)
+    monkeypatch.setattr(backend, "_available", {"litert": False, "tflite-runtime": True})
+    with pytest.raises(rt.BackendUnavailableError, match="no installed backend runs dynamic-int8"):
+        rt.load(run.manifest)
+
+
+@pytest.mark.tflite
 def test_no_backend_installed_message(tflite_model, monkeypatch):
     from edgegan_runtime import backend
 

@@ -1,0 +1,104 @@
+"""How a configuration field declares its default, help text and choices: once, on the dataclass.
+
+The command line is generated from these declarations (``edgegan.cli``), so a field added to
+``TrainConfig`` or ``DistillConfig`` appears in ``--help`` with its default and help text without
+touching the CLI::
+
+    @dataclass(frozen=True)
+    class DistillConfig:
+        loss: str = opt("mse", "distillation loss", choices=LOSSES)
+        ema: float = opt(0.0, "EMA decay of the student's weights (0: off)")
+        warmup: int = 0  # learning-rate warm-up steps   <- a plain comment works too (read from the source)
+
+Choices are a tuple of values, or ``Names`` (a registry's names, loaded only when needed, so that
+declaring a field never imports numpy or torch). Cheap: stdlib only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import io
+import textwrap
+import tokenize
+from functools import lru_cache
+from typing import Any, Callable, Sequence
+
+HELP = "help"
+CHOICES = "choices"
+
+
+@dataclasses.dataclass(frozen=True)
+class Names:
+    """The names of a registry, read on demand from ``module:function`` (a function returning the names).
+
+    ``listed`` says whether ``--help`` may list them: False where loading the registry imports torch
+    (generator families); those are still checked, with a closest-match hint, when the option is used.
+    """
+
+    kind: str  # "dataset", "generator family": for messages
+    loader: str  # "edgegan.data:dataset_names"
+    listed: bool = True
+    see: str | None = None  # a command that lists them, e.g. "edgegan families"
+
+    def __call__(self) -> list[str]:
+        module, _, attr = self.loader.partition(":")
+        fn: Callable[[], Sequence[str]] = getattr(importlib.import_module(module), attr)
+        return list(fn())
+
+
+DATASET_NAMES = Names("dataset", "edgegan.data:dataset_names", see="edgegan datasets")
+FAMILY_NAMES = Names("generator family", "edgegan.models:family_names", listed=False, see="edgegan families")
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence[Any] | Names | None = None) -> Any:
+    """A dataclass field with its help text (and choices) in ``metadata``: the one place the CLI reads."""
+    metadata: dict[str, Any] = {HELP: help}
+    if choices is not None:
+        metadata[CHOICES] = tuple(choices) if not isinstance(choices, Names) else choices
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_help(cls: type, f: dataclasses.Field) -> str:
+    """A field's help: its ``metadata["help"]``, else the comment on its line in the class source."""
+    text = f.metadata.get(HELP)
+    if text:
+        return str(text)
+    return _source_comments(cls).get(f.name, "")
+
+
+def field_choices(f: dataclasses.Field) -> tuple[Any, ...] | Names | None:
+    return f.metadata.get(CHOICES)
+
+
+def check_choices(obj: Any) -> None:
+    """Raise ConfigError for a field whose value is not one of its tuple ``choices`` (registries check their own)."""
+    from edgegan.errors import ConfigError
+
+    for f in dataclasses.fields(obj):
+        choices = field_choices(f)
+        value = getattr(obj, f.name)
+        if isinstance(choices, tuple) and value is not None and value not in choices:
+            valid = ", ".join(str(c) for c in choices)
+            raise ConfigError(f"{f.name.replace('_', '-')} must be one of {valid}, got {value!r}")
+
+
+@lru_cache(maxsize=None)
+def _source_comments(cls: type) -> dict[str, str]:
+    """{field name: trailing comment} for ``name: type = value  # comment`` lines of a class body."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))  # a class defined in a function is indented
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    line_name: dict[int, str] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.start[0] not in line_name:
+                line_name[tok.start[0]] = tok.string
+            elif tok.type == tokenize.COMMENT and tok.start[0] in line_name:
+                out.setdefault(line_name[tok.start[0]], tok.string.lstrip("#").strip())
+    except (tokenize.TokenError, IndentationError):
+        return out
+    return out
