@@ -13,7 +13,7 @@ TFLITE_PY ?= $(shell command -v python3.11 2>/dev/null || echo $(PY))
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed
 
-.PHONY: install tflite-venv demo test test-fast bench bench-mnist clean
+.PHONY: install tflite-venv demo test test-fast bench bench-mnist bench-recipes clean
 
 install: $(STAMP)
 
@@ -56,9 +56,16 @@ bench: install
 	$(BIN)/python bench/scripts/bench_export.py
 	$(BIN)/python bench/scripts/bench_runtime.py
 	$(BIN)/python bench/scripts/bench_ratio.py
+	$(BIN)/python bench/scripts/bench_threads.py
 
 bench-mnist: install
 	bash bench/scripts/mnist.sh
+
+# The distillation recipes on MNIST at equal wall-clock time (reuses runs/mnist/teacher64 if present).
+bench-recipes: install
+	test -f runs/mnist/teacher64/manifest.json || $(BIN)/edgegan train-teacher --dataset mnist --d 64 --steps 1500 \
+	  --sample-every 500 --checkpoint-every 250 --out runs/mnist/teacher64
+	$(BIN)/python bench/scripts/distill_recipes.py --teacher runs/mnist/teacher64
 
 clean:
 	rm -rf runs .pytest_cache

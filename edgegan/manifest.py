@@ -32,12 +32,26 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import CheckpointError
-from edgegan_runtime.fileio import FILE_MODE, atomic_write_bytes  # noqa: F401 - re-exported
 
 SCHEMA = "edgegan.manifest/1"
 
 
-# One file-mode rule and one atomic write, defined in the runtime (which edgegan builds on).
+# One file-mode rule and one atomic write, defined in the runtime (edgegan_runtime.fileio), imported
+# when first used: importing the runtime package loads numpy, and `edgegan --help` must stay light.
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    from edgegan_runtime.fileio import atomic_write_bytes as write
+
+    return write(path, data)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FILE_MODE":
+        from edgegan_runtime.fileio import FILE_MODE
+
+        return FILE_MODE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 MANIFEST_NAME = "manifest.json"
 
 
