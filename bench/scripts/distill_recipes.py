@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgegan.bench import run_bench
     from edgegan.checkpoint import load_run
+    from edgegan.errors import ParityError
     from edgegan.export import export_run
     from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions
     from edgegan.sysinfo import machine
@@ -64,11 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     # 1. cost per step, alternating (machine noise hits every recipe alike)
-    sps: dict[str, list[float]] = {r: [] for r in recipes}
-    with tempfile.TemporaryDirectory(prefix="recipes-timing-") as tmp:
-        for rnd in range(2):
-            for r in recipes:
-                sps[r].append(per_step(a.teacher, r, Path(tmp) / f"{r}-{rnd}", a.timing_steps, seed=rnd))
+    timing = out / "timing.json"  # measured once: a rerun (after a kill) reuses the same budget
+    if timing.exists():
+        sps = json.loads(timing.read_text())["seconds_per_step"]
+    else:
+        sps = {r: [] for r in recipes}
+        with tempfile.TemporaryDirectory(prefix="recipes-timing-") as tmp:
+            for rnd in range(2):
+                for r in recipes:
+                    sps[r].append(per_step(a.teacher, r, Path(tmp) / f"{r}-{rnd}", a.timing_steps, seed=rnd))
+        atomic_write_json(timing, {"seconds_per_step": sps})
     cost = {r: statistics.median(v) for r, v in sps.items()}
     budget = cost["mse"] * a.mse_steps
     steps = {r: max(1, round(budget / cost[r])) for r in recipes}
@@ -96,9 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         run = out / f"student-{r}"
         m = json.loads((run / "manifest.json").read_text())
         if not any(e["format"] == "tflite" for e in m.get("exports", [])):
-            export_run(run, format="tflite", quantize="int8", batch=[1, 64])
+            try:
+                export_run(run, format="tflite", quantize="int8", batch=[1, 64])
+            except ParityError as e:  # kept and scored all the same, its failed parity recorded in the table
+                log.warning("%s", e)
+                export_run(run, format="tflite", quantize="int8", batch=[1, 64], allow_mismatch=True)
+        m = json.loads((run / "manifest.json").read_text())
+        par = next(e["parity"] for e in m["exports"] if e["format"] == "tflite")
         rows.append({"recipe": r, "terms": m["distill"]["recipe"], "steps": m["distill"]["steps"],
-                     "seconds": m["distill"]["seconds"], "seconds_per_step_measured_alone": round(cost[r], 5)})
+                     "seconds": m["distill"]["seconds"], "seconds_per_step_measured_alone": round(cost[r], 5),
+                     "int8_parity": {k: par.get(k) for k in ("passed", "max_abs", "psnr_db", "thresholds")}})
     # 3. the bench: same metrics, same latents, same reference for every model
     res = run_bench([str(out / f"student-{r}") for r in recipes], out=out / "bench", samples=a.samples,
                     baselines=[str(baseline)], progress=False)
@@ -136,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _parity(row: dict) -> str:
+    p = row.get("int8_parity") or {}
+    nums = f"max abs {p.get('max_abs', float('nan')):.2f}, {p.get('psnr_db', float('nan')):.1f} dB"
+    return f"passed ({nums})" if p.get("passed") else f"**failed** ({nums}; limits max abs 0.5, 30 dB)"
+
+
 def markdown(doc: dict) -> str:
     t, mc = doc["teacher_quality"], doc["machine"]
     lines = ["# Distillation recipes on MNIST: d=64 teacher -> d=2 student (126:1), equal wall-clock time", "",
@@ -147,24 +166,26 @@ def markdown(doc: dict) -> str:
              "the teacher's discriminator, not this classifier, so the classifier stays an independent judge). "
              "Ratios are to the teacher; PSNR is to the teacher for the same z.", "",
              "| model | terms | EMA | schedule | steps | seconds | clf-FID ↓ (× teacher) | clf-IS ↑ (% teacher) | "
-             "sharpness (% teacher) | SWD ↓ | PSNR vs T dB | int8 clf-FID | int8 bytes |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             "sharpness (% teacher) | SWD ↓ | PSNR vs T dB | TFLite int8: clf-FID, bytes, parity |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
              f"| teacher d=64 | — | — | — | — | — | {t['clf_fid']:.1f} | {t['clf_is']:.2f} | {t['sharpness']:.0f} | "
-             f"{t['swd']:.1f} | — | — | — |"]
+             f"{t['swd']:.1f} | — | — |"]
     for r in doc["rows"]:
         s, q8, rc = r["student"], r.get("int8", {}), r["terms"]
         lines.append(f"| {r['recipe']} d=2 | `{rc['terms']}` | {rc['ema'] or 'off'} | {rc['lr_schedule']} | {r['steps']:,} | "
                      f"{r['seconds']:.0f} | {s['clf_fid']:.1f} ({s['clf_fid'] / t['clf_fid']:.2f}×) | "
                      f"{s['clf_is']:.2f} ({100 * s['clf_is'] / t['clf_is']:.0f} %) | "
                      f"{s['sharpness']:.0f} ({100 * s['sharpness'] / t['sharpness']:.0f} %) | {s['swd']:.1f} | "
-                     f"{s['psnr_db']:.1f} | {q8.get('clf_fid', float('nan')):.1f} | {q8.get('bytes', 0):,} |")
+                     f"{s['psnr_db']:.1f} | {q8.get('clf_fid', float('nan')):.1f}, {q8.get('bytes', 0):,} B, {_parity(r)} |")
     b = doc["baseline_quality"]
     lines.append(f"| scratch baseline d=2 | GAN from scratch, lr 1e-3 | off | constant | {doc['baseline_steps']:,} | — | "
                  f"{b['clf_fid']:.1f} ({b['clf_fid'] / t['clf_fid']:.2f}×) | {b['clf_is']:.2f} "
                  f"({100 * b['clf_is'] / t['clf_is']:.0f} %) | {b['sharpness']:.0f} ({100 * b['sharpness'] / t['sharpness']:.0f} %) | "
-                 f"{b['swd']:.1f} | — | — | — |")
+                 f"{b['swd']:.1f} | — | — |")
     lines += ["", "Goal (issue #9) for the best d=2 recipe: clf-FID ≤ 2× the teacher's, clf-IS ≥ 95 % and sharpness "
               "≥ 80 % of the teacher's, PSNR to the teacher within 2 dB of the MSE student's.", "",
+              "TFLite int8 files that fail the exporter's parity check (max abs ≤ 0.5 per pixel and PSNR ≥ 30 dB "
+              "against the float student) are kept with `--allow-mismatch` only for this table, and marked.", "",
               "![teacher and students, same z](distill-recipes.png)", ""]
     return "\n".join(lines)
 
