@@ -89,6 +89,8 @@ def main() -> None:
                     p.kill()
                     p.wait()
     med = {c: {k: statistics.median(v) for k, v in s.items()} for c, s in samples.items()}
+    import torch  # noqa: F401 - imported for versions() to report it (the workers run in subprocesses)
+
     doc = {"created": now_iso(), "machine": machine(), "versions": versions(), "steps": a.steps, "rounds": a.rounds,
            "load_processes": a.load, "load_average_1min": [round(x, 2) for x in load_avg],
            "seconds_per_step": samples, "median": med, "demo_seconds": demo or None,
