@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ import click
 
 from edgegan import __version__
 from edgegan.config import Names, field_choices, field_help
-from edgegan.errors import ConfigError, EdgeganError
+from edgegan.errors import EdgeganError
 
 log = logging.getLogger("edgegan")
 _STATE: dict[str, Any] = {"debug": False, "threads": None}
@@ -225,15 +224,9 @@ def cli(debug: bool, threads: int | None) -> None:
 
 
 def _configure_threads(n: int) -> None:
-    from edgegan import utils
+    from edgegan.utils import configure_threads
 
-    configure = getattr(utils, "configure_threads", None)
-    if configure is not None:
-        configure(n)
-        return
-    import torch
-
-    torch.set_num_threads(n)
+    configure_threads(n)
 
 
 # ------------------------------------------------------------------------------ commands
@@ -265,12 +258,7 @@ def _training_commands() -> None:
         """Distil a teacher (an edgegan run, an ONNX or TorchScript file, or module:factory) into a student."""
         from edgegan.distill import distill
 
-        kw: dict[str, Any] = {}
-        if "resume" in inspect.signature(distill).parameters:
-            kw["resume"] = resume
-        elif resume:
-            raise ConfigError("this version of distill cannot resume a run; start it again with another --out")
-        m = distill(cfg, out, progress=not quiet, **kw)
+        m = distill(cfg, out, resume=resume, progress=not quiet)
         dd = m["distill"]
         ratio = f"{dd['compression_ratio']:,}:1" if dd["compression_ratio"] else "n/a"
         click.echo(f"student d={cfg.d}: {dd['student_params']:,} params (compression {ratio}); "

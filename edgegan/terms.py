@@ -244,14 +244,12 @@ class PerceptualTerm(Term):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        import torch
         from torch import nn
 
         self.net = _teacher_discriminator(ctx).to(ctx.device).eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
         self.layers = [m for m in self.net.modules() if isinstance(m, nn.LeakyReLU)]
-        self._torch = torch
 
     def _features(self, x):
         feats: list = []
@@ -264,9 +262,10 @@ class PerceptualTerm(Term):
         return feats
 
     def loss(self, step: Step) -> "torch.Tensor":
+        import torch
         import torch.nn.functional as F
 
-        with self._torch.no_grad():
+        with torch.no_grad():
             want = self._features(step.teacher)
         got = self._features(step.student)
         return sum(F.mse_loss(g, w) for g, w in zip(got, want)) / len(got)
