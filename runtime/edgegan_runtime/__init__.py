@@ -15,6 +15,7 @@ from edgegan_runtime.backend import backends  # noqa: E402
 from edgegan_runtime.errors import (  # noqa: E402
     BackendError,
     BackendUnavailableError,
+    FileReadError,
     InputError,
     ManifestError,
     ModelFileError,
@@ -27,6 +28,7 @@ from edgegan_runtime.latent import latent  # noqa: E402
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
+    "FileReadError",
     "Generator",
     "InputError",
     "ManifestError",

@@ -1,9 +1,9 @@
 """Everything checked about a model file before a native interpreter sees it.
 
-In order: it exists and is a regular file; its size (not empty, under 2 GiB, equal to the
-manifest's ``bytes``); its sha256 (when the caller or the manifest gives one); its type from its
-own bytes (TFLite's ``TFL3`` identifier, else the ONNX protobuf walk), which must agree with its
-name and the manifest; its structure (``tflite_check`` / ``onnx_check``); and the generator
+In order: it exists and is a regular file (opened without blocking, read with a size cap:
+``fileio.read_regular``); its size (not empty, under 2 GiB, equal to the manifest's ``bytes``);
+its sha256 (when the caller or the manifest gives one); its type from its own bytes (TFLite's
+``TFL3`` identifier, else the ONNX protobuf walk), which must agree with its name and the manifest; its structure (``tflite_check`` / ``onnx_check``); and the generator
 contract (one input (B, latent_dim), one output (B, C, H, W), consistent across signatures).
 
 The file is read once; the interpreter gets the very bytes that were checked, so the file cannot
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgegan_runtime import contract
 from edgegan_runtime.errors import ModelFileError
+from edgegan_runtime.fileio import read_regular
 from edgegan_runtime.tflite_check import IDENTIFIER, Entry
 
 MAX_BYTES = (1 << 31) - 1  # protobuf and flatbuffers both stop at 2 GiB
@@ -72,20 +73,7 @@ def read_and_check(
 ) -> CheckedModel:
     path = Path(path)
     name = str(path)
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not _is_regular(st.st_mode):
-                raise ModelFileError(f"{name}: not a regular file")
-            if st.st_size > MAX_BYTES:
-                raise ModelFileError(f"{name}: {st.st_size} bytes, larger than the 2 GiB a model file can hold")
-            data = f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ModelFileError(f"{name}: no such model file") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{name}: a directory, not a model file (a run directory needs a manifest.json)") from None
-    except OSError as e:
-        raise ModelFileError(f"{name}: cannot read ({e.strerror or e})") from None
+    data = read_regular(path, MAX_BYTES, "model file")
     if not data:
         raise ModelFileError(f"{name}: empty file")
     if expected_bytes is not None and len(data) != expected_bytes:
@@ -113,12 +101,6 @@ def sha256_hex(data: bytes) -> str:
     else:
         from hashlib import sha256
     return sha256(data).hexdigest()
-
-
-def _is_regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
 
 
 def _format_of(data: bytes, path: Path, fmt: str | None) -> str:

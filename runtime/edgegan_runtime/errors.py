@@ -14,6 +14,10 @@ class ModelFileError(RuntimeModelError):
     """The model file (or manifest) is missing, truncated, of the wrong type, corrupt or fails its sha256."""
 
 
+class FileReadError(ModelFileError):
+    """A file to read is missing, not a regular file (a FIFO, a device, a folder), over its size limit, or unreadable."""
+
+
 class ManifestError(ModelFileError):
     """The manifest is unreadable, of another schema, or names no usable export."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan_runtime.errors import InputError, ManifestError
+from edgegan_runtime.fileio import read_regular
 
 SCHEMA = "edgegan.manifest/1"
 MANIFEST_NAME = "manifest.json"
@@ -44,15 +45,10 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST_NAME
+    raw = read_regular(p, MAX_MANIFEST_BYTES, "manifest", error=ManifestError)
     try:
-        size = p.stat().st_size
-    except OSError:
-        raise ManifestError(f"{p}: no such manifest") from None
-    if size > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{p}: manifest of {size} bytes is too large")
-    try:
-        data = json.loads(p.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ManifestError(f"{p}: corrupt manifest, not valid JSON ({e})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ManifestError(f"{p}: not an edgegan manifest (expected schema {SCHEMA!r})")
