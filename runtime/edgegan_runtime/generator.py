@@ -22,7 +22,7 @@ import numpy as np
 from edgegan_runtime import backend as _backends
 from edgegan_runtime.checks import CheckedModel, read_and_check
 from edgegan_runtime.cpu import u8s8_saturates
-from edgegan_runtime.errors import InputError, ModelFileError, PrecisionWarning
+from edgegan_runtime.errors import BackendError, InputError, ModelFileError, PrecisionWarning
 from edgegan_runtime.latent import latent
 from edgegan_runtime.manifest import ExportRef, check_sha256_arg, is_manifest, select_export
 
@@ -44,8 +44,11 @@ def load(
     threads: interpreter threads per call (default 1: predictable, and apps run other work too).
     sha256: expected digest of the model file (in addition to the manifest's).
     """
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise InputError(f"threads must be an integer >= 1, got {threads!r}")
+    if threads is not None and (
+        not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS
+    ):
+        raise InputError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
+    threads = None if threads is None else int(threads)
     sha256 = check_sha256_arg(sha256)
     p = Path(path)
     if is_manifest(p):
@@ -88,6 +91,22 @@ def _warn_if_inaccurate_here(checked: CheckedModel) -> None:
 
 
 MAX_DYNAMIC_BATCH = 256  # images per interpreter call when the model's batch size is dynamic
+# Interpreter threads per call: more than any CPU has; 10**6 made LiteRT crash and ONNX Runtime
+# exhaust the process table (issue 14).
+MAX_THREADS = 256
+# One generate call may hold at most this share of the machine's memory (latents, float images, pixels).
+MEMORY_SHARE = 0.5
+
+
+def _memory_bytes() -> int:
+    """Physical memory of this machine (sysconf), or 4 GiB where it cannot be read."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 4 << 30
+
+
+_MEMORY = _memory_bytes()
 
 
 class _Pool:
@@ -95,10 +114,15 @@ class _Pool:
     single-threaded use builds one), at most ``size`` (then callers wait), reused most-recent first.
 
     The uncontended path is one ``list.pop`` and one ``list.append`` (atomic, no lock: a Condition
-    costs 0.6 us per call, 4% of a d=2 inference); the lock is taken only to create or to wait."""
+    costs 0.6 us per call, 4% of a d=2 inference); the lock is taken only to create or to wait.
+    After ``close`` no session is handed out: before issue 14 a closed pool kept counting the
+    sessions it had dropped, so a generator used after close hung once it had been closed 4 times
+    (TFLite) or 64 times (ONNX)."""
 
-    def __init__(self, factory: Callable[[], _backends.Session], size: int):
+    def __init__(self, factory: Callable[[], _backends.Session], size: int, name: str = "generator"):
         self._factory = factory
+        self._name = name
+        self._closed = False
         self._idle = [factory()]
         self._created = 1
         self._size = max(1, size)
@@ -107,13 +131,18 @@ class _Pool:
 
     def acquire(self) -> _backends.Session:
         try:
-            return self._idle.pop()
+            s = self._idle.pop()
         except IndexError:
             pass
+        else:
+            if not self._closed:
+                return s
         with self._cond:
             self._waiters += 1  # before the check below: a release that misses it is seen by the check
             try:
                 while True:
+                    if self._closed:
+                        raise InputError(f"{self._name}: the generator is closed")
                     try:
                         return self._idle.pop()
                     except IndexError:
@@ -134,12 +163,18 @@ class _Pool:
 
     def release(self, s: _backends.Session) -> None:
         self._idle.append(s)
+        if self._closed:  # closed while this caller ran: drop its session too
+            self._idle.clear()
         if self._waiters:
             with self._cond:
                 self._cond.notify()
 
     def close(self) -> None:
-        self._idle.clear()
+        """Callers running now finish and drop their sessions; waiting and later callers get InputError."""
+        with self._cond:
+            self._closed = True
+            self._idle.clear()
+            self._cond.notify_all()
 
 
 class Generator:
@@ -169,7 +204,7 @@ class Generator:
         self.contract: dict | None = checked.contract
         self.manifest: Path | None = ref.manifest
         self._spec = spec
-        self._pool = _Pool(factory, spec.pool_size if pool_size is None else pool_size)
+        self._pool = _Pool(factory, spec.pool_size if pool_size is None else pool_size, str(checked.path))
         self._plans: dict[int, tuple[tuple[int, int, int], ...]] = {}
 
     def __repr__(self) -> str:
@@ -185,7 +220,10 @@ class Generator:
         self.close()
 
     def close(self) -> None:
-        """Drop the interpreters (they are also freed when the generator is garbage-collected)."""
+        """Drop the interpreters (they are also freed when the generator is garbage-collected).
+
+        Calls running in other threads finish; calls made after (or waiting for an interpreter)
+        raise InputError."""
         self._pool.close()
 
     def plan(self, n: int) -> tuple[tuple[int, int, int], ...]:
@@ -218,20 +256,23 @@ class Generator:
         """Float32 images (N, C, H, W) in [-1, 1] from latents z (N, latent_dim)."""
         z = self._check_z(z)
         n = z.shape[0]
+        self._check_n(n)
         chunks = self.plan(n)
         session = self._pool.acquire()
         try:
             if len(chunks) == 1 and chunks[0][1] == chunks[0][2]:
-                return session.run(z, n)  # the common case: one call, no copies
-            out = np.empty((n, *self.output_shape), dtype=np.float32)
-            for start, count, batch in chunks:
-                part = z[start : start + count]
-                if count < batch:
-                    part = np.concatenate([part, np.zeros((batch - count, self.latent_dim), np.float32)])
-                out[start : start + count] = session.run(part, batch)[:count]
-            return out
+                out = session.run(z, n)  # the common case: one call, no copies
+            else:
+                out = np.empty((n, *self.output_shape), dtype=np.float32)
+                for start, count, batch in chunks:
+                    part = z[start : start + count]
+                    if count < batch:
+                        part = np.concatenate([part, np.zeros((batch - count, self.latent_dim), np.float32)])
+                    out[start : start + count] = session.run(part, batch)[:count]
         finally:
             self._pool.release(session)
+        _check_finite(out, self.path)
+        return out
 
     def generate(self, n: int, seed: int = 0) -> np.ndarray:
         """uint8 images (N, H, W, C) for ``latent(n, latent_dim, seed)``; see the module doc for the exact mapping."""
@@ -239,7 +280,23 @@ class Generator:
             raise InputError(f"n must be an integer >= 0, got {n!r}")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise InputError(f"seed must be an integer, got {seed!r}")
+        self._check_n(int(n))
         return to_pixels(self.generate_from(latent(int(n), self.latent_dim, int(seed))))
+
+    def max_images(self) -> int:
+        """The most images one call may make: its latents, float images and pixels within
+        ``MEMORY_SHARE`` of this machine's memory (``generate(10**9)`` would need terabytes)."""
+        pixels = int(np.prod(self.output_shape))
+        per_image = 12 * self.latent_dim + 4 * pixels * 3 + pixels  # float64 + float32 z; images, rint, clip; uint8
+        return max(1, int(_MEMORY * MEMORY_SHARE) // per_image)
+
+    def _check_n(self, n: int) -> None:
+        cap = self.max_images()
+        if n > cap:
+            raise InputError(
+                f"{self.path}: {n} images in one call need more than {MEMORY_SHARE:.0%} of this machine's "
+                f"memory (at most {cap} at a time); generate them in smaller calls"
+            )
 
     def _check_z(self, z: np.ndarray) -> np.ndarray:
         if not isinstance(z, np.ndarray):
@@ -253,6 +310,17 @@ class Generator:
         if not z.flags.c_contiguous:
             z = np.ascontiguousarray(z)
         return z
+
+
+def _check_finite(x: np.ndarray, path: Path) -> None:
+    """A corrupt file (an output scale of 3e38, a broken weight) can make the interpreter return
+    NaN or inf; that is an error, not an image (issue 14). One pass (a sum) in the common case."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(x.sum(dtype=np.float32)):
+            return
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise BackendError(f"{path}: the model returned {bad} non-finite values (NaN or inf) of {x.size}; the file is corrupt")
 
 
 def to_pixels(x: np.ndarray) -> np.ndarray:

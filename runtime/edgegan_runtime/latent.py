@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgegan_runtime.errors import InputError
+
 # The name and version files record (``edgegan.contract``) and the C port repeats (c/edgegan.h); a change
 # to any step above is a new version.
 SAMPLER_NAME = "splitmix64-box-muller"
@@ -49,10 +51,21 @@ def splitmix64(seed: int, count: int) -> np.ndarray:
     return x
 
 
+# Most values one call makes (32 bytes each on the way): 2**32 is 128 GiB, past any device this runs on.
+MAX_VALUES = 1 << 32
+
+
 def latent(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """float32 (n, dim), z ~ N(0, 1), as the module doc specifies; InputError for bad arguments."""
+    for name, v in (("n", n), ("dim", dim), ("seed", seed)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+            raise InputError(f"latent: {name} must be an integer, got {v!r}")
+    n, dim, seed = int(n), int(dim), int(seed)
     if n < 0 or dim < 1:
-        raise ValueError(f"latent: need n >= 0 and dim >= 1, got n={n}, dim={dim}")
+        raise InputError(f"latent: need n >= 0 and dim >= 1, got n={n}, dim={dim}")
     m = n * dim
+    if m > MAX_VALUES:
+        raise InputError(f"latent: n * dim = {m} values is more than one call makes ({MAX_VALUES}); ask in parts")
     pairs = (m + 1) // 2
     x = splitmix64(int(seed), 2 * pairs)
     u = ((x >> np.uint64(11)).astype(np.float64) + 0.5) * (2.0 ** -53)
