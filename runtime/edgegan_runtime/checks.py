@@ -3,8 +3,10 @@
 In order: it exists and is a regular file (opened without blocking, read with a size cap:
 ``fileio.read_regular``); its size (not empty, under 2 GiB, equal to the manifest's ``bytes``);
 its sha256 (when the caller or the manifest gives one); its type from its own bytes (TFLite's
-``TFL3`` identifier, else the ONNX protobuf walk), which must agree with its name and the manifest; its structure (``tflite_check`` / ``onnx_check``); and the generator
-contract (one input (B, latent_dim), one output (B, C, H, W), consistent across signatures).
+``TFL3`` identifier, else the ONNX protobuf walk), which must agree with its name and the manifest;
+its structure (``tflite_check`` / ``onnx_check``: every index, size and shape native code will
+trust); and the generator contract (one input (B, latent_dim), one output (B, C, H, W), consistent
+across signatures, batch sizes from 1 to ``MAX_FIXED_BATCH``).
 
 The file is read once; the interpreter gets the very bytes that were checked, so the file cannot
 change between the check and the load.
@@ -155,13 +157,18 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
                 raise ModelFileError(f"{name}: {label} {what} is {t.dtype}; expected float32, int8 or uint8")
             if t.dtype != "float32" and (t.scale is None or not t.scale > 0):
                 raise ModelFileError(f"{name}: {label} {what} is {t.dtype} without a per-tensor scale")
+            low, high = contract.IO_SCALE_RANGE
+            if t.dtype != "float32" and not low <= t.scale <= high:
+                raise ModelFileError(f"{name}: {label} {what} has a quantization scale of {t.scale:g}, outside [{low:g}, {high:g}]")
         if min(i.shape[1:] + o.shape[1:]) < 1:
             raise ModelFileError(f"{name}: {label} has a zero-sized dimension")
         dims.add(i.shape[1])
         shapes.add(tuple(o.shape[1:]))
         if i.shape_signature[:1] == (-1,):
             dynamic = True
-        elif i.shape[0] >= 1 and i.shape[0] not in batches:
+        elif not 1 <= i.shape[0] <= contract.MAX_FIXED_BATCH:
+            raise ModelFileError(f"{name}: {label} has batch size {i.shape[0]}; expected 1 to {contract.MAX_FIXED_BATCH}")
+        elif i.shape[0] not in batches:
             batches.append(i.shape[0])
     if len(dims) != 1 or len(shapes) != 1:
         raise ModelFileError(f"{name}: signatures disagree on the latent size or the image shape")

@@ -36,6 +36,11 @@ PIXELS_VERSION = 1
 PIXELS_RULE = ("clip(rint((x + 1) * 127.5), 0, 255) in float32 (x + 1 rounded to float32, then the product), "
                "rint half to even, NaN -> 0; (N, C, H, W) -> (N, H, W, C) uint8")
 MAX_BYTES = 1 << 16  # a contract is a few hundred bytes; a larger one is corruption
+# A fixed batch size larger than this pads every call up to it: corruption, not a generator (both formats).
+MAX_FIXED_BATCH = 4096
+# Quantization scale of a quantized (int8/uint8) input or output: beyond these, 255 steps of it leave
+# any image range (an output scale of 3e38 made inf images, issue 14).
+IO_SCALE_RANGE = (1e-12, 1e6)
 
 
 def make_contract(*, latent_dim: int, output_shape: tuple[int, ...] | list[int], batch_sizes: list[int] | None,

@@ -29,6 +29,10 @@ MAX_DEPTH = 64  # as flatbuffers::Verifier
 MAX_TABLES = 1_000_000  # as flatbuffers::Verifier
 MAX_TENSOR_BYTES = 1 << 31  # one activation or weight larger than 2 GiB is corruption, not a generator
 MAX_RANK = 16
+MAX_WINDOW = 4096  # strides, dilations and pool filters above this are corruption
+# Quantization scales outside this range overflow float32 once multiplied by a quantized range (an
+# output scale of 3e38 made inf images, issue 14) or underflow to zero in the kernels' multipliers.
+MIN_SCALE, MAX_SCALE = 1e-30, 1e30
 
 # TensorType -> (numpy dtype or None, bits per element); None bits: variable size (string, resource)
 TENSOR_TYPES: dict[int, tuple[str | None, int | None]] = {
@@ -287,7 +291,7 @@ def _check_model(v: _Verifier, model: Obj) -> None:
         if md.get(6, 0) >= nbuf:
             raise v.fail("metadata names a buffer out of range")
     for k, sg in enumerate(subgraphs):
-        _check_subgraph(v, sg, k, len(opcodes), buffers)
+        _check_subgraph(v, sg, k, len(opcodes), buffers, opcodes)
     for sig in model.get(18, []):
         k = sig.get(12, 0)
         if k >= len(subgraphs):
@@ -298,7 +302,7 @@ def _check_model(v: _Verifier, model: Obj) -> None:
                 raise v.fail(f"signature names tensor {tm.get(6, 0)} of {nt}")
 
 
-def _check_subgraph(v: _Verifier, sg: Obj, k: int, nopcodes: int, buffers: list[Obj]) -> None:
+def _check_subgraph(v: _Verifier, sg: Obj, k: int, nopcodes: int, buffers: list[Obj], opcodes: list[Obj]) -> None:
     tensors = sg.get(4, [])
     nt = len(tensors)
     for t in tensors:
@@ -310,6 +314,8 @@ def _check_subgraph(v: _Verifier, sg: Obj, k: int, nopcodes: int, buffers: list[
     for op in sg.get(10, []):
         _check_operator(v, op, k, nopcodes, nt)
     _check_dataflow(v, sg, k, buffers)
+    for n, op in enumerate(sg.get(10, [])):
+        _check_op_shapes(v, op, n, k, tensors, buffers, opcodes)
 
 
 def _check_dataflow(v: _Verifier, sg: Obj, k: int, buffers: list[Obj]) -> None:
@@ -353,7 +359,7 @@ def _check_operator(v: _Verifier, op: Obj, k: int, nopcodes: int, nt: int) -> No
     if opts is not None and opts.kind in _STRIDED_OPTIONS:
         for slot in _STRIDED_OPTIONS[opts.kind]:
             val = _signed32(opts.get(slot, _SCALAR_DEFAULTS.get((opts.kind, slot), 0)))
-            if val < 1:
+            if not 1 <= val <= MAX_WINDOW:
                 raise v.fail(f"subgraph {k}: {opts.kind} has a stride, filter or dilation of {val}")
 
 
@@ -392,6 +398,9 @@ def _check_tensor(v: _Verifier, t: Obj, k: int, buffers: list[Obj]) -> None:
         s = floats(v, scale)
         if s.size and not (np.isfinite(s).all() and (s > 0).all()):
             raise v.fail(f"subgraph {k}: quantization scale not a finite positive number")
+        if s.size and (s.min() < MIN_SCALE or s.max() > MAX_SCALE):
+            raise v.fail(f"subgraph {k}: quantization scale {float(s.min() if s.min() < MIN_SCALE else s.max()):g} "
+                         f"outside [{MIN_SCALE:g}, {MAX_SCALE:g}]")
         limits = _ZERO_POINT_RANGE.get(ttype)
         z = ints(v, zp)
         if limits and z.size and (z.min() < limits[0] or z.max() > limits[1]):
@@ -442,3 +451,176 @@ def _entries(v: _Verifier, model: Obj) -> list[Entry]:
             )
         out.append(Entry(None, 0, _spec(v, tensors[ins[0]], ins[0]), _spec(v, tensors[outs[0]], outs[0])))
     return out
+
+
+# ---------------------------------------------------------------- shapes against what each operator implies
+#
+# The interpreters recompute most activation shapes in their Prepare step, but not all: XNNPACK
+# takes static tensors (a DEQUANTIZE of fp16 weights) at the size the file declares, so a file whose
+# DEQUANTIZE output is larger than its input made LiteRT read past a buffer and die of SIGSEGV
+# (issue 14). Every operator an exported generator uses is checked here; others are left to the
+# interpreter's own checks.
+
+# BuiltinOperator codes whose output has its (first) input's shape.
+_UNARY = {6: "DEQUANTIZE", 8: "FLOOR", 14: "LOGISTIC", 19: "RELU", 20: "RELU_N1_TO_1", 21: "RELU6", 28: "TANH",
+          47: "EXP", 53: "CAST", 59: "NEG", 73: "LOG", 75: "SQRT", 76: "RSQRT", 92: "SQUARE", 98: "LEAKY_RELU",
+          101: "ABS", 111: "ELU", 114: "QUANTIZE", 117: "HARD_SWISH", 150: "GELU", 25: "SOFTMAX"}
+_BINARY = {0: "ADD", 18: "MUL", 41: "SUB", 42: "DIV", 55: "MAXIMUM", 57: "MINIMUM", 99: "SQUARED_DIFFERENCE",
+           54: "PRELU"}
+_CONV, _DEPTHWISE, _FC, _RESHAPE, _TRANSPOSE_CONV, _CONCAT, _PAD, _TRANSPOSE = 3, 4, 9, 22, 67, 2, 34, 39
+_RESIZE = {23: "RESIZE_BILINEAR", 97: "RESIZE_NEAREST_NEIGHBOR"}
+_POOL = {1: "AVERAGE_POOL_2D", 17: "MAX_POOL_2D", 12: "L2_POOL_2D"}
+_SHAPED = {_RESHAPE: "RESHAPE", _CONCAT: "CONCATENATION", _PAD: "PAD", _TRANSPOSE: "TRANSPOSE"}
+
+
+def _const(v: _Verifier, t: Obj, buffers: list[Obj]) -> np.ndarray | None:
+    """The int32 constant held by tensor ``t`` (already checked against its shape), or None."""
+    if t.get(6, 0) != 2:  # INT32
+        return None
+    buf = buffers[t.get(8, 0)]
+    if 4 in buf:
+        start, count, _ = buf[4]
+    elif buf.get(6, 0) > 1:
+        start, count = buf[6], buf.get(8, 0)
+    else:
+        return None
+    if count % 4:
+        return None
+    return np.frombuffer(v.b, dtype="<i4", count=count // 4, offset=start).astype(np.int64)
+
+
+def _n(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _conv_out(size: int, k: int, stride: int, dilation: int, same: bool) -> int:
+    eff = (k - 1) * dilation + 1
+    return (size + stride - 1) // stride if same else (size - eff + stride) // stride
+
+
+def _check_op_shapes(v: _Verifier, op: Obj, n: int, k: int, tensors: list[Obj], buffers: list[Obj],
+                     opcodes: list[Obj]) -> None:
+    oc = opcodes[op.get(4, 0)]
+    code = max(oc.get(4, 0), oc.get(10, 0))
+    ins = [i for i in ints(v, op.get(6)).tolist()]
+    outs = [o for o in ints(v, op.get(8)).tolist() if o >= 0]
+    opts = op.get(12)
+    opts = opts if opts is not None else Obj()
+    shape = [tuple(ints(v, tensors[i].get(4)).tolist()) if i >= 0 else None for i in ins]
+    oshape = [tuple(ints(v, tensors[o].get(4)).tolist()) for o in outs]
+    name = (_UNARY.get(code) or _BINARY.get(code) or _OP_NAMES.get(code) or _RESIZE.get(code) or _POOL.get(code)
+            or _SHAPED.get(code))
+    where = f"subgraph {k}: operator {n} ({name or code})"
+
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise v.fail(f"{where}: {what}")
+
+    def arity(n_in: int, n_out: int = 1) -> None:
+        need(len(ins) >= n_in and all(i >= 0 for i in ins[:n_in]) and len(outs) >= n_out,
+             f"{len(ins)} inputs and {len(outs)} outputs")
+
+    if code in _UNARY:
+        arity(1)
+        need(oshape[0] == shape[0], f"output shape {list(oshape[0])} is not its input's {list(shape[0])}")
+    elif code in _BINARY:
+        arity(2)
+        a, b = shape[0], shape[1]
+        r = max(len(a), len(b))
+        a2, b2 = (1,) * (r - len(a)) + a, (1,) * (r - len(b)) + b
+        need(all(x == y or 1 in (x, y) for x, y in zip(a2, b2)), f"inputs {list(a)} and {list(b)} do not broadcast")
+        want = tuple(max(x, y) if 0 not in (x, y) else 0 for x, y in zip(a2, b2))
+        need(oshape[0] == want, f"output shape {list(oshape[0])}, its inputs make {list(want)}")
+    elif code in (_CONV, _DEPTHWISE):
+        arity(2)
+        x, w, o = shape[0], shape[1], oshape[0]
+        need(len(x) == 4 and len(w) == 4 and len(o) == 4, f"shapes {list(x)}, {list(w)} -> {list(o)}; expected rank 4")
+        need(min(w) >= 1, f"a filter of shape {list(w)}")
+        same = opts.get(4, 0) == 0
+        sw, sh = _signed32(opts.get(6, 0)), _signed32(opts.get(8, 0))
+        if code == _CONV:
+            dw, dh = _signed32(opts.get(12, 1)), _signed32(opts.get(14, 1))
+            need(x[3] % w[3] == 0, f"input channels {x[3]} are not a multiple of the filter's {w[3]}")
+            need(w[0] % (x[3] // w[3] or 1) == 0, f"{w[0]} filters for {x[3] // w[3]} groups")
+            out_c = w[0]
+        else:
+            dw, dh = _signed32(opts.get(14, 1)), _signed32(opts.get(16, 1))
+            need(w[0] == 1, f"a depthwise filter of shape {list(w)}")
+            need(x[3] >= 1 and w[3] % x[3] == 0, f"depthwise filter channels {w[3]} for {x[3]} input channels")
+            out_c = w[3]
+        if min(sw, sh, dw, dh) >= 1:
+            want = (x[0], _conv_out(x[1], w[1], sh, dh, same), _conv_out(x[2], w[2], sw, dw, same), out_c)
+            need(o == want, f"output shape {list(o)}, its input {list(x)} and filter {list(w)} make {list(want)}")
+        if len(ins) > 2 and ins[2] >= 0:
+            need(_n(shape[2]) == out_c, f"a bias of shape {list(shape[2])} for {out_c} output channels")
+    elif code == _TRANSPOSE_CONV:
+        arity(3)
+        spec, w, x, o = _const(v, tensors[ins[0]], buffers), shape[1], shape[2], oshape[0]
+        need(len(x) == 4 and len(w) == 4 and len(o) == 4, f"shapes {list(x)}, {list(w)} -> {list(o)}; expected rank 4")
+        need(min(w) >= 1, f"a filter of shape {list(w)}")
+        need(x[3] == w[3], f"input channels {x[3]} but the filter takes {w[3]}")
+        need(o[3] == w[0] and o[0] == x[0], f"output shape {list(o)} for input {list(x)} and filter {list(w)}")
+        if spec is not None:
+            need(tuple(spec.tolist()) == o, f"output_shape {spec.tolist()} but an output tensor of shape {list(o)}")
+        same = opts.get(4, 0) == 0
+        sw, sh = _signed32(opts.get(6, 0)), _signed32(opts.get(8, 0))
+        if min(sw, sh) >= 1:  # the output, convolved back with the same filter, gives the input's size
+            back = (_conv_out(o[1], w[1], sh, 1, same), _conv_out(o[2], w[2], sw, 1, same))
+            need(back == (x[1], x[2]) and (same or (o[1] >= w[1] and o[2] >= w[2])),
+                 f"output {list(o)} does not match input {list(x)} with filter {list(w)} and stride {sh}x{sw}")
+        if len(ins) > 3 and ins[3] >= 0:
+            need(_n(shape[3]) == w[0], f"a bias of shape {list(shape[3])} for {w[0]} output channels")
+    elif code == _FC:
+        arity(2)
+        x, w, o = shape[0], shape[1], oshape[0]
+        need(len(w) == 2 and min(w) >= 1, f"weights of shape {list(w)}")
+        nx = int(np.prod(x, dtype=np.int64)) if x else 1
+        need(nx % w[1] == 0, f"input {list(x)} does not split into rows of {w[1]}")
+        no = int(np.prod(o, dtype=np.int64)) if o else 1
+        need(len(o) >= 1 and o[-1] == w[0] and no == nx // w[1] * w[0],
+             f"output shape {list(o)} for input {list(x)} and weights {list(w)}")
+        if len(ins) > 2 and ins[2] >= 0:
+            need(_n(shape[2]) == w[0], f"a bias of shape {list(shape[2])} for {w[0]} units")
+    elif code == _RESHAPE:
+        arity(1)
+        nx, no = int(np.prod(shape[0], dtype=np.int64)), int(np.prod(oshape[0], dtype=np.int64))
+        need(nx == no, f"reshapes {list(shape[0])} ({nx} elements) to {list(oshape[0])} ({no})")
+    elif code == _CONCAT:
+        need(len(ins) >= 1 and all(i >= 0 for i in ins) and len(outs) >= 1, "no inputs")
+        o = oshape[0]
+        axis = _signed32(opts.get(4, 0))
+        axis = axis + len(o) if axis < 0 else axis
+        need(0 <= axis < len(o), f"axis {axis} for rank {len(o)}")
+        need(all(len(s_) == len(o) and all(a == b for j, (a, b) in enumerate(zip(s_, o)) if j != axis) for s_ in shape)
+             and sum(s_[axis] for s_ in shape) == o[axis], f"inputs {[list(s_) for s_ in shape]} -> {list(o)}")
+    elif code == _PAD:
+        arity(2)
+        pads = _const(v, tensors[ins[1]], buffers)
+        x, o = shape[0], oshape[0]
+        if pads is not None:
+            need(pads.size == 2 * len(x) and (pads >= 0).all() and (pads <= MAX_WINDOW).all(), f"paddings {pads.tolist()}")
+            want = tuple(int(d + pads[2 * j] + pads[2 * j + 1]) for j, d in enumerate(x))
+            need(o == want, f"output shape {list(o)}, input {list(x)} padded makes {list(want)}")
+    elif code == _TRANSPOSE:
+        arity(2)
+        perm = _const(v, tensors[ins[1]], buffers)
+        x, o = shape[0], oshape[0]
+        if perm is not None:
+            need(sorted(perm.tolist()) == list(range(len(x))), f"permutation {perm.tolist()} for rank {len(x)}")
+            need(o == tuple(x[j] for j in perm.tolist()), f"output shape {list(o)} is not {list(x)} permuted")
+    elif code in _RESIZE:
+        arity(2)
+        size = _const(v, tensors[ins[1]], buffers)
+        x, o = shape[0], oshape[0]
+        need(len(x) == 4 and len(o) == 4 and o[0] == x[0] and o[3] == x[3], f"resizes {list(x)} to {list(o)}")
+        if size is not None:
+            need(size.tolist() == [o[1], o[2]], f"size {size.tolist()} but an output of shape {list(o)}")
+    elif code in _POOL:
+        arity(1)
+        x, o = shape[0], oshape[0]
+        need(len(x) == 4 and len(o) == 4 and o[0] == x[0] and o[3] == x[3], f"pools {list(x)} to {list(o)}")
+        sw, sh, fw, fh = (_signed32(opts.get(j, 0)) for j in (6, 8, 10, 12))
+        if min(sw, sh, fw, fh) >= 1:
+            same = opts.get(4, 0) == 0
+            want = (x[0], _conv_out(x[1], fh, sh, 1, same), _conv_out(x[2], fw, sw, 1, same), x[3])
+            need(o == want, f"output shape {list(o)}, its input {list(x)} makes {list(want)}")
