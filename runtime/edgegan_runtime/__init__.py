@@ -19,6 +19,7 @@ from edgegan_runtime.errors import (  # noqa: E402
     InputError,
     ManifestError,
     ModelFileError,
+    OutputError,
     PrecisionWarning,
     RuntimeModelError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "InputError",
     "ManifestError",
     "ModelFileError",
+    "OutputError",
     "PrecisionWarning",
     "RuntimeModelError",
     "__version__",

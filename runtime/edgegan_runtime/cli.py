@@ -25,7 +25,25 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     from edgegan_runtime.backend import BACKENDS
 
     p.add_argument("--backend", choices=list(BACKENDS), help="default: from the file and what is installed")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    from edgegan_runtime.generator import MAX_THREADS
+
+    p.add_argument("--threads", type=_int_from(1, MAX_THREADS), default=1,
+                   help=f"interpreter threads, 1 to {MAX_THREADS} (default 1)")
+
+
+def _int_from(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high], refused with a one-line usage error otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high if high is not None else ''}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,15 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write a grid of generated images as PNG", allow_abbrev=False)
     _add_model_args(p)
-    p.add_argument("-n", type=int, default=16, help="number of images (default 16)")
+    p.add_argument("-n", type=_int_from(1, MAX_GRID), default=16, help=f"number of images, 1 to {MAX_GRID} (default 16)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    p.add_argument("--nrow", type=int, default=None, help="images per row (default: square)")
-    p.add_argument("-o", "--out", required=True, help="output PNG path")
+    p.add_argument("--nrow", type=_int_from(1, MAX_GRID), default=None, help="images per row (default: square)")
+    p.add_argument("-o", "--out", required=True, help="output PNG path (its folder must exist)")
 
     p = sub.add_parser("bench", help="measure load time, latency, throughput and peak memory", allow_abbrev=False)
     _add_model_args(p)
-    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    p.add_argument("--runs", type=int, default=None, help="timed calls (default: >= 200, about 1 s)")
+    p.add_argument("--batch", type=_int_from(1, 4096), default=1, help="images per call (default 1)")
+    p.add_argument("--runs", type=_int_from(1, 10**7), default=None, help="timed calls (default: >= 200, about 1 s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("info", help="verify a model and print what it expects and returns (JSON)", allow_abbrev=False)
@@ -57,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_GRID = 10_000  # images in one PNG grid
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -64,17 +85,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeModelError as e:
         print(f"edgegan-runtime: error: {e}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print("edgegan-runtime: error: out of memory", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgegan-runtime: interrupted", file=sys.stderr)
+        return 130
 
 
 def _generate(args: argparse.Namespace) -> int:
     from edgegan_runtime.generator import load
-    from edgegan_runtime.png import grid, write_png
+    from edgegan_runtime.png import check_output, grid, write_png
 
+    out = check_output(args.out)  # before any work: a missing folder is a typo, and is not created
     g = load(args.model, backend=args.backend, threads=args.threads, export=args.export)
     images = g.generate(args.n, seed=args.seed)
     if images.shape[-1] == 2 or images.shape[-1] > 4:
         images = images[..., :1]  # PNG has no 2- or 5+-channel colour type; show the first channel
-    path = write_png(args.out, grid(images, nrow=args.nrow))
+    path = write_png(out, grid(images, nrow=args.nrow), make_folders=False)
     print(f"wrote {path} ({args.n} images, {g.backend}, seed {args.seed})")
     return 0
 

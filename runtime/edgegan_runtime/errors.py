@@ -30,6 +30,10 @@ class BackendError(RuntimeModelError):
     """The native interpreter refused the model or failed while running it."""
 
 
+class OutputError(RuntimeModelError):
+    """An output file cannot be written: its folder is missing or read-only, the disk is full, ..."""
+
+
 class InputError(RuntimeModelError, ValueError):
     """A bad argument from the caller: latent of the wrong shape, n < 0, threads < 1, ..."""
 

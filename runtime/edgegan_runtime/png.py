@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgegan_runtime.errors import OutputError
 from edgegan_runtime.fileio import atomic_write_bytes
 
 
@@ -43,6 +44,26 @@ def encode_png(image: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write ``image`` as PNG atomically, with the same file mode as every other output."""
-    return atomic_write_bytes(path, encode_png(image))
+def check_output(path: str | os.PathLike, *, make_folders: bool = False) -> Path:
+    """``path`` as a Path, or OutputError when it is a folder or (unless ``make_folders``) its folder is missing."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; name the PNG file to write")
+    if not make_folders and not path.parent.is_dir():
+        what = "not a folder" if path.parent.exists() else "no such folder"
+        raise OutputError(f"{path}: cannot write the PNG ({what}: {path.parent})")
+    return path
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray, *, make_folders: bool = True) -> Path:
+    """Write ``image`` as PNG atomically, with the same file mode as every other output.
+
+    ``make_folders=False``: a missing folder is an error rather than created. Raises OutputError
+    (one line) when the file cannot be written; nothing is left behind (the temporary file of the
+    atomic write is removed)."""
+    path = check_output(path, make_folders=make_folders)
+    data = encode_png(image)
+    try:
+        return atomic_write_bytes(path, data)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write the PNG ({e.strerror or e})") from None

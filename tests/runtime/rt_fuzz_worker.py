@@ -2,7 +2,7 @@
 
 Each report line starts with ``@@ `` (stray native output is skipped): ``OK``, ``TYPED <ErrorClass>``
 (a RuntimeModelError: the wanted outcome for a broken file) or ``UNTYPED <ExceptionClass> <message>``
-(any other exception: a bug). A crash or a hang shows as a missing line; the parent counts it and
+(any other exception: a bug); a typed error's message follows a tab. A crash or a hang shows as a missing line; the parent counts it and
 starts a new worker. Runs without torch.
 """
 
@@ -23,7 +23,7 @@ def main() -> None:
             g.close()
             out = "OK"
         except rt.RuntimeModelError as e:
-            out = f"TYPED {type(e).__name__}"
+            out = f"TYPED {type(e).__name__}\t{' '.join(str(e).split())[:300]}"
         except Exception as e:  # noqa: BLE001 - reported, and the test fails on it
             out = f"UNTYPED {type(e).__name__} {' '.join(str(e).split())[:200]}"
         sys.stdout.write("@@ " + out + "\n")

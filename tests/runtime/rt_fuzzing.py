@@ -68,6 +68,7 @@ def mutate(data: bytes, other: bytes, rng: random.Random, hot: list[int]) -> tup
 @dataclass
 class FuzzResult:
     outcomes: Counter = field(default_factory=Counter)  # OK / TYPED <cls> / UNTYPED ... / CRASH / HANG
+    each: list[tuple[Path, str]] = field(default_factory=list)  # (path, full outcome with a typed error's message)
     failures: list[str] = field(default_factory=list)  # "path: outcome" for crashes, hangs, untyped errors
     seconds: float = 0.0
 
@@ -125,7 +126,8 @@ def run_fuzz(paths: list[Path], *, timeout: float = 20.0) -> FuzzResult:
     try:
         for p in paths:
             out = worker.ask(str(p), timeout)
-            res.outcomes[out.split(" ")[0] if out.startswith(("UNTYPED", "CRASH")) else out] += 1
+            res.each.append((p, out))
+            res.outcomes[out.split(" ")[0] if out.startswith(("UNTYPED", "CRASH")) else out.split("\t")[0]] += 1
             if out.startswith(("UNTYPED", "CRASH", "HANG")):
                 res.failures.append(f"{p.name}: {out}")
                 worker.close()
