@@ -83,7 +83,7 @@ def _ort_session(ort: Any, checked: CheckedModel, threads: int) -> Any:
     # layout transform of ENABLE_ALL, which costs the DCGAN students here 5 us at d=2, batch 1,
     # and gains nothing measurable at d=8 or d=32 (bench/results/runtime.md).
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only: a refusal is one typed error, not also an ERROR line on stderr
     try:
         return _quiet_session_class(ort)(checked.data, so, providers=["CPUExecutionProvider"])
     except Exception as e:
@@ -105,6 +105,7 @@ class _OrtRunner(Session):
         self._shape = (checked.latent_dim,), checked.output_shape
         self._bindings: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}
         self._options = ort.RunOptions()
+        self._options.log_severity_level = 4
         csess = getattr(sess, "_sess", None)
         # The C++ session's entry point skips the wrapper's per-call checks, which ours make redundant.
         self._run_bound = (

@@ -98,13 +98,18 @@ def verify_onnx(data: bytes, name: str) -> OnnxIO:
         raise ModelFileError(f"{name}: corrupt ONNX file ({_one_line(e)})") from None
     # Structure first (pure Python over the parsed proto): onnx.checker accepts files that crash
     # ONNX Runtime (a ConvTranspose with group=0 dies of SIGFPE at load, issue 14).
-    check_structure(model, name)
     try:
-        onnx.checker.check_model(model)
-    except Exception as e:  # onnx.checker.ValidationError, but the C++ side may raise others
-        raise ModelFileError(f"{name}: invalid ONNX model ({_one_line(e)})") from None
-    check_shapes(model, name)
-    return _io(model, name)
+        check_structure(model, name)
+        try:
+            onnx.checker.check_model(model)
+        except Exception as e:  # onnx.checker.ValidationError, but the C++ side may raise others
+            raise ModelFileError(f"{name}: invalid ONNX model ({_one_line(e)})") from None
+        check_shapes(model, name)
+        return _io(model, name)
+    except ModelFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a field of a form no check above expected: still a refusal, typed
+        raise ModelFileError(f"{name}: invalid ONNX model ({type(e).__name__}: {_one_line(e)})") from None
 
 
 def _graphs(model):
@@ -301,7 +306,7 @@ def check_shapes(model, name: str) -> None:
             continue
         x = known.get(node.input[2 if node.op_type == "QLinearConv" else 0])
         w = inits.get(node.input[wi[0]]) or known.get(node.input[wi[0]])
-        if not x or not w or len(x) < 2 or x[1] is None or w[0] is None or (len(w) > 1 and w[1] is None):
+        if not x or not w or len(x) < 2 or len(w) < 3 or x[1] is None or w[0] is None or w[1] is None:
             continue
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         need = w[0] if wi[1] == "iohw" else w[1] * group
@@ -345,8 +350,9 @@ def _io(model, name: str) -> OnnxIO:
     if batch is not None and odims[0] is not None and odims[0] != batch:
         raise ModelFileError(f"{name}: input batch size {batch} but output batch size {odims[0]}")
     meta = {}
-    for p in model.metadata_props:
-        meta.setdefault(p.key, p.value.encode("utf-8"))
+    for p in model.metadata_props:  # a string field with invalid UTF-8 comes back as bytes
+        key = p.key if isinstance(p.key, str) else p.key.decode("utf-8", "replace")
+        meta.setdefault(key, p.value if isinstance(p.value, bytes) else p.value.encode("utf-8"))
     return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])), meta,
                   int8_scheme(model))
 
