@@ -36,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
-WORK = REPO / "runs" / "fuzz-runtime"
+WORK = Path(os.environ.get("EDGEGAN_FUZZ_WORK", REPO / "runs" / "fuzz-runtime"))
 sys.path.insert(0, str(REPO / "tests" / "runtime"))  # rt_mutate, rt_fuzzing: the test suite's mutators
 
 BASES = {"onnx": ("none", "fp16", "int8"), "tflite": ("none", "fp16", "int8")}  # export --quantize
@@ -76,7 +76,7 @@ def make_bases(out: Path) -> None:
 
 
 def bases() -> dict[str, list[Path]]:
-    d = WORK / "bases"
+    d = REPO / "runs" / "fuzz-runtime" / "bases"
     found = {fmt: sorted(d.glob(f"{fmt}-*.{fmt}")) for fmt in BASES}
     if any(len(found[f]) < len(BASES[f]) for f in BASES):
         d.mkdir(parents=True, exist_ok=True)
@@ -303,6 +303,20 @@ def write_markdown(doc: dict, path: Path) -> None:
         s = r["summary"]
         lines.append(f"| {r['format']} | {r['cases']:,} | {s['ok']:,} | {s['typed']:,} | {s['untyped']} | "
                      f"{s['crash']} | {s['hang']} | {s['silent-nonfinite']} | {r['seconds'] / 60:.1f} min |")
+    if doc.get("baseline"):
+        b = doc["baseline"]
+        lines += ["", f"The same cases (the first {b['results'][0]['asked']:,} per format, same seed) against the "
+                  f"runtime before issue 14's fixes (commit {b['commit']}):", "",
+                  "| format | cases | ok | typed refusals | untyped | crashes | hangs | silent non-finite | time |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in b["results"]:
+            s = r["summary"]
+            lines.append(f"| {r['format']} | {r['cases']:,} | {s['ok']:,} | {s['typed']:,} | {s['untyped']} | "
+                         f"{s['crash']} | {s['hang']} | {s['silent-nonfinite']} | {r['seconds'] / 60:.1f} min |")
+        kinds = Counter(f"{r['format']} {f['kind']}: {f['outcome'].split(':')[0]}" for r in b["results"]
+                        for f in r["failures"])
+        lines += ["", "Before the fixes, by mutation kind: " + "; ".join(f"{k} ({v})" for k, v in kinds.most_common())
+                  + "."]
     for r in doc["results"]:
         lines += ["", f"## {r['format']}: outcomes per mutation kind", "", f"Bases: {', '.join(r['bases'])}.", "",
                   "| kind | " + " | ".join(("ok", "typed", "untyped", "crash", "hang", "silent-nonfinite")) + " |",
@@ -321,6 +335,23 @@ def write_markdown(doc: dict, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def baseline(args: argparse.Namespace) -> dict:
+    """The same cases (same seed, first ``--baseline-n``) against another checkout's runtime, in a subprocess."""
+    import tempfile
+
+    root = Path(args.baseline).resolve()
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "baseline.json"
+        env = dict(os.environ, PYTHONPATH=str(root), EDGEGAN_FUZZ_WORK=str(WORK / "baseline"))
+        subprocess.run([sys.executable, __file__, "-n", str(args.baseline_n), "--formats", args.formats,
+                        "--seed", str(args.seed), "--timeout", str(args.timeout), "--batch", str(args.batch),
+                        "--json-out", str(out)], check=True, env=env)
+        doc = json.loads(out.read_text())
+    return {"runtime": str(root), "commit": commit, "results": doc["results"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=10_000, help="cases per format (default 10,000)")
@@ -330,6 +361,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100, help="cases per forked child")
     ap.add_argument("--budget-min", type=float, default=None, help="stop a format after this many minutes")
     ap.add_argument("--no-write", action="store_true", help="print the summary, write no results")
+    ap.add_argument("--json-out", help="write the JSON here instead of bench/results (no markdown)")
+    ap.add_argument("--baseline", metavar="DIR", help="also fuzz the edgegan_runtime package in DIR (another "
+                    "checkout's runtime/, e.g. before a fix) with the same cases, and record it beside")
+    ap.add_argument("--baseline-n", type=int, default=2000, help="cases per format for --baseline (default 2,000)")
     ap.add_argument("--make-bases", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make_bases:
@@ -349,6 +384,11 @@ def main() -> None:
         results.append(r)
     doc = {"machine": machine(), "versions": versions(), "nice": os.nice(0), "timeout_s": args.timeout,
            "results": results}
+    if args.baseline:
+        doc["baseline"] = baseline(args)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(doc, indent=1) + "\n")
+        return
     if args.no_write:
         print(json.dumps(doc, indent=1)[:4000])
         return

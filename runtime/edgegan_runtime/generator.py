@@ -196,6 +196,9 @@ class Generator:
         self.latent_dim: int = checked.latent_dim
         self.output_shape: tuple[int, int, int] = checked.output_shape
         self.batch_sizes: tuple[int, ...] | None = checked.batch_sizes
+        if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
+            # plan() advances by each chunk's count: a batch size < 1 would never finish (issue 14)
+            raise ModelFileError(f"{checked.path}: batch sizes {list(self.batch_sizes)}; expected sizes >= 1")
         self.sha256: str = checked.sha256
         self.bytes: int = checked.bytes
         self.precision: str | None = ref.precision
