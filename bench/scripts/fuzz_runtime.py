@@ -42,6 +42,18 @@ sys.path.insert(0, str(REPO / "tests" / "runtime"))  # rt_mutate, rt_fuzzing: th
 BASES = {"onnx": ("none", "fp16", "int8"), "tflite": ("none", "fp16", "int8")}  # export --quantize
 BYTE_LEVEL_SHARE = 0.15
 MEMORY_LIMIT = 4 << 30  # address space of a child: a file that makes the runtime allocate more is reported
+NOTES = [
+    "Cases are reproducible: case i of a format is the same file for the same seed (rng seeded with "
+    "seed/format/i); crashing, hanging, untyped and silent non-finite cases are written to "
+    "runs/fuzz-runtime/failures (baseline: runs/fuzz-runtime/baseline/failures).",
+    "Baseline 'untyped MemoryError': the loader before the fixes asked for a 2 GiB read buffer up front "
+    "(f.read(2 GiB + 1)), which fails under this bench's 4 GiB address-space limit once a child has other "
+    "models mapped; read_regular now reads the file's size plus one byte. The baseline's crashes are SIGFPE "
+    "(ONNX attributes: group 0) and SIGSEGV (TFLite shapes and operator indices), its hangs a batch dimension "
+    "of -1, its silent non-finite images NaN/inf constants.",
+    "Timings include making each mutation (TFLite: unpack and repack the flatbuffer in Python) and are on a "
+    "shared 2-core machine at nice 10: they say how long the bench takes, not how fast the runtime loads.",
+]
 
 
 # ---------------------------------------------------------------- base files (torch, in a subprocess)
@@ -330,7 +342,8 @@ def write_markdown(doc: dict, path: Path) -> None:
             lines += ["", "Failures (kept for reproduction):", ""]
             lines += [f"- case {f['case']} ({f['base']}, {f['kind']}): {f['outcome']} — `{f['file']}`"
                       for f in r["failures"][:30]]
-    lines += ["", "Reproduce: `nice -n 10 .venv/bin/python bench/scripts/fuzz_runtime.py` "
+    lines += ["", "Notes:", ""] + [f"- {n}" for n in NOTES]
+    lines += ["", "Reproduce: `nice -n 10 .venv/bin/python bench/scripts/fuzz_runtime.py --baseline OLD/runtime` "
               f"(seed {doc['results'][0]['seed'] if doc['results'] else 0}).", ""]
     path.write_text("\n".join(lines))
 
@@ -366,7 +379,11 @@ def main() -> None:
                     "checkout's runtime/, e.g. before a fix) with the same cases, and record it beside")
     ap.add_argument("--baseline-n", type=int, default=2000, help="cases per format for --baseline (default 2,000)")
     ap.add_argument("--make-bases", help=argparse.SUPPRESS)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the recorded .json")
     args = ap.parse_args()
+    if args.markdown_only:
+        write_markdown(json.loads((RESULTS / "fuzz-runtime.json").read_text()), RESULTS / "fuzz-runtime.md")
+        return
     if args.make_bases:
         make_bases(Path(args.make_bases))
         return
