@@ -159,7 +159,9 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
                 raise ModelFileError(f"{name}: {label} {what} is {t.dtype} without a per-tensor scale")
             low, high = contract.IO_SCALE_RANGE
             if t.dtype != "float32" and not low <= t.scale <= high:
-                raise ModelFileError(f"{name}: {label} {what} has a quantization scale of {t.scale:g}, outside [{low:g}, {high:g}]")
+                raise ModelFileError(
+                    f"{name}: {label} {what} has a quantization scale of {t.scale:g}, outside [{low:g}, {high:g}]"
+                )
         if min(i.shape[1:] + o.shape[1:]) < 1:
             raise ModelFileError(f"{name}: {label} has a zero-sized dimension")
         dims.add(i.shape[1])
@@ -167,7 +169,9 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
         if i.shape_signature[:1] == (-1,):
             dynamic = True
         elif not 1 <= i.shape[0] <= contract.MAX_FIXED_BATCH:
-            raise ModelFileError(f"{name}: {label} has batch size {i.shape[0]}; expected 1 to {contract.MAX_FIXED_BATCH}")
+            raise ModelFileError(
+                f"{name}: {label} has batch size {i.shape[0]}; expected 1 to {contract.MAX_FIXED_BATCH}"
+            )
         elif i.shape[0] not in batches:
             batches.append(i.shape[0])
     if len(dims) != 1 or len(shapes) != 1:

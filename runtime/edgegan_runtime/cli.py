@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write a grid of generated images as PNG", allow_abbrev=False)
     _add_model_args(p)
-    p.add_argument("-n", type=_int_from(1, MAX_GRID), default=16, help=f"number of images, 1 to {MAX_GRID} (default 16)")
+    p.add_argument("-n", type=_int_from(1, MAX_GRID), default=16,
+                   help=f"number of images, 1 to {MAX_GRID} (default 16)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--nrow", type=_int_from(1, MAX_GRID), default=None, help="images per row (default: square)")
     p.add_argument("-o", "--out", required=True, help="output PNG path (its folder must exist)")

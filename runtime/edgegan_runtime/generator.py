@@ -323,7 +323,9 @@ def _check_finite(x: np.ndarray, path: Path) -> None:
             return
     bad = int(x.size - np.count_nonzero(np.isfinite(x)))
     if bad:
-        raise BackendError(f"{path}: the model returned {bad} non-finite values (NaN or inf) of {x.size}; the file is corrupt")
+        raise BackendError(
+            f"{path}: the model returned {bad} non-finite values (NaN or inf) of {x.size}; the file is corrupt"
+        )
 
 
 def to_pixels(x: np.ndarray) -> np.ndarray:

@@ -216,12 +216,14 @@ def _check_node(node, name: str, label: str, shapes: dict) -> None:
             raise ModelFileError(f"{where} has a weight of shape {list(wshape)}")
         spatial = len(wshape) - 2
         if "kernel_shape" in attrs and list(attrs["kernel_shape"].ints) != list(wshape[2:]):
-            raise ModelFileError(f"{where} has kernel_shape={list(attrs['kernel_shape'].ints)} but a weight of shape {list(wshape)}")
+            kernel = list(attrs["kernel_shape"].ints)
+            raise ModelFileError(f"{where} has kernel_shape={kernel} but a weight of shape {list(wshape)}")
         if wshape[0] % group:
             raise ModelFileError(f"{where}: group={group} does not divide the weight's {wshape[0]} channels")
         out_ch = wshape[0] if wi[1] == "oihw" else wshape[1] * group
         bias = 2 if op in ("Conv", "ConvTranspose", "FusedConv", "NhwcConv") else (8 if op == "QLinearConv" else None)
-        bshape = shapes.get(node.input[bias]) if bias is not None and len(node.input) > bias and node.input[bias] else None
+        has_bias = bias is not None and len(node.input) > bias and node.input[bias]
+        bshape = shapes.get(node.input[bias]) if has_bias else None
         if bshape is not None and list(bshape) != [out_ch]:
             raise ModelFileError(f"{where} has a bias of shape {list(bshape)} for {out_ch} output channels")
     elif "kernel_shape" in attrs:
@@ -257,7 +259,9 @@ def check_structure(model, name: str) -> None:
         for node in g.node:
             for a in node.attribute:
                 if a.HasField("sparse_tensor") or len(a.sparse_tensors):
-                    raise ModelFileError(f"{name}: {label}: {node.op_type} has a sparse tensor attribute (not supported)")
+                    raise ModelFileError(
+                        f"{name}: {label}: {node.op_type} has a sparse tensor attribute (not supported)"
+                    )
         shapes = {}
         for where, t in _tensors(g):
             _check_tensor(t, name, f"{label}: {where}")
@@ -298,7 +302,9 @@ def check_shapes(model, name: str) -> None:
         for d in dims[1:]:  # per image: the batch dimension may be dynamic
             n *= d if d is not None and d > 0 else 1
         if n > MAX_ELEMENTS:
-            raise ModelFileError(f"{name}: tensor {vi_name!r} of shape {dims} is larger than {MAX_ELEMENTS} elements per image")
+            raise ModelFileError(
+                f"{name}: tensor {vi_name!r} of shape {dims} is larger than {MAX_ELEMENTS} elements per image"
+            )
     inits = {t.name: list(t.dims) for t in g.initializer}
     for node in g.node:
         wi = _CONV_WEIGHT.get(node.op_type)
@@ -312,7 +318,8 @@ def check_shapes(model, name: str) -> None:
         need = w[0] if wi[1] == "iohw" else w[1] * group
         if x[1] != need:
             raise ModelFileError(
-                f"{name}: {node.op_type} {node.name!r} gets {x[1]} input channels, its weight {w} and group={group} need {need}"
+                f"{name}: {node.op_type} {node.name!r} gets {x[1]} input channels; "
+                f"its weight {w} and group={group} need {need}"
             )
 
 

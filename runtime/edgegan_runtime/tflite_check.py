@@ -598,7 +598,8 @@ def _check_op_shapes(v: _Verifier, op: Obj, n: int, k: int, tensors: list[Obj], 
         pads = _const(v, tensors[ins[1]], buffers)
         x, o = shape[0], oshape[0]
         if pads is not None:
-            need(pads.size == 2 * len(x) and (pads >= 0).all() and (pads <= MAX_WINDOW).all(), f"paddings {pads.tolist()}")
+            need(pads.size == 2 * len(x) and (pads >= 0).all() and (pads <= MAX_WINDOW).all(),
+                 f"paddings {pads.tolist()}")
             want = tuple(int(d + pads[2 * j] + pads[2 * j + 1]) for j, d in enumerate(x))
             need(o == want, f"output shape {list(o)}, input {list(x)} padded makes {list(want)}")
     elif code == _TRANSPOSE:
