@@ -106,6 +106,7 @@ def runs(tmp_path_factory, shared_data):
     return root, ranks, r.stdout
 
 
+@pytest.mark.slow  # one torchrun start of 2 processes (about 25 s on 2 cores), shared by 4 tests
 def test_two_processes_train_the_teacher_one_trains(runs):
     root, _, _ = runs
     _assert_match(root / "t1", root / "t2", lr=TrainConfig().lr, steps=TEACHER["steps"])
@@ -116,6 +117,7 @@ def test_two_processes_train_the_teacher_one_trains(runs):
     assert sorted(p.name for p in (root / "t2" / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
 
 
+@pytest.mark.slow  # one torchrun start of 2 processes (about 25 s on 2 cores), shared by 4 tests
 def test_two_processes_distil_what_one_distils(runs):
     """The joint + feature recipe with EMA: student and adaptors in one DDP, the GAN term's
     discriminator in another, the teacher frozen and unwrapped."""
@@ -127,6 +129,7 @@ def test_two_processes_distil_what_one_distils(runs):
     assert json.loads((root / "s2" / "manifest.json").read_text())["distill"]["distributed"]["world_size"] == 2
 
 
+@pytest.mark.slow  # one torchrun start of 2 processes (about 25 s on 2 cores), shared by 4 tests
 def test_only_rank_0_writes(runs):
     root, ranks, stdout = runs
     ours = [str(root / "t2"), str(root / "s2")]
@@ -137,6 +140,7 @@ def test_only_rank_0_writes(runs):
     assert stdout.count("manifest.json") == 2, stdout  # one summary line per command, from rank 0
 
 
+@pytest.mark.slow  # one torchrun start of 2 processes (about 25 s on 2 cores), shared by 4 tests
 def test_a_two_process_checkpoint_resumes_in_one_process(runs):
     """Nothing in a checkpoint depends on the number of processes: continue both runs alone to step 6."""
     root, _, _ = runs
