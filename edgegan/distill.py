@@ -321,7 +321,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
                 checkpoint(step)
     except KeyboardInterrupt:
         done = step - 1 if step > start_step else start_step
-        if done > start_step:
+        if done > start_step and world.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 saves
             step = done
             checkpoint(done)
             log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)

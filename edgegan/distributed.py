@@ -19,6 +19,8 @@ The design, so that N processes train what one process trains (issue 14):
   across ranks (torch's ``nn.SyncBatchNorm`` runs on GPUs only; this one works with gloo on CPU and
   with nccl). Without it each rank would normalise with its slice's statistics and N processes would
   train a different model from one.
+* An EMA of the weights (``distill --ema``) needs no communication: every rank updates it from the
+  same weights. The distiller's teacher is frozen and never wrapped.
 * Only rank 0 writes (weights, manifest, samples, checkpoints) and shows a progress bar
   (:func:`is_main`); every rank reads a checkpoint on ``--resume``. As the checkpoint holds nothing
   that depends on the number of processes, a run may be resumed with another one.
@@ -160,6 +162,9 @@ def setup(device: str, global_batch: int) -> World:
                           f"processes (a multiple of {size})")
     if device == "cuda":
         device = f"cuda:{local_rank}"  # one GPU per process on each node
+    elif device.startswith("cuda:") and _env_int("LOCAL_WORLD_SIZE", 1) > 1:
+        raise ConfigError(f"--device {device} would put every process of this machine on one GPU; with torchrun pass "
+                          "--device cuda (each process takes cuda:LOCAL_RANK; CUDA_VISIBLE_DEVICES picks the GPUs)")
     dev = resolve_device(device)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if not dist.is_available():

@@ -160,7 +160,7 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     except KeyboardInterrupt:
         # Keep what was learnt: a resumable checkpoint at the last finished step.
         done = step - 1 if step > start_step else start_step
-        if done > start_step:
+        if done > start_step and world.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 saves
             _checkpoint(out, cfg, done, history, G, D, opt_g, opt_d, gen, save_tensors)
             log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
         raise

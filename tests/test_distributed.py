@@ -161,6 +161,15 @@ def test_global_batch_must_split_over_the_processes(tmp_path, monkeypatch):
     assert not (tmp_path / "r").exists()
 
 
+def test_one_gpu_for_every_process_of_a_machine_is_refused(monkeypatch):
+    from edgegan.distributed import setup
+
+    for k, v in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match="pass --device cuda"):
+        setup("cuda:1", 16)
+
+
 def test_world_slices_partition_the_global_batch():
     from edgegan.distributed import World
 
