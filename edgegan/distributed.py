@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
@@ -43,9 +42,6 @@ from edgegan.errors import ConfigError
 
 if TYPE_CHECKING:  # torch stays out of `edgegan --help`
     import torch
-
-log = logging.getLogger(__name__)
-ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # set by torchrun for every process
 
 
 def _env_int(name: str, default: int) -> int:
@@ -288,4 +284,4 @@ def sync_batchnorm(module: "torch.nn.Module") -> "torch.nn.Module":
     return module
 
 
-__all__ = ["ENV_VARS", "World", "barrier", "is_main", "setup", "sync_batchnorm"]
+__all__ = ["World", "barrier", "is_main", "setup", "sync_batchnorm"]
