@@ -246,6 +246,8 @@ def _training_commands() -> None:
         from edgegan.train import train_gan
 
         m = train_gan(cfg, out, resume=resume, progress=not quiet)
+        if m is None:  # a rank other than 0 of a torchrun job: rank 0 reports
+            return
         click.echo(f"{m['kind']} d={cfg.d}: {m['model']['params']:,} params, {m['train']['step']} steps "
                    f"in {m['train']['seconds']:.1f}s → {Path(out) / 'manifest.json'}")
 
@@ -259,6 +261,8 @@ def _training_commands() -> None:
         from edgegan.distill import distill
 
         m = distill(cfg, out, resume=resume, progress=not quiet)
+        if m is None:  # a rank other than 0 of a torchrun job: rank 0 reports
+            return
         dd = m["distill"]
         ratio = f"{dd['compression_ratio']:,}:1" if dd["compression_ratio"] else "n/a"
         click.echo(f"student d={cfg.d}: {dd['student_params']:,} params (compression {ratio}); "

@@ -149,24 +149,27 @@ def lr_at(step: int, cfg: DistillConfig, schedule: str) -> float:
     return cfg.lr
 
 
-def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any] | None:
     """Distil ``cfg.teacher`` into a ``cfg.family`` student of depth ``cfg.d``; writes run directory ``out``.
 
     Everything is validated before anything is written; with ``resume`` it continues the interrupted
-    run in ``out`` from its last checkpoint."""
+    run in ``out`` from its last checkpoint. Under torchrun rank 0 alone writes and returns the
+    manifest; the other ranks return None (``edgegan.distributed``)."""
     import torch
 
     from edgegan.checkpoint import model_section, read_training_state, restore_training_state
+    from edgegan.distributed import setup
     from edgegan.models import build_generator, count_params, get_family
     from edgegan.sources import load_generator
     from edgegan.terms import TERMS, Context, FeatureCapture, Step, pair_stages
     from edgegan.utils import progress as bar
-    from edgegan.utils import resolve_device, seed_everything
+    from edgegan.utils import seed_everything
     from edgegan_runtime import latent
 
     out = Path(out)
     fam = get_family(cfg.family)
-    device = resolve_device(cfg.device)
+    world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
+    device = world.device
     recipe = cfg.recipe()
     start_step, history, prev = 0, [], None
     if resume:
@@ -186,7 +189,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
 
-    teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=cfg.device)
+    teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=str(device))
     C, H, W = teacher.output_shape
     if H != W:
         from edgegan.errors import TeacherError
@@ -210,8 +213,8 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     rng = torch.Generator().manual_seed(cfg.seed)
     stages = pair_stages(teacher, student, cfg.feature_layers) if any(c.needs_features for c, _ in term_classes) else None
 
-    def real(n: int) -> torch.Tensor:
-        idx = torch.randint(0, len(real_images), (n,), generator=rng)
+    def real(n: int) -> torch.Tensor:  # n per rank: the global batch of real images is drawn, this rank's part kept
+        idx = torch.randint(0, len(real_images), (n * world.size,), generator=rng)[world.local(n * world.size)]
         return real_images[idx].to(device)
 
     ctx = Context(config=cfg, teacher=teacher, student=student, device=device, rng=rng,
@@ -230,6 +233,12 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         optimizers.update(term.optimizers())
     if prev is not None:
         restore_training_state(out, prev, optimizers=optimizers, rng=rng, modules=modules)
+    # Under torchrun: the student with the adaptors of terms in use in one DistributedDataParallel, a
+    # term's own networks (the discriminator) in theirs; the teacher stays frozen, unwrapped.
+    student_run = world.wrap(student, [p for term, w in terms if w > 0 for p in term.parameters()])
+    for term, w in terms:
+        if w > 0:
+            term.distribute(world.wrap)
 
     eval_z = torch.from_numpy(latent(cfg.eval_samples, teacher.latent_dim, cfg.seed + 1)).to(device)
     eval_t = torch.cat([teacher.forward(eval_z[i:i + 256]) for i in range(0, len(eval_z), 256)]).to(device)
@@ -255,14 +264,18 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     def checkpoint(step: int) -> None:
         from edgegan.checkpoint import save_training_state
 
+        if not world.is_main:  # under torchrun rank 0 writes; every rank holds the same state
+            return
         save_training_state(out, step=step, config=asdict(cfg), history=history, optimizers=optimizers, rng=rng,
                             modules=modules, extra={"mse_start": mse_start, "seconds": seconds_before + time.perf_counter() - t0})
 
     every = max(1, cfg.steps // 200)
     seconds_before = float(prev.get("seconds", 0.0)) if prev is not None else 0.0
     t0 = time.perf_counter()
-    pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress)
-    out.mkdir(parents=True, exist_ok=True)
+    pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress and world.is_main)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    part = world.local(cfg.batch_size)  # every rank draws the global batch of latents and keeps its slice
     step = start_step
     student.train()
     try:
@@ -270,14 +283,14 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
             if pool_z is not None:
-                idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)
+                idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)[part]
                 z = pool_z[idx]
                 target = pool_t[idx] if pool_t is not None else teacher.forward(z).to(device)
             else:
-                z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng).to(device)
+                z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng)[part].to(device)
                 target = teacher.forward(z).to(device)
             t_feats = t_hooks.take() if t_hooks else []
-            fake = student(z)
+            fake = student_run(z)
             s_feats = s_hooks.take() if s_hooks else []
             st = Step(z=z, student=fake, teacher=target, student_features=s_feats, teacher_features=t_feats)
             logs: dict[str, float] = {}
@@ -296,9 +309,11 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
                 _ema_update(ema, student, ema_decay(step, recipe.ema))
             if step % every == 0 or step == cfg.steps:
                 with torch.no_grad():
-                    mse = torch.nn.functional.mse_loss(fake, target).item()
-                history.append([step, round(mse, 6), round(loss.item(), 6), *(round(parts[t.name].item(), 6) if t.name in parts else None
-                                                                           for t, _ in terms)])
+                    mse = torch.nn.functional.mse_loss(fake, target)
+                mse, total, *vals = world.mean([mse, loss, *parts.values()])  # global-batch means
+                logged = dict(zip(parts, vals))
+                history.append([step, round(mse, 6), round(total, 6), *(round(logged[t.name], 6) if t.name in logged else None
+                                                                        for t, _ in terms)])
             pb.update(1)
             if step % 10 == 0:
                 pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
@@ -306,7 +321,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
                 checkpoint(step)
     except KeyboardInterrupt:
         done = step - 1 if step > start_step else start_step
-        if done > start_step:
+        if done > start_step and world.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 saves
             step = done
             checkpoint(done)
             log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
@@ -317,6 +332,8 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             if h:
                 h.close()
     seconds = seconds_before + time.perf_counter() - t0
+    if not world.is_main:
+        return None  # rank 0 writes the run
     checkpoint(cfg.steps)
     mse_end = eval_mse(final_model)
     final_model.eval().cpu()
@@ -351,6 +368,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             "resumed_from": start_step or None,
             "seconds": round(seconds, 3),
             "seconds_per_step": round((seconds - seconds_before) / max(1, cfg.steps - start_step), 5),
+            "distributed": world.describe(cfg.batch_size),
             "eval": {"samples": cfg.eval_samples, "seed": cfg.seed + 1, "mse_start": mse_start, "mse_end": mse_end,
                      "mse_drop": round(mse_start / mse_end, 2) if mse_end > 0 else None},
             "loss_curve": {"columns": ["step", "mse", "loss", *(t.name for t, _ in terms)], "rows": history},

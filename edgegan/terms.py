@@ -146,6 +146,11 @@ class Term:
     def optimizers(self) -> dict[str, "torch.optim.Optimizer"]:
         return {}
 
+    def distribute(self, wrap: Callable[["torch.nn.Module"], "torch.nn.Module"]) -> None:
+        """Train the networks this term updates with its own optimiser through ``wrap(module)``
+        (DistributedDataParallel under torchrun, ``edgegan.distributed``); ``modules`` still returns the
+        unwrapped ones for checkpoints. Default: none (``parameters`` are wrapped with the student's)."""
+
 
 TERMS: Registry[type[Term]] = Registry("loss term")
 
@@ -177,12 +182,16 @@ class GanTerm(Term):
         self.D = build_discriminator(cfg.family, d=cfg.d, nc=C, image_size=H, latent_dim=ctx.teacher.latent_dim,
                                      d_disc=cfg.d_disc).to(ctx.device)
         self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.d_beta1, 0.999))
+        self.D_run = self.D  # what the steps call: D itself, or D wrapped for data-parallel training
+
+    def distribute(self, wrap):
+        self.D_run = wrap(self.D)
 
     def before_student(self, step: Step) -> dict[str, float]:
         import torch.nn.functional as F
 
         real = self.ctx.real(len(step.z))
-        d_real, d_fake = self.D(real), self.D(step.student.detach())
+        d_real, d_fake = self.D_run(real), self.D_run(step.student.detach())
         if self.ctx.config.gan_loss == "hinge":
             loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
         else:
@@ -195,7 +204,7 @@ class GanTerm(Term):
     def loss(self, step: Step) -> "torch.Tensor":
         import torch.nn.functional as F
 
-        d_fake = self.D(step.student)
+        d_fake = self.D_run(step.student)
         return -d_fake.mean() if self.ctx.config.gan_loss == "hinge" else F.softplus(-d_fake).mean()
 
     def modules(self):

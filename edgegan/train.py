@@ -73,22 +73,26 @@ class TrainConfig:
 _RESUMABLE = {"steps", "sample_every", "checkpoint_every", "device", "data_dir"}
 
 
-def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train a GAN into run directory ``out``; returns the manifest. Validates everything before writing."""
+def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any] | None:
+    """Train a GAN into run directory ``out``; returns the manifest. Validates everything before writing.
+    Under torchrun every rank trains its part of each batch and rank 0 alone writes and returns the
+    manifest; the other ranks return None (``edgegan.distributed``)."""
     import torch
     import torch.nn.functional as F
 
     from edgegan.checkpoint import load_tensors, model_section, save_tensors
     from edgegan.data import load_dataset
+    from edgegan.distributed import setup
     from edgegan.models import build_discriminator, build_generator, get_family
     from edgegan.utils import progress as bar
-    from edgegan.utils import resolve_device, seed_everything
+    from edgegan.utils import seed_everything
     from edgegan.viz import save_grid
     from edgegan_runtime import latent
 
     out = Path(out)
     get_family(cfg.family)
-    device = resolve_device(cfg.device)
+    world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
+    device = world.device
     state_json = out / "state.json"
     start_step, history, prev = 0, [], None
     if resume:
@@ -117,33 +121,36 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     if prev is not None:
         _restore(out, prev, G, D, opt_g, opt_d, gen, load_tensors)
 
-    out.mkdir(parents=True, exist_ok=True)
+    G_run, D_run = world.wrap(G), world.wrap(D)  # DistributedDataParallel under torchrun, else G and D
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     images = data.torch()
     n = len(images)
     fixed_z = torch.from_numpy(latent(64, cfg.latent_dim, cfg.seed)).to(device)
     t0 = time.perf_counter()
-    pb = bar(cfg.steps, f"train {cfg.kind} d={cfg.d}", initial=start_step, enabled=progress)
+    pb = bar(cfg.steps, f"train {cfg.kind} d={cfg.d}", initial=start_step, enabled=progress and world.is_main)
     step = start_step
-    ones = torch.ones(cfg.batch_size, device=device)
-    zeros = torch.zeros(cfg.batch_size, device=device)
+    part = world.local(cfg.batch_size)  # every rank draws the global batch and keeps its slice
+    ones = torch.ones(part.stop - part.start, device=device)
+    zeros = torch.zeros(part.stop - part.start, device=device)
     try:
         for step in range(start_step + 1, cfg.steps + 1):
-            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)[part]
             real = images[idx].to(device)
-            z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
-            fake = G(z)
+            z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen)[part].to(device)
+            fake = G_run(z)
             # Discriminator: real → 1, fake → 0.
             opt_d.zero_grad(set_to_none=True)
-            loss_d = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+            loss_d = F.binary_cross_entropy_with_logits(D_run(real), ones) + F.binary_cross_entropy_with_logits(D_run(fake.detach()), zeros)
             loss_d.backward()
             opt_d.step()
             # Generator: non-saturating loss, fake → 1.
             opt_g.zero_grad(set_to_none=True)
-            loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
+            loss_g = F.binary_cross_entropy_with_logits(D_run(fake), ones)
             loss_g.backward()
             opt_g.step()
             if step % max(1, cfg.steps // 200) == 0 or step == cfg.steps:
-                history.append([step, round(loss_g.item(), 5), round(loss_d.item(), 5)])
+                history.append([step, *(round(v, 5) for v in world.mean([loss_g, loss_d]))])  # global-batch means
             pb.update(1)
             pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
             if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
@@ -153,13 +160,15 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     except KeyboardInterrupt:
         # Keep what was learnt: a resumable checkpoint at the last finished step.
         done = step - 1 if step > start_step else start_step
-        if done > start_step:
+        if done > start_step and world.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 saves
             _checkpoint(out, cfg, done, history, G, D, opt_g, opt_d, gen, save_tensors)
             log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
         raise
     finally:
         pb.close()
     seconds = time.perf_counter() - t0
+    if not world.is_main:
+        return None  # rank 0 writes the run
     _sample(G, fixed_z, out / "samples" / f"step_{cfg.steps:06d}.png", save_grid)
     _checkpoint(out, cfg, cfg.steps, history, G, D, opt_g, opt_d, gen, save_tensors)
     G.eval()
@@ -177,6 +186,7 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
             "resumed_from": start_step or None,
             "seconds": round(seconds + (prev or {}).get("seconds", 0.0), 3),
             "seconds_per_step": round(seconds / max(1, cfg.steps - start_step), 5),
+            "distributed": world.describe(cfg.batch_size),
             "loss_curve": {"columns": ["step", "loss_g", "loss_d"], "rows": history},
             "samples": f"samples/step_{cfg.steps:06d}.png",
         },
@@ -188,6 +198,10 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
 def _sample(G, z, path: Path, save_grid) -> None:
     import torch
 
+    from edgegan.distributed import is_main
+
+    if not is_main():
+        return
     was = G.training
     G.eval()
     with torch.no_grad():
@@ -201,7 +215,10 @@ _WEIGHTS = ("generator.safetensors", "discriminator.safetensors")
 
 def _checkpoint(out: Path, cfg: TrainConfig, step: int, history: list, G, D, opt_g, opt_d, gen, save_tensors) -> None:
     from edgegan.checkpoint import save_generator_weights, save_training_state
+    from edgegan.distributed import is_main
 
+    if not is_main():  # under torchrun rank 0 writes the checkpoint; every rank holds the same state
+        return
     save_generator_weights(out / _WEIGHTS[0], G, cfg.family)
     save_tensors(out / _WEIGHTS[1], D.state_dict())
     save_training_state(out, step=step, config=asdict(cfg), history=history, optimizers={"opt_g": opt_g, "opt_d": opt_d},
