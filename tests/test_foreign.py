@@ -400,15 +400,20 @@ def test_48x64_factory_teacher_chain_without_pythonpath(gens, tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_scores_a_64x64_edgegan_run(tmp_path):
+def test_bench_scores_a_64x64_edgegan_run(tmp_path, shared_data):
+    """`train-teacher --image-size 64` then distill: bench reads the teacher's dataset at 64x64 (CelebA's
+    32x32 files upsampled, which train-teacher and bench both record)."""
     from edgegan.train import TrainConfig, train_gan
 
-    train_gan(TrainConfig(dataset="digits", d=2, image_size=64, steps=3, sample_every=0, checkpoint_every=0),
-              tmp_path / "t", progress=False)
+    t = train_gan(TrainConfig(dataset="celeba", d=2, image_size=64, steps=2, batch_size=8, limit=64, sample_every=0,
+                              checkpoint_every=0), tmp_path / "t", progress=False)
+    assert t["dataset"]["resized"]["to"] == [64, 64]
     distill(quick(str(tmp_path / "t"), d=1, steps=3), tmp_path / "s", progress=False)
     doc = _bench(tmp_path / "s", tmp_path / "b", "--models", "student")
+    assert doc["results"][0]["dataset"] == "celeba"
     q = doc["results"][0]["models"][0]["quality"]
-    assert q["n_samples"] == 64 and isinstance(q["metrics"]["classifier_fid"], float)
+    assert q["n_samples"] == 64 and isinstance(q["metrics"]["swd"]["mean"], float)
+    assert q["reference_resized"]["to"] == [64, 64]
 
 
 def test_gan_term_never_upsamples_silently(tmp_path):
