@@ -118,9 +118,10 @@ class GeneratorSource:
 def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | None = None,
                    device: str = "cpu", latent_rank: int | None = None,
                    output_range: tuple[float, float] | str | None = None,
-                   import_dir: str | None = None) -> GeneratorSource:
+                   import_dir: str | None = None, check_range: bool = True) -> GeneratorSource:
     """Load ``spec``; ``latent_rank`` and ``output_range`` skip the probes (as recorded in a manifest);
-    ``import_dir``: where a module:factory's module is found when it is not importable otherwise."""
+    ``import_dir``: where a module:factory's module is found when it is not importable otherwise;
+    ``check_range`` False skips the probe batch where the range is known (a latency probe's load time)."""
     if latent_rank is not None and latent_rank not in LATENT_RANKS:
         raise ConfigError(f"latent rank must be 2 (N, L) or 4 (N, L, 1, 1), got {latent_rank!r}")
     rng = parse_range(output_range)
@@ -129,7 +130,8 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
         src = _from_run(spec, device)
         if rng is not None and rng != EDGEGAN_RANGE:
             raise ConfigError(f"{spec}: an edgegan run makes images in [-1, 1]; --teacher-range {rng} contradicts it")
-        _check_range(src, src.range, "edgegan")
+        if check_range:
+            _check_range(src, src.range, "edgegan")
         return src
     if _is_factory(spec) and not p.exists():
         src = _from_factory(spec, weights, latent_dim, latent_rank, device, import_dir)
@@ -147,12 +149,12 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
             src = _from_torchscript(p, latent_dim, latent_rank, device)
         else:
             raise TeacherError(f"{spec}: unrecognised teacher file (not ONNX, not a TorchScript archive)")
-    _set_range(src, rng)
+    _set_range(src, rng, check_range)
     return src
 
 
 def load_recorded(teacher: dict[str, Any], run_dir: str | os.PathLike | None = None,
-                  device: str = "cpu") -> GeneratorSource:
+                  device: str = "cpu", check_range: bool = True) -> GeneratorSource:
     """The teacher a student's manifest records (``distill.teacher``), with its latent shape and range
     as recorded; a file moved with its run is found relative to the run (``spec_from_run``)."""
     spec = teacher["spec"]
@@ -165,7 +167,7 @@ def load_recorded(teacher: dict[str, Any], run_dir: str | os.PathLike | None = N
     rng = (teacher.get("range") or {}).get("declared")
     return load_generator(spec, weights=teacher.get("weights"), latent_dim=teacher.get("latent_dim"), device=device,
                           latent_rank=rank, output_range=tuple(rng) if rng else None,
-                          import_dir=teacher.get("import_dir"))
+                          import_dir=teacher.get("import_dir"), check_range=check_range)
 
 
 def _is_factory(spec: str) -> bool:
@@ -383,12 +385,15 @@ def _check_range(src: GeneratorSource, rng: tuple[float, float], source: str, y=
                     100 * outside, lo, hi, src.probe["min"], src.probe["max"])
 
 
-def _set_range(src: GeneratorSource, rng: tuple[float, float] | None) -> None:
+def _set_range(src: GeneratorSource, rng: tuple[float, float] | None, check: bool = True) -> None:
     """Given (``--teacher-range``) or measured on a probe batch; then ``forward`` maps it to [-1, 1]."""
-    y = _probe_outputs(src)
     if rng is not None:
-        source = "given"
+        if check:
+            _check_range(src, rng, "given")
+        else:
+            src.range, src.range_source = (float(rng[0]), float(rng[1])), "given"
     else:
+        y = _probe_outputs(src)
         if not bool(y.isfinite().all()):
             raise TeacherError(f"{src.spec}: the teacher makes NaN or infinite values on a probe batch")
         lo, hi = float(y.min()), float(y.max())
@@ -400,8 +405,7 @@ def _set_range(src: GeneratorSource, rng: tuple[float, float] | None) -> None:
         else:
             raise TeacherError(f"{src.spec}: the teacher's outputs span [{lo:.4g}, {hi:.4g}] on a probe batch, neither "
                                "[-1, 1] nor [0, 1]; pass its range with --teacher-range LO,HI (e.g. 0,255)")
-        source = "measured"
-    _check_range(src, rng, source, y)
+        _check_range(src, rng, "measured", y)
     if rng != EDGEGAN_RANGE:
         raw = src.forward
         src.forward = lambda z: to_edgegan_range(raw(z), rng)
