@@ -33,8 +33,9 @@ from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, rea
 log = logging.getLogger(__name__)
 
 
-def count_macs(module, latent_dim: int) -> int:
-    """Multiply-accumulates of one image through Conv2d / ConvTranspose2d / Linear layers."""
+def count_macs(module, latent_dim: int, latent_rank: int = 2) -> int:
+    """Multiply-accumulates of one image through Conv2d / ConvTranspose2d / Linear layers; the module
+    is called with z of shape (1, L) or, for ``latent_rank`` 4, (1, L, 1, 1)."""
     import torch
 
     total = 0
@@ -53,7 +54,7 @@ def count_macs(module, latent_dim: int) -> int:
           if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
     try:
         with torch.no_grad():
-            module.eval()(torch.zeros(1, latent_dim))
+            module.eval()(torch.zeros(1, latent_dim, *([1, 1] if latent_rank == 4 else [])))
     finally:
         for h in hs:
             h.remove()
@@ -79,9 +80,12 @@ def probe_runtime(path: str | Path, *, batch: int = 1, threads: int = 1) -> dict
                    "--batch", str(batch), "--threads", str(threads)])
 
 
-def probe_torch(spec: str, *, batch: int = 1, threads: int = 1) -> dict[str, Any]:
+def probe_torch(spec: str, *, batch: int = 1, threads: int = 1, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``record``: a manifest's ``distill.teacher``, so the probe loads the teacher as recorded (weights,
+    latent shape, range, a factory's import directory)."""
+    extra = ["--record", json.dumps(record)] if record is not None else []
     return _probe([sys.executable, "-m", "edgegan.bench.torch_probe", spec, "--json",
-                   "--batch", str(batch), "--threads", str(threads)])
+                   "--batch", str(batch), "--threads", str(threads), *extra])
 
 
 def _torch_images(forward, z: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -111,7 +115,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     ``inception_weights``: pytorch-fid's weights file, checked against its pinned sha256 before anything
     is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there."""
     from edgegan.checkpoint import load_run
-    from edgegan.sources import load_generator
+    from edgegan.sources import load_recorded
     from edgegan.sysinfo import machine
     from edgegan_runtime import latent
 
@@ -146,7 +150,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     for run_path, m in manifests:
         run_dir = Path(run_path) if Path(run_path).is_dir() else Path(run_path).parent
         tinfo = m["distill"]["teacher"]
-        teacher = load_generator(tinfo["spec"], weights=tinfo.get("weights"), latent_dim=tinfo.get("latent_dim"))
+        teacher = load_recorded(tinfo, run_dir)
         student = load_run(run_dir)
         ds_name, ds_dir = _dataset_of(m, tinfo, dataset, data_dir)
         L = student.latent_dim
@@ -156,7 +160,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         teacher_imgs = _torch_images(teacher.forward, z)
         rows: list[dict[str, Any]] = []
         t_params = teacher.params
-        t_macs = count_macs(teacher.module, L) if teacher.module is not None else None
+        # Hooks count MACs of eager modules only: an ONNX or TorchScript teacher's are unknown (—), not 0.
+        t_macs = count_macs(teacher.module, L, teacher.latent_rank) if teacher.kind in ("edgegan", "factory") else None
 
         def row(name, kind, params, macs, nbytes, latency, images, fmt="torch", precision="fp32", extra=None):
             rows.append({"name": name, "kind": kind, "format": fmt, "precision": precision, "params": params,
@@ -165,11 +170,12 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                          "latency": latency, "images": images, **(extra or {})})
 
         if "teacher" in models:
-            row("teacher", "teacher", t_params, t_macs, _teacher_bytes(tinfo), probe_torch(tinfo["spec"], batch=batch,
-                threads=threads) if teacher.kind != "onnx" else probe_runtime(tinfo["spec"], batch=batch, threads=threads),
+            row("teacher", "teacher", t_params, t_macs, _teacher_bytes(teacher.describe()), probe_torch(
+                teacher.spec, batch=batch, threads=threads, record=teacher.describe()) if teacher.kind != "onnx"
+                else probe_runtime(teacher.spec, batch=batch, threads=threads),
                 teacher_imgs, fmt="torch" if teacher.kind != "onnx" else "onnx")
             if teacher.kind == "edgegan":
-                entry = _export_teacher(tinfo["spec"], out / "teacher_onnx")
+                entry = _export_teacher(teacher.spec, out / "teacher_onnx")
                 if "error" in entry:
                     row("teacher", "teacher", t_params, t_macs, None, entry, None, fmt="onnx")
                 else:
@@ -200,7 +206,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 count_macs(brun.generator, brun.latent_dim), bm["model"]["weights"]["bytes"],
                 probe_torch(str(brun.run_dir), batch=batch, threads=threads), _torch_images(_fwd(brun.generator), bz),
                 extra={"run": str(brun.run_dir), "train_steps": bm.get("train", {}).get("step")})
-        _quality(rows, ds_name, ds_dir, teacher_imgs, samples, seed, progress, inception)
+        _quality(rows, ds_name, ds_dir, teacher_imgs, samples, seed, progress, inception,
+                 image_size=tuple(m["model"]["output"]["shape"][1:]))
         speedups(rows)
         for r in rows:
             if r["images"] is not None:
@@ -358,16 +365,19 @@ def _inception_options(path: str | Path | None):
 
 
 def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: np.ndarray, samples: int, seed: int,
-             progress: bool, inception: Any = None) -> None:
+             progress: bool, inception: Any = None, image_size: tuple[int, int] = (32, 32)) -> None:
+    """Metrics against the dataset's test split at the run's image size (resized if the files are another
+    size: recorded in each row's ``quality.reference``)."""
     from edgegan.data import load_dataset
     from edgegan.metrics.evaluate import evaluate, prepare_reference
 
-    ref = load_dataset(ds_name, data_dir=ds_dir, split="test")
+    size = image_size[0] if image_size[0] == image_size[1] else tuple(image_size)
+    ref = load_dataset(ds_name, data_dir=ds_dir, split="test", image_size=size)
     clf = None
-    if ref.labels is not None:
+    if ref.labels is not None and isinstance(size, int):  # the domain classifier takes square images
         from edgegan.metrics.classifier import get_classifier
 
-        clf = get_classifier(ds_name, ds_dir, progress=progress)
+        clf = get_classifier(ds_name, ds_dir, progress=progress, image_size=size)
     # The reference's features, SWD patches and sharpness are computed once for all models.
     prepared = prepare_reference(ref, classifier=clf, n_reference=min(len(ref), max(samples, 1000)),
                                  reference_seed=seed, swd_seed=seed, inception=inception)
@@ -379,6 +389,8 @@ def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: n
         # baseline trained from scratch: its z maps to unrelated images.
         no_fidelity = (r["kind"] == "teacher" and r["format"] == "torch") or r["kind"] == "baseline"
         r["quality"] = evaluate(r["images"], prepared, teacher_images=None if no_fidelity else teacher_imgs)
+        if ref.resized:
+            r["quality"]["reference_resized"] = ref.describe()["resized"]
 
 
 def _num(v: Any) -> float | None:

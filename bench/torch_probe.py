@@ -15,16 +15,16 @@ import time
 
 
 def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = None, seed: int = 0,
-          weights: str | None = None) -> dict:
+          weights: str | None = None, record: dict | None = None) -> dict:
     t0 = time.perf_counter_ns()
     import numpy as np
     import torch
 
     torch.set_num_threads(threads)
-    from edgegan.sources import load_generator
+    from edgegan.sources import load_generator, load_recorded
     from edgegan_runtime import latent
 
-    src = load_generator(spec, weights=weights)
+    src = load_recorded({**record, "spec": spec}, check_range=False) if record is not None else load_generator(spec, weights=weights)
     load_ns = time.perf_counter_ns() - t0
     z = torch.from_numpy(latent(batch, src.latent_dim, seed))
     fwd = src.forward
@@ -70,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int)
+    ap.add_argument("--record", type=json.loads, help="a manifest's distill.teacher (JSON): load the teacher as recorded")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    r = probe(a.spec, batch=a.batch, threads=a.threads, runs=a.runs, weights=a.weights)
+    r = probe(a.spec, batch=a.batch, threads=a.threads, runs=a.runs, weights=a.weights, record=a.record)
     print(json.dumps(r) if a.json else f"{r['p50_us']:.1f} us p50, {r['images_per_s']:.0f} images/s, {r['peak_rss_mb']:.0f} MB")
     return 0
 

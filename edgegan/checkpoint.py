@@ -47,13 +47,12 @@ def model_section(generator: torch.nn.Module, family: str, args: dict[str, Any],
     if write:
         save_generator_weights(wpath, generator, family)
     a = get_family(family).make_args(**args)
-    h = w = a.image_size
     return {
         "family": family,
         "args": a.to_dict(),
         "params": count_params(generator),
         "latent": {"dim": a.latent_dim, "distribution": "standard_normal"},
-        "output": {"shape": [a.nc, h, w], "range": [-1.0, 1.0], "layout": "NCHW"},
+        "output": {"shape": list(a.output_shape), "range": [-1.0, 1.0], "layout": "NCHW"},
         "weights": file_entry(wpath, run_dir),
     }
 

@@ -8,9 +8,11 @@
 | celeba   | an npz with ``images`` (N, H, W, 3) uint8, or a folder of image files                    |
 | folder   | an npz with ``images`` (and optional ``labels``), or a folder of image files              |
 
-Every loader returns float32 images (N, C, S, S) in [-1, 1] with S = ``image_size``: MNIST is
-zero-padded 28→32 (the paper's choice), other sizes are centre-cropped to a square and resized
-with bicubic filtering. Datasets without an official split (an npz, a folder, digits) are split
+Every loader returns float32 images (N, C, H, W) in [-1, 1] at ``image_size`` (S for S×S, or
+(H, W)): MNIST is zero-padded 28→32 (the paper's choice), other sizes are centre-cropped to the
+target's aspect ratio and resized with bicubic filtering; ``resized`` in ``describe()`` records
+when the pixels were resized (from the files' size to the target), so nothing is called native that
+was not. Datasets without an official split (an npz, a folder, digits) are split
 deterministically: a fixed permutation (numpy PCG64, seed 0) puts 1/6 of the images in ``test``.
 """
 
@@ -44,6 +46,7 @@ class ImageDataset:
     num_classes: int | None
     source: str  # where the pixels came from
     split: str
+    native: tuple[int, int] | None = None  # (H, W) of the pixels as read (after MNIST's padding), before any resize
 
     @property
     def sha256(self) -> str:
@@ -61,8 +64,15 @@ class ImageDataset:
         return int(self.images.shape[0])
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "split": self.split, "count": len(self), "shape": list(self.shape),
-                "num_classes": self.num_classes, "source": self.source, "sha256": self.sha256}
+        out = {"name": self.name, "split": self.split, "count": len(self), "shape": list(self.shape),
+               "num_classes": self.num_classes, "source": self.source, "sha256": self.sha256}
+        if self.resized:
+            out["resized"] = {"from": list(self.native), "to": list(self.shape[1:]), "method": RESIZE_METHOD}
+        return out
+
+    @property
+    def resized(self) -> bool:
+        return self.native is not None and tuple(self.native) != tuple(self.shape[1:])
 
     def torch(self):
         import torch
@@ -70,7 +80,36 @@ class ImageDataset:
         return torch.from_numpy(self.images)
 
 
-Loader = Callable[[Path | None, str, int], ImageDataset]
+RESIZE_METHOD = "centre crop to the aspect ratio, bicubic resize"
+MIN_SIDE, MAX_SIDE = 4, 512
+Size = int | tuple[int, int]
+Loader = Callable[[Path | None, str, Size], ImageDataset]
+
+
+def image_hw(size: Size) -> tuple[int, int]:
+    """(H, W) of an ``image_size`` (S or (H, W)); ConfigError outside [4, 512]."""
+    hw = (size, size) if isinstance(size, int) and not isinstance(size, bool) else tuple(size) if isinstance(
+        size, (tuple, list)) else None
+    if hw is None or len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and MIN_SIDE <= v <= MAX_SIDE
+                                             for v in hw):
+        raise ConfigError(f"image_size must be a side or (height, width) in [{MIN_SIDE}, {MAX_SIDE}], got {size!r}")
+    return hw  # type: ignore[return-value]
+
+
+def parse_image_size(text: str | int | None) -> tuple[int, int] | None:
+    """``"64"`` or ``"48x64"`` (height x width) -> (H, W)."""
+    if text is None:
+        return None
+    if isinstance(text, int):
+        return image_hw(text)
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        vals = [int(v) for v in parts]
+    except ValueError:
+        raise ConfigError(f"image-size must be S or HxW (e.g. 64 or 48x64), got {text!r}") from None
+    if len(vals) not in (1, 2):
+        raise ConfigError(f"image-size must be S or HxW (e.g. 64 or 48x64), got {text!r}")
+    return image_hw(vals[0] if len(vals) == 1 else (vals[0], vals[1]))
 DATASETS: Registry[Loader] = Registry("dataset")
 
 
@@ -95,11 +134,11 @@ def resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> Path:
 
 
 def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, split: str = "train",
-                 image_size: int = 32, limit: int | None = None) -> ImageDataset:
+                 image_size: Size = 32, limit: int | None = None) -> ImageDataset:
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if image_size not in (32, 64):
-        raise ConfigError(f"image_size must be 32 or 64, got {image_size}")
+    h, w = image_hw(image_size)
+    image_size = h if h == w else (h, w)
     loader = DATASETS.get(name)
     path = None if name == "digits" else resolve_data_dir(name, data_dir)
     ds = loader(path, split, image_size)
@@ -120,20 +159,26 @@ def to_unit_range(u8: np.ndarray) -> np.ndarray:
     return (u8.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0).astype(np.float32)
 
 
-def resize_square(u8: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop each image (N, H, W, C) uint8 to a square and resize it to size x size (bicubic)."""
+def resize_square(u8: np.ndarray, size: Size) -> np.ndarray:
+    """Centre-crop each image (N, H, W, C) uint8 to the target's aspect ratio and resize it to
+    ``size`` (S x S, or (H, W)) with bicubic filtering."""
     n, h, w, c = u8.shape
-    if h == w == size:
+    th, tw = (size, size) if isinstance(size, int) else size
+    if (h, w) == (th, tw):
         return u8
     from PIL import Image
 
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    out = np.empty((n, size, size, c), dtype=np.uint8)
+    # the largest centred window of the target's aspect ratio
+    if h * tw >= w * th:
+        cw, ch = w, max(1, round(w * th / tw))
+    else:
+        ch, cw = h, max(1, round(h * tw / th))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    out = np.empty((n, th, tw, c), dtype=np.uint8)
     for i in range(n):
-        img = u8[i, top:top + s, left:left + s]
+        img = u8[i, top:top + ch, left:left + cw]
         im = Image.fromarray(img[:, :, 0] if c == 1 else img)
-        out[i] = np.asarray(im.resize((size, size), Image.BICUBIC)).reshape(size, size, c)
+        out[i] = np.asarray(im.resize((tw, th), Image.BICUBIC)).reshape(th, tw, c)
     return out
 
 
@@ -150,11 +195,12 @@ def _finish(name: str, u8: np.ndarray, labels: np.ndarray | None, source: str, s
             num_classes: int | None = None) -> ImageDataset:
     if u8.ndim == 3:
         u8 = u8[:, :, :, None]
+    native = (int(u8.shape[1]), int(u8.shape[2]))
     u8 = resize_square(u8, size)
     if labels is not None:
         labels = labels.astype(np.int64)
         num_classes = num_classes or int(labels.max()) + 1
-    return ImageDataset(name, to_unit_range(u8), labels, num_classes, source, split)
+    return ImageDataset(name, to_unit_range(u8), labels, num_classes, source, split, native)
 
 
 # --------------------------------------------------------------------------- digits (embedded)
@@ -166,14 +212,15 @@ def _load_digits(_: Path | None, split: str, size: int) -> ImageDataset:
 
     d = load_digits()
     x = (d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # (1797, 8, 8), values 0..16
+    target, size = size, size if isinstance(size, int) else max(size)  # (H, W): made square, then resized
     inner = size - size // 8  # digits fill the frame; keep a margin like MNIST's
     up = np.stack([np.asarray(Image.fromarray(im).resize((inner, inner), Image.BICUBIC)) for im in x])
     pad = (size - inner) // 2
     canvas = np.zeros((len(up), size, size), dtype=np.uint8)
     canvas[:, pad:pad + inner, pad:pad + inner] = up
     idx = _holdout(len(canvas), split)
-    return ImageDataset("digits", to_unit_range(canvas[idx]), d.target[idx].astype(np.int64), 10,
-                        "sklearn.datasets.load_digits", split)
+    return ImageDataset("digits", to_unit_range(resize_square(canvas[idx][..., None], target)),
+                        d.target[idx].astype(np.int64), 10, "sklearn.datasets.load_digits", split)
 
 
 # --------------------------------------------------------------------------- MNIST (IDX)
@@ -224,7 +271,7 @@ def _load_mnist(folder: Path, split: str, size: int) -> ImageDataset:
         imgs.append(x)
         labs.append(y)
     x, y = np.concatenate(imgs), np.concatenate(labs)
-    if size >= x.shape[1] and (size - x.shape[1]) % 2 == 0:
+    if isinstance(size, int) and size >= x.shape[1] and (size - x.shape[1]) % 2 == 0:
         pad = (size - x.shape[1]) // 2  # the paper pads 28x28 MNIST to 32x32
         x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
     return _finish("mnist", x, y, str(folder), split, size, 10)

@@ -41,6 +41,8 @@ class DistillConfig:
     teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
     teacher_weights: str | None = None  # safetensors weights for a module:factory teacher
     latent_dim: int | None = None  # override when it cannot be read from the teacher
+    teacher_range: str | None = opt(None, "the teacher's output range LO,HI, e.g. 0,1 for a Sigmoid head (default: "
+                                    "measured on a probe batch); the student learns it mapped to [-1, 1], recorded")
     family: str = opt("dcgan", "student family", choices=FAMILY_NAMES)
     d: int = 2  # student depth factor
     loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
@@ -55,6 +57,8 @@ class DistillConfig:
     feature_layers: str | None = None  # feature term for non-dcgan teachers: teacher_module=student_module,...
     dataset: str | None = opt(None, "real data for the GAN term (default: the teacher's dataset)", choices=DATASET_NAMES)
     data_dir: str | None = None  # folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)
+    image_size: str | None = opt(None, "size of the GAN term's real images, S or HxW (the teacher's): needed when the "
+                                 "dataset's images are another size, which are then resized (recorded)")
     steps: int = 2000  # optimiser steps (a resumed run continues up to this)
     batch_size: int = 64  # latents per step
     # Adam learning rate of the student. Pixel-MSE regression is stable, and small-d students learn slowly
@@ -105,6 +109,11 @@ class DistillConfig:
             raise ConfigError(f"latent-dim must be >= 1, got {self.latent_dim}")
         if self.latent_pool and self.latent_pool < self.batch_size:
             raise ConfigError(f"latent-pool ({self.latent_pool}) must hold at least one batch ({self.batch_size})")
+        from edgegan.data import parse_image_size
+        from edgegan.sources import parse_range
+
+        parse_image_size(self.image_size)
+        parse_range(self.teacher_range)
         self.recipe()  # unknown terms, bad weights: an error now, before anything is read or written
 
     def recipe(self) -> "ResolvedRecipe":
@@ -159,7 +168,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
 
     from edgegan.checkpoint import model_section, read_training_state, restore_training_state
     from edgegan.distributed import setup
-    from edgegan.models import build_generator, count_params, get_family
+    from edgegan.models import build_generator, count_params, get_family, student_args
     from edgegan.sources import load_generator
     from edgegan.terms import TERMS, Context, FeatureCapture, Step, pair_stages
     from edgegan.utils import progress as bar
@@ -189,19 +198,18 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
 
-    teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=str(device))
+    teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=str(device),
+                             output_range=cfg.teacher_range)
     C, H, W = teacher.output_shape
-    if H != W:
-        from edgegan.errors import TeacherError
-
-        raise TeacherError(f"{cfg.teacher}: teacher makes {H}x{W} images; {cfg.family} students make square images")
-    args = {"d": cfg.d, "nc": C, "image_size": H, "latent_dim": teacher.latent_dim}
     try:
-        fam.make_args(**args)
+        args = student_args(cfg.family, cfg.d, (C, H, W), teacher.latent_dim)
     except ConfigError as e:
         from edgegan.errors import TeacherError
 
-        raise TeacherError(f"{cfg.teacher}: a {cfg.family} student cannot match the teacher's output {C}x{H}x{W} ({e})") from None
+        hint = "; the anyshape family makes any C x H x W (--family anyshape)" if cfg.family != "anyshape" else ""
+        raise TeacherError(f"{cfg.teacher}: a {cfg.family} student cannot match the teacher's output {C}x{H}x{W} "
+                           f"({e}){hint}") from None
+    _check_image_size(cfg, (H, W))
 
     term_classes = [(TERMS.get(t.name), t.weight) for t in recipe.terms]
     real_images, dataset_info = None, None
@@ -243,6 +251,10 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     eval_z = torch.from_numpy(latent(cfg.eval_samples, teacher.latent_dim, cfg.seed + 1)).to(device)
     eval_t = torch.cat([teacher.forward(eval_z[i:i + 256]) for i in range(0, len(eval_z), 256)]).to(device)
     final_model = ema if ema is not None else student
+    eval_outside = float((eval_t.abs() > 1 + 2e-3).float().mean())  # teacher outputs beyond its declared range
+    if eval_outside > 0:
+        log.warning("%.2f%% of the teacher's outputs on the eval latents lie outside its declared range %s",
+                    100 * eval_outside, list(teacher.range))
 
     def eval_mse(model) -> float:
         was = model.training
@@ -354,7 +366,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         "model": model_section(final_model, cfg.family, args, out),
         "config": asdict(cfg),
         "distill": {
-            "teacher": teacher.describe(),
+            "teacher": _teacher_record(teacher, out, eval_outside),
             "loss": recipe.name,
             "recipe": recipe.describe(),
             "lam": recipe.describe()["weights"].get("gan"),
@@ -395,6 +407,28 @@ def _ema_update(ema, model, decay: float) -> None:
             e.copy_(b)
 
 
+def _check_image_size(cfg: DistillConfig, hw: tuple[int, int]) -> None:
+    from edgegan.data import parse_image_size
+
+    want = parse_image_size(cfg.image_size)
+    if want is not None and want != tuple(hw):
+        raise ConfigError(f"--image-size {cfg.image_size}: the teacher makes {hw[0]}x{hw[1]} images; the real images "
+                          "must be the teacher's size")
+
+
+def _teacher_record(teacher, out: Path, eval_outside: float) -> dict[str, Any]:
+    """``distill.teacher``: what every later command reads to load the teacher again (``load_recorded``)."""
+    import os
+
+    rec = teacher.describe()
+    rec["range"]["eval_outside"] = round(eval_outside, 6)
+    if teacher.kind != "factory":  # absolute, and relative to this manifest for a run moved with its teacher
+        rec["spec_from_run"] = os.path.relpath(teacher.spec, out.resolve())
+    else:
+        rec["distill_cwd"] = os.getcwd()
+    return rec
+
+
 def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int]):
     from edgegan.data import load_dataset
 
@@ -405,9 +439,13 @@ def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int]):
         name = read_manifest(teacher.spec).get("dataset", {}).get("name")
     if name is None:
         raise ConfigError("the gan term needs real data: pass --dataset")
-    data = load_dataset(name, data_dir=cfg.data_dir, split="train", image_size=shape[1])
-    if data.shape != shape:
+    data = load_dataset(name, data_dir=cfg.data_dir, split="train", image_size=(shape[1], shape[2]))
+    if data.shape[0] != shape[0]:
         raise ConfigError(f"dataset {name} has images {data.shape}, the teacher makes {shape}")
+    if data.resized and cfg.image_size is None:  # never upsample silently and call it the data's size
+        raise ConfigError(f"dataset {name} has {data.native[0]}x{data.native[1]} images, the teacher makes "
+                          f"{shape[1]}x{shape[2]}: pass --image-size {shape[1] if shape[1] == shape[2] else f'{shape[1]}x{shape[2]}'} "
+                          "to resize them for the GAN term (recorded in the manifest), or use a dataset of that size")
     return data.torch(), data.describe()
 
 

@@ -43,6 +43,10 @@ class TeacherError(CheckpointError):
     """A teacher cannot be loaded, or a student cannot match its latent size or output shape."""
 
 
+class ConditionalTeacherError(TeacherError):
+    """The teacher takes more than z (a class label): not supported; wrap it with a fixed label (issue 10)."""
+
+
 class ExportError(EdgeganError):
     """Conversion of a model to a deployable format failed."""
 

@@ -7,58 +7,167 @@
 | ``file.onnx``                          | onnxruntime (MSE distillation needs only its outputs)   |
 | ``pkg.module:factory`` + ``--teacher-weights W.safetensors`` | ``factory()`` then safetensors weights |
 
-The latent size is read from the source (manifest, ONNX input shape, or by probing a TorchScript
-module with (N, L) and (N, L, 1, 1) for the usual L); the output shape from one forward pass.
+What a foreign generator looks like is read once, recorded in the student's manifest
+(``distill.teacher``) and read back from there by every later command (``load_recorded``):
+
+* **latent shape**: z of shape (N, L) or (N, L, 1, 1) (the PyTorch DCGAN example's). L is read from
+  the source (manifest, ONNX input shape, ``module.latent_dim``) or probed with the usual sizes;
+  ``forward`` always takes (N, L) and reshapes for the teacher, ``latent_rank`` says which it takes.
+* **output shape**: (C, H, W) from one forward pass; any size, square or not.
+* **output range**: edgegan's convention is [-1, 1]. A foreign teacher's range is given
+  (``--teacher-range 0,1``) or measured on a probe batch ([0, 1] when no output is negative, else
+  [-1, 1]); ``forward`` maps it affinely to [-1, 1], so the student is trained and exported in
+  edgegan's convention and every metric sees the same images. Outputs outside the declared range
+  are reported (a warning, and ``outside`` in the record).
+* **references** are stored absolute (run directories and files resolved, weights too), plus the
+  directory a ``module:factory`` was imported from (``import_dir``, the directory ``distill`` ran in),
+  so later commands find the teacher from any directory.
+
+Conditional generators (z and a class label) are refused with ``ConditionalTeacherError``: wrap
+the teacher so that it takes z alone (a fixed label) and distil one student per label.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
+import logging
+import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgegan.errors import TeacherError
+from edgegan.errors import ConditionalTeacherError, ConfigError, TeacherError
 from edgegan.manifest import MANIFEST_NAME, sha256_file
 
+log = logging.getLogger(__name__)
+
 _PROBE_LATENTS = (100, 128, 64, 256, 512, 200, 120, 32, 16)
+EDGEGAN_RANGE = (-1.0, 1.0)  # what every edgegan model makes, and what a teacher's outputs are mapped to
+PROBE_SAMPLES = 64  # latents of the range probe
+PROBE_SEED = 0
+RANGE_TOLERANCE = 1e-3  # fraction of the range's span an output may overshoot before it is "outside"
+LATENT_RANKS = (2, 4)  # z (N, L) or (N, L, 1, 1)
+CONDITIONAL_HINT = ("edgegan distils unconditional generators (z -> image); wrap the teacher so that it takes z "
+                    "alone with a fixed label, e.g. forward(z) = G(z, torch.full((len(z),), LABEL)), export or "
+                    "script that wrapper, and distil one student per label")
+
+
+def parse_range(text: str | tuple | list | None) -> tuple[float, float] | None:
+    """``"0,1"`` or ``(0, 1)`` -> (0.0, 1.0); ConfigError unless two finite numbers lo < hi."""
+    if text is None:
+        return None
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        lo, hi = (float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"teacher-range must be two numbers LO,HI (e.g. 0,1 or -1,1), got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ConfigError(f"teacher-range must be finite with LO < HI, got {text!r}")
+    return lo, hi
+
+
+def to_edgegan_range(x, rng: tuple[float, float]):
+    """The affine map from a teacher's range [lo, hi] to edgegan's [-1, 1]: 2 (x - lo) / (hi - lo) - 1."""
+    lo, hi = rng
+    if (lo, hi) == EDGEGAN_RANGE:
+        return x
+    return (x - lo) * (2.0 / (hi - lo)) - 1.0
+
+
+def mapping_text(rng: tuple[float, float]) -> str:
+    lo, hi = rng
+    return "identity" if (lo, hi) == EDGEGAN_RANGE else f"x_edgegan = 2 * (x_teacher - {lo:g}) / {hi - lo:g} - 1"
 
 
 @dataclass
 class GeneratorSource:
     kind: str  # "edgegan" | "torchscript" | "onnx" | "factory"
-    spec: str
+    spec: str  # absolute path (run directory or file), or module:factory
     latent_dim: int
     output_shape: tuple[int, int, int]  # (C, H, W)
     params: int | None
-    forward: Callable  # torch.Tensor (N, latent) -> torch.Tensor (N, C, H, W), no grad
-    module: Any = None  # the torch module when there is one (export, bench)
+    forward: Callable  # torch.Tensor (N, latent) -> torch.Tensor (N, C, H, W) in [-1, 1], no grad
+    module: Any = None  # the torch module when there is one (export, bench); it takes z of ``latent_rank``
     info: dict[str, Any] = field(default_factory=dict)
+    latent_rank: int = 2  # 2: the teacher takes z (N, L); 4: z (N, L, 1, 1)
+    range: tuple[float, float] = EDGEGAN_RANGE  # the teacher's own output range, mapped to [-1, 1] by forward
+    range_source: str = "edgegan"  # "edgegan" (a run), "given" (--teacher-range), "measured" (probe batch)
+    probe: dict[str, Any] = field(default_factory=dict)  # min, max, outside fraction on the probe batch
+
+    @property
+    def latent_shape(self) -> list[int]:
+        return [self.latent_dim] if self.latent_rank == 2 else [self.latent_dim, 1, 1]
+
+    def module_input(self, z):
+        """z (N, L) shaped as the teacher's module takes it."""
+        return z if self.latent_rank == 2 else z.reshape(z.shape[0], -1, 1, 1)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "spec": self.spec, "latent_dim": self.latent_dim,
-                "output_shape": list(self.output_shape), "params": self.params, **self.info}
+        return {"kind": self.kind, "spec": self.spec, "latent_dim": self.latent_dim, "latent_shape": self.latent_shape,
+                "output_shape": list(self.output_shape), "params": self.params,
+                "range": {"declared": list(self.range), "source": self.range_source, "mapping": mapping_text(self.range),
+                          "probe": self.probe},
+                **self.info}
 
 
 def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | None = None,
-                   device: str = "cpu") -> GeneratorSource:
+                   device: str = "cpu", latent_rank: int | None = None,
+                   output_range: tuple[float, float] | str | None = None,
+                   import_dir: str | None = None, check_range: bool = True) -> GeneratorSource:
+    """Load ``spec``; ``latent_rank`` and ``output_range`` skip the probes (as recorded in a manifest);
+    ``import_dir``: where a module:factory's module is found when it is not importable otherwise;
+    ``check_range`` False skips the probe batch where the range is known (a latency probe's load time)."""
+    if latent_rank is not None and latent_rank not in LATENT_RANKS:
+        raise ConfigError(f"latent rank must be 2 (N, L) or 4 (N, L, 1, 1), got {latent_rank!r}")
+    rng = parse_range(output_range)
     p = Path(spec)
     if p.is_dir() or p.name == MANIFEST_NAME:
-        return _from_run(spec, device)
+        src = _from_run(spec, device)
+        if rng is not None and rng != EDGEGAN_RANGE:
+            raise ConfigError(f"{spec}: an edgegan run makes images in [-1, 1]; --teacher-range {rng} contradicts it")
+        if check_range:
+            _check_range(src, src.range, "edgegan")
+        return src
     if _is_factory(spec) and not p.exists():
-        return _from_factory(spec, weights, latent_dim, device)
-    if not p.exists():
-        raise TeacherError(f"{spec}: no such teacher (expected a run directory, .onnx, TorchScript file, or module:factory)")
-    if p.is_file() and p.stat().st_size == 0:
-        raise TeacherError(f"{spec}: teacher file is empty")
-    head = p.read_bytes()[:4]
-    if p.suffix == ".onnx" or (head[:1] == b"\x08" and p.suffix not in (".pt", ".ts", ".pth")):
-        return _from_onnx(p, latent_dim)
-    if head[:2] == b"PK":  # TorchScript archives are zip files
-        return _from_torchscript(p, latent_dim, device)
-    raise TeacherError(f"{spec}: unrecognised teacher file (not ONNX, not a TorchScript archive)")
+        src = _from_factory(spec, weights, latent_dim, latent_rank, device, import_dir)
+    else:
+        if not p.exists():
+            raise TeacherError(f"{spec}: no such teacher (expected a run directory, .onnx, TorchScript file, or "
+                               "module:factory)")
+        if p.is_file() and p.stat().st_size == 0:
+            raise TeacherError(f"{spec}: teacher file is empty")
+        p = p.resolve()
+        head = p.read_bytes()[:4]
+        if p.suffix == ".onnx" or (head[:1] == b"\x08" and p.suffix not in (".pt", ".ts", ".pth")):
+            src = _from_onnx(p, latent_dim)
+        elif head[:2] == b"PK":  # TorchScript archives are zip files
+            src = _from_torchscript(p, latent_dim, latent_rank, device)
+        else:
+            raise TeacherError(f"{spec}: unrecognised teacher file (not ONNX, not a TorchScript archive)")
+    _set_range(src, rng, check_range)
+    return src
+
+
+def load_recorded(teacher: dict[str, Any], run_dir: str | os.PathLike | None = None,
+                  device: str = "cpu", check_range: bool = True) -> GeneratorSource:
+    """The teacher a student's manifest records (``distill.teacher``), with its latent shape and range
+    as recorded; a file moved with its run is found relative to the run (``spec_from_run``)."""
+    spec = teacher["spec"]
+    if run_dir is not None and teacher.get("spec_from_run") and not Path(spec).exists() and not _is_factory(spec):
+        alt = Path(run_dir) / teacher["spec_from_run"]
+        if alt.exists():
+            spec = str(alt.resolve())
+    shape = teacher.get("latent_shape")
+    rank = None if shape is None else (2 if len(shape) == 1 else 4)
+    rng = (teacher.get("range") or {}).get("declared")
+    return load_generator(spec, weights=teacher.get("weights"), latent_dim=teacher.get("latent_dim"), device=device,
+                          latent_rank=rank, output_range=tuple(rng) if rng else None,
+                          import_dir=teacher.get("import_dir"), check_range=check_range)
 
 
 def _is_factory(spec: str) -> bool:
@@ -86,53 +195,72 @@ def _from_run(spec: str, device: str) -> GeneratorSource:
     except CheckpointError as e:
         raise TeacherError(str(e)) from None
     m = run.manifest["model"]
-    return GeneratorSource("edgegan", str(run.run_dir), run.latent_dim, tuple(m["output"]["shape"]), m["params"],
-                           _wrap(run.generator, device), run.generator,
+    return GeneratorSource("edgegan", str(run.run_dir.resolve()), run.latent_dim, tuple(m["output"]["shape"]),
+                           m["params"], _wrap(run.generator, device), run.generator,
                            {"family": m["family"], "args": m["args"], "sha256": m["weights"]["sha256"]})
 
 
-def _probe(forward, latent_dim: int | None, spec: str) -> tuple[int, tuple[int, int, int]]:
+def _probe(raw, latent_dim: int | None, rank: int | None, spec: str) -> tuple[int, int, tuple[int, int, int]]:
+    """(L, rank, (C, H, W)) of a module called with z of shape (2, L) or (2, L, 1, 1)."""
     import torch
 
     cands = [latent_dim] if latent_dim else list(_PROBE_LATENTS)
+    ranks = [rank] if rank else list(LATENT_RANKS)
     errors = []
     for L in cands:
-        for shape in ((2, L), (2, L, 1, 1)):
+        for r in ranks:
+            shape = (2, L) if r == 2 else (2, L, 1, 1)
             try:
-                y = forward(torch.zeros(shape))
+                y = raw(torch.zeros(shape))
             except Exception as e:  # noqa: BLE001 - probing a foreign model
                 errors.append(f"{shape}: {type(e).__name__}")
                 continue
             if isinstance(y, torch.Tensor) and y.dim() == 4 and y.shape[0] == 2:
-                return L, tuple(int(s) for s in y.shape[1:])  # type: ignore[return-value]
+                return L, r, tuple(int(s) for s in y.shape[1:])  # type: ignore[return-value]
             errors.append(f"{shape}: output {getattr(y, 'shape', type(y))} is not (N, C, H, W)")
     hint = "" if latent_dim else " (pass --latent-dim if z is not one of the usual sizes)"
     raise TeacherError(f"{spec}: cannot run the teacher on latents {cands}{hint}; tried {'; '.join(errors[:4])}")
 
 
-def _accepting_2d(forward):
-    """Sources probed with (N, L, 1, 1) get a wrapper so the distiller can always pass (N, L)."""
-
-    def fwd(z):
-        try:
-            return forward(z)
-        except Exception:  # noqa: BLE001
-            return forward(z[:, :, None, None])
-
-    return fwd
+def _shaped(raw, rank: int):
+    """A forward that takes (N, L) for a module that takes z of ``rank``."""
+    if rank == 2:
+        return raw
+    return lambda z: raw(z.reshape(z.shape[0], -1, 1, 1))
 
 
-def _from_torchscript(p: Path, latent_dim: int | None, device: str) -> GeneratorSource:
+def _refuse_conditional(spec: str, n_inputs: int) -> None:
+    if n_inputs > 1:
+        raise ConditionalTeacherError(f"{spec}: the teacher takes {n_inputs} inputs (a conditional generator: z and "
+                                      f"a class label?); {CONDITIONAL_HINT}")
+
+
+def _required_args(fn) -> int:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 1
+    return sum(1 for p in sig.parameters.values()
+               if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _from_torchscript(p: Path, latent_dim: int | None, rank: int | None, device: str) -> GeneratorSource:
     import torch
 
     try:
         module = torch.jit.load(str(p), map_location=device)
     except Exception as e:  # noqa: BLE001
         raise TeacherError(f"{p}: not a loadable TorchScript archive ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    fwd = _accepting_2d(_wrap(module, device))
-    L, shape = _probe(fwd, latent_dim, str(p))
+    try:  # the schema's first argument is self
+        args = [a for a in module.forward.schema.arguments[1:] if not a.has_default_value()]
+    except (AttributeError, RuntimeError):
+        args = []
+    _refuse_conditional(str(p), len(args))
+    raw = _wrap(module, device)
+    L, r, shape = _probe(raw, latent_dim, rank, str(p))
     params = sum(t.numel() for t in module.parameters())
-    return GeneratorSource("torchscript", str(p), L, shape, params, fwd, module, {"sha256": sha256_file(p)})
+    return GeneratorSource("torchscript", str(p), L, shape, params, _shaped(raw, r), module,
+                           {"sha256": sha256_file(p)}, latent_rank=r)
 
 
 def _from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
@@ -151,47 +279,133 @@ def _from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
     except Exception as e:  # noqa: BLE001
         raise TeacherError(f"{p}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     inputs = sess.get_inputs()
+    _refuse_conditional(str(p), len(inputs))
     if len(inputs) != 1:
         raise TeacherError(f"{p}: teacher must take exactly one input (z), it takes {len(inputs)}")
     shape = inputs[0].shape
     dims = [d for d in shape[1:]]
+    rank = len(shape)
+    if rank not in LATENT_RANKS or (rank == 4 and list(dims[1:]) != [1, 1]):
+        raise TeacherError(f"{p}: teacher input has shape {shape}; expected (N, L) or (N, L, 1, 1)")
     if latent_dim is None:
         if not dims or not isinstance(dims[0], int):
             raise TeacherError(f"{p}: cannot read the latent size from input shape {shape}; pass --latent-dim")
         latent_dim = int(dims[0])
-    in_name, rank = inputs[0].name, len(shape)
+    in_name = inputs[0].name
     # Every initializer counts, BatchNorm running statistics included (torch counts only parameters).
     params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
 
-    def forward(z: torch.Tensor) -> torch.Tensor:
-        x = z.detach().cpu().numpy().astype(np.float32)
-        x = x.reshape(x.shape[0], -1, *([1] * (rank - 2))) if rank > 2 else x.reshape(x.shape[0], -1)
+    def raw(z: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(z.detach().cpu().numpy().astype(np.float32))
         return torch.from_numpy(sess.run(None, {in_name: x})[0])
 
-    L, out_shape = _probe(forward, latent_dim, str(p))
-    return GeneratorSource("onnx", str(p), L, out_shape, params, forward, None, {"sha256": sha256_file(p)})
+    L, r, out_shape = _probe(raw, latent_dim, rank, str(p))
+    return GeneratorSource("onnx", str(p), L, out_shape, params, _shaped(raw, r), None, {"sha256": sha256_file(p)},
+                           latent_rank=r)
 
 
-def _from_factory(spec: str, weights: str | None, latent_dim: int | None, device: str) -> GeneratorSource:
+@contextlib.contextmanager
+def _on_path(folder: str | None):
+    if folder is None or folder in sys.path:
+        yield
+        return
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+
+
+def _import_factory(spec: str, import_dir: str | None):
+    """``module:function``, imported as Python would, else from ``import_dir`` (default: the current
+    directory, which the ``edgegan`` console script does not put on sys.path)."""
+    mod_name, fn_name = spec.split(":")
+    folder = os.path.abspath(import_dir) if import_dir else os.getcwd()
+    try:
+        with _on_path(folder):
+            fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as e:
+        raise TeacherError(f"{spec}: cannot import the factory from {folder} or sys.path ({type(e).__name__}: {e}); "
+                           "run from the directory that holds the module, or put it on PYTHONPATH") from None
+    mod = sys.modules[mod_name]
+    where = os.path.dirname(os.path.abspath(getattr(mod, "__file__", "") or folder))
+    # the directory to put on sys.path: the top package's parent
+    for _ in range(mod_name.count(".")):
+        where = os.path.dirname(where)
+    return fn, where
+
+
+def _from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: int | None, device: str,
+                  import_dir: str | None) -> GeneratorSource:
     from edgegan.checkpoint import load_tensors
     from edgegan.errors import CheckpointError
 
-    mod_name, fn_name = spec.split(":")
-    try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
-        raise TeacherError(f"{spec}: cannot import the factory ({type(e).__name__}: {e})") from None
+    fn, where = _import_factory(spec, import_dir)
     module = fn()
     if weights is not None:
         if not os.path.exists(weights):
             raise TeacherError(f"{weights}: teacher weights file does not exist")
+        weights = os.path.abspath(weights)
         try:
             module.load_state_dict(load_tensors(weights))
         except (CheckpointError, RuntimeError) as e:
             raise TeacherError(f"{weights}: weights do not fit {spec} ({str(e).splitlines()[0]})") from None
+    _refuse_conditional(spec, _required_args(getattr(module, "forward", module)))
     L = latent_dim or getattr(module, "latent_dim", None)
-    fwd = _accepting_2d(_wrap(module, device))
-    L, shape = _probe(fwd, L, spec)
+    raw = _wrap(module, device)
+    L, r, shape = _probe(raw, L, rank, spec)
     params = sum(t.numel() for t in module.parameters())
-    info = {"weights": weights, "sha256": sha256_file(weights) if weights else None}
-    return GeneratorSource("factory", spec, L, shape, params, fwd, module, info)
+    info = {"weights": weights, "sha256": sha256_file(weights) if weights else None, "import_dir": where}
+    return GeneratorSource("factory", spec, L, shape, params, _shaped(raw, r), module, info, latent_rank=r)
+
+
+def _probe_outputs(src: GeneratorSource):
+    import torch
+
+    from edgegan_runtime import latent
+
+    z = torch.from_numpy(latent(PROBE_SAMPLES, src.latent_dim, PROBE_SEED))
+    return src.forward(z).float()
+
+
+def _check_range(src: GeneratorSource, rng: tuple[float, float], source: str, y=None) -> None:
+    """Record the probe batch's min, max and the fraction outside ``rng``; warn when any is."""
+    y = _probe_outputs(src) if y is None else y
+    lo, hi = rng
+    tol = RANGE_TOLERANCE * (hi - lo)
+    finite = bool(y.isfinite().all())
+    outside = float(((y < lo - tol) | (y > hi + tol) | ~y.isfinite()).float().mean())
+    src.range, src.range_source = (float(lo), float(hi)), source
+    src.probe = {"samples": PROBE_SAMPLES, "seed": PROBE_SEED, "min": float(y.min()) if finite else None,
+                 "max": float(y.max()) if finite else None, "outside": round(outside, 6)}
+    if outside > 0:
+        log.warning("%s: %.2f%% of the teacher's outputs on a probe batch lie outside its declared range [%g, %g] "
+                    "(min %s, max %s); they are mapped as they are, and the student learns them", src.spec,
+                    100 * outside, lo, hi, src.probe["min"], src.probe["max"])
+
+
+def _set_range(src: GeneratorSource, rng: tuple[float, float] | None, check: bool = True) -> None:
+    """Given (``--teacher-range``) or measured on a probe batch; then ``forward`` maps it to [-1, 1]."""
+    if rng is not None:
+        if check:
+            _check_range(src, rng, "given")
+        else:
+            src.range, src.range_source = (float(rng[0]), float(rng[1])), "given"
+    else:
+        y = _probe_outputs(src)
+        if not bool(y.isfinite().all()):
+            raise TeacherError(f"{src.spec}: the teacher makes NaN or infinite values on a probe batch")
+        lo, hi = float(y.min()), float(y.max())
+        tol = RANGE_TOLERANCE * 2
+        if lo >= 0 and hi <= 1 + tol:
+            rng = (0.0, 1.0)
+        elif lo >= -1 - tol and hi <= 1 + tol:
+            rng = EDGEGAN_RANGE
+        else:
+            raise TeacherError(f"{src.spec}: the teacher's outputs span [{lo:.4g}, {hi:.4g}] on a probe batch, neither "
+                               "[-1, 1] nor [0, 1]; pass its range with --teacher-range LO,HI (e.g. 0,255)")
+        _check_range(src, rng, "measured", y)
+    if rng != EDGEGAN_RANGE:
+        raw = src.forward
+        src.forward = lambda z: to_edgegan_range(raw(z), rng)

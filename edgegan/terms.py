@@ -175,12 +175,12 @@ class GanTerm(Term):
         super().__init__(ctx)
         import torch
 
-        from edgegan.models import build_discriminator
+        from edgegan.models import build_discriminator, student_args
 
         cfg = ctx.config
         C, H, W = ctx.teacher.output_shape
-        self.D = build_discriminator(cfg.family, d=cfg.d, nc=C, image_size=H, latent_dim=ctx.teacher.latent_dim,
-                                     d_disc=cfg.d_disc).to(ctx.device)
+        self.D = build_discriminator(cfg.family, **student_args(cfg.family, cfg.d, (C, H, W), ctx.teacher.latent_dim,
+                                                                d_disc=cfg.d_disc)).to(ctx.device)
         self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.d_beta1, 0.999))
         self.D_run = self.D  # what the steps call: D itself, or D wrapped for data-parallel training
 
@@ -351,7 +351,8 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
         raise TeacherError(f"{teacher.spec}: the feature term pairs stages of dcgan teachers by itself; for a {teacher.kind} "
                            "teacher name them with --feature-layers teacher_module=student_module,...")
     t_mods, s_mods = [t_named[a] for a, _ in pairs], [s_named[b] for _, b in pairs]
-    t_ch, s_ch = _channels(teacher.module, t_mods, teacher.latent_dim), _channels(student, s_mods, teacher.latent_dim)
+    t_ch = _channels(teacher.module, t_mods, teacher.latent_dim, getattr(teacher, "latent_rank", 2))
+    s_ch = _channels(student, s_mods, teacher.latent_dim)
     return StagePairs(t_mods, s_mods, t_ch, s_ch, pairs)
 
 
@@ -360,7 +361,7 @@ def _some(named: dict) -> str:
     return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
 
 
-def _channels(model, modules: list, latent_dim: int) -> list[int]:
+def _channels(model, modules: list, latent_dim: int, latent_rank: int = 2) -> list[int]:
     """Channels of each module's output, by one forward pass on two latents (shapes must be NCHW)."""
     import torch
 
@@ -371,7 +372,7 @@ def _channels(model, modules: list, latent_dim: int) -> list[int]:
         model.eval()
         with torch.no_grad():
             device = next(iter(model.parameters()), torch.zeros(())).device
-            model(torch.zeros(2, latent_dim, device=device))
+            model(torch.zeros(2, latent_dim, *([1, 1] if latent_rank == 4 else []), device=device))
     finally:
         model.train(was)
         for h in hooks:

@@ -56,9 +56,9 @@ def tiny_student(d: int = 2, steps: int = 40, seed: int = 0, latent_dim: int = 1
         torch.set_num_threads(threads)
 
 
-def random_bn_generator(d: int = 2, seed: int = 0, **args: Any) -> nn.Module:
+def random_bn_generator(d: int = 2, seed: int = 0, family: str = "dcgan", **args: Any) -> nn.Module:
     torch.manual_seed(seed)
-    g = build_generator("dcgan", d=d, **args)
+    g = build_generator(family, d=d, **args)
     for m in g.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1)

@@ -44,8 +44,9 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
                   format: str, quantize: str = "none", batch: Sequence[int] | None = None,
                   calibration_samples: int | None = None, allow_mismatch: bool = False, seed: int = 0,
                   progress: bool = False, manifest_dir: str | os.PathLike | None = None,
-                  expected_output: Sequence[int] | None = None) -> dict[str, Any]:
-    """Export any generator (z (B, latent_dim) → images (B, C, H, W) in [-1, 1]) to ``out_dir``.
+                  expected_output: Sequence[int] | None = None, latent_rank: int = 2) -> dict[str, Any]:
+    """Export any generator (z (B, latent_dim) → images (B, C, H, W) in [-1, 1]) to ``out_dir``;
+    ``latent_rank`` 4 for a module that takes z (B, latent_dim, 1, 1): the file still takes (B, latent_dim).
 
     Returns the manifest export entry (its ``file`` relative to ``manifest_dir``, default ``out_dir``);
     writes no manifest. Raises ConfigError (options), ExportError (conversion), ParityError.
@@ -56,6 +57,12 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
         raise ConfigError(f"latent_dim must be an integer >= 1, got {latent_dim!r}")
     if not _STEM.fullmatch(stem or ""):
         raise ConfigError(f"stem must be letters, digits, '.', '_' or '-', got {stem!r}")
+    if latent_rank not in (2, 4):
+        raise ConfigError(f"latent_rank must be 2 (B, L) or 4 (B, L, 1, 1), got {latent_rank!r}")
+    if latent_rank == 4:
+        from edgegan.export.prepare import FlatLatent
+
+        module = FlatLatent(module)
     created = _missing_dirs(Path(out_dir))
     try:
         return _export(module, latent_dim, Path(out_dir), stem, opts, progress=progress,

@@ -42,6 +42,18 @@ class LatentToImage(nn.Module):
         return self.generator(z).float()
 
 
+class FlatLatent(nn.Module):
+    """A generator that takes z (B, L, 1, 1) (the PyTorch DCGAN example's) as one that takes (B, L): every
+    exported file takes (B, L), whatever the module did (issue 10)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z.reshape(z.shape[0], -1, 1, 1))
+
+
 def prepare_for_export(module: nn.Module, *, rewrite_convt: bool = False) -> tuple[nn.Module, dict[str, int]]:
     """A deep copy of ``module`` in eval mode, BatchNorm folded (ConvTs rewritten if asked), wrapped
     as ``LatentToImage``; plus what was done, for the manifest."""

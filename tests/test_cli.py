@@ -216,7 +216,7 @@ def test_listing_json_parses(args):
     elif args[0] == "datasets":
         assert {d["name"] for d in doc} >= {"digits", "mnist"}
     else:
-        assert [f["name"] for f in doc] == ["dcgan"]
+        assert [f["name"] for f in doc] == ["anyshape", "dcgan"]
 
 
 def test_formats_text_shows_which_backends_run_each_precision():

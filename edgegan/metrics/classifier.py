@@ -292,13 +292,14 @@ def load_classifier(folder: str | os.PathLike) -> DomainClassifier:
 
 def get_classifier(dataset_name: str, data_dir: str | os.PathLike | None = None, *,
                    cache_dir: str | os.PathLike | None = None, config: TrainConfig = TrainConfig(),
-                   width: int = 16, feature_dim: int = 128, progress: bool = True) -> DomainClassifier:
-    """The cached classifier for a labelled dataset, trained (and cached) on first use."""
+                   width: int = 16, feature_dim: int = 128, progress: bool = True,
+                   image_size: int = 32) -> DomainClassifier:
+    """The cached classifier for a labelled dataset at ``image_size``, trained (and cached) on first use."""
     from edgegan.data import load_dataset
 
-    train = load_dataset(dataset_name, data_dir=data_dir, split="train")
+    train = load_dataset(dataset_name, data_dir=data_dir, split="train", image_size=image_size)
     _require_labels(train)
-    test = load_dataset(dataset_name, data_dir=data_dir, split="test")
+    test = load_dataset(dataset_name, data_dir=data_dir, split="test", image_size=image_size)
     key = cache_key(train.sha256, test.sha256, config, width, feature_dim)
     folder = cache_root(cache_dir) / "classifiers" / key
     if (folder / RECORD_NAME).exists():

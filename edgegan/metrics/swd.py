@@ -87,13 +87,16 @@ def laplacian_pyramid(images: np.ndarray, num_levels: int) -> list[np.ndarray]:
     return pyramid
 
 
-def pyramid_resolutions(size: int, min_resolution: int = 16) -> list[int]:
+def pyramid_resolutions(size: int, min_resolution: int = 16, width: int | None = None) -> list[int]:
+    """Pyramid levels, named by their shorter side; ``width`` for non-square images (issue 10): halving
+    stops at the first level with an odd side."""
     res = []
-    while size >= max(min_resolution, 1):
-        res.append(size)
-        if size % 2:
+    h, w = size, size if width is None else width
+    while min(h, w) >= max(min_resolution, 1):
+        res.append(min(h, w))
+        if h % 2 or w % 2:
             break
-        size //= 2
+        h, w = h // 2, w // 2
     return res
 
 
@@ -170,9 +173,7 @@ def swd_descriptors(images: np.ndarray, *, seed: int = 0, config: SWDConfig = SW
                     name: str = "image set") -> SWDDescriptors:
     x = check_images(images, name)
     h, w = x.shape[2:]
-    if h != w:
-        raise MetricError(f"SWD expects square images, got {h}x{w}")
-    resolutions = pyramid_resolutions(h, config.min_resolution)
+    resolutions = pyramid_resolutions(h, config.min_resolution, width=w)
     if not resolutions:
         raise MetricError(f"images of {h}x{w} are smaller than min_resolution {config.min_resolution}")
     pyr = laplacian_pyramid(x, len(resolutions))

@@ -2,7 +2,9 @@
 
 A family turns a JSON-able argument dict into a generator (z of shape (N, latent_dim) → images
 (N, nc, H, W) in [-1, 1]) and a matching discriminator. Checkpoints store ``family`` + ``args``,
-so any stage can rebuild the model from the manifest alone.
+so any stage can rebuild the model from the manifest alone. Every family's args have an
+``output_shape`` (C, H, W), and ``student_args(d, shape, latent_dim)`` says which args make a
+student of width factor ``d`` for a teacher's images (the distiller's one question to a family).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ class Family:
     build_generator: Callable[[Any], Any]
     build_discriminator: Callable[[Any], Any]
     description: str = ""
+    # (d, (C, H, W), latent_dim) -> args of a student of width factor d that makes those images
+    student_args: Callable[[int, tuple[int, int, int], int], dict[str, Any]] | None = None
 
 
 FAMILIES: Registry[Family] = Registry("generator family")
 
 # Modules that register families; a new family is one new file plus one name here.
-_FAMILY_MODULES = ("edgegan.models.dcgan",)
+_FAMILY_MODULES = ("edgegan.models.dcgan", "edgegan.models.anyshape")
 _loaded = False
 
 
@@ -56,6 +60,19 @@ def build_generator(family: str, **args: Any):
 def build_discriminator(family: str, **args: Any):
     fam = get_family(family)
     return fam.build_discriminator(fam.make_args(**args))
+
+
+def student_args(family: str, d: int, shape: tuple[int, int, int], latent_dim: int, **extra: Any) -> dict[str, Any]:
+    """Args of a ``family`` student of width factor ``d`` making images ``shape`` (C, H, W) from z of
+    ``latent_dim``, validated (ConfigError when the family cannot make that shape)."""
+    fam = get_family(family)
+    if fam.student_args is None:
+        from edgegan.errors import ConfigError
+
+        raise ConfigError(f"generator family {family!r} cannot be a distilled student (it has no student_args)")
+    args = {**fam.student_args(d, tuple(shape), latent_dim), **extra}
+    fam.make_args(**args)
+    return args
 
 
 def count_params(module) -> int:

@@ -40,6 +40,10 @@ class DCGANArgs:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        return (self.nc, self.image_size, self.image_size)
+
 
 def _up(cin: int, cout: int, first: bool = False) -> list[nn.Module]:
     conv = nn.ConvTranspose2d(cin, cout, 4, 1, 0, bias=False) if first else nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
@@ -112,5 +116,8 @@ FAMILIES.add(
         build_generator=DCGANGenerator,
         build_discriminator=DCGANDiscriminator,
         description="DCGAN scaled by depth factor d (Aguinaldo et al. 2019); 32x32 or 64x64",
+        student_args=lambda d, shape, latent_dim: {"d": d, "nc": shape[0], "image_size": shape[1],
+                                                   "latent_dim": latent_dim, **({} if shape[1] == shape[2] else
+                                                                                {"image_size": (shape[1], shape[2])})},
     ),
 )

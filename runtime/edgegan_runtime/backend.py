@@ -102,7 +102,7 @@ class _OrtRunner(Session):
         self.sess = sess
         self._ort = ort
         self._in, self._out = checked.onnx_io.input_name, checked.onnx_io.output_name
-        self._shape = (checked.latent_dim,), checked.output_shape
+        self._shape = checked.onnx_io.input_shape or (checked.latent_dim,), checked.output_shape
         self._bindings: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}
         self._options = ort.RunOptions()
         self._options.log_severity_level = 4
@@ -130,7 +130,7 @@ class _OrtRunner(Session):
     def run(self, z: np.ndarray, batch: int) -> np.ndarray:
         try:
             b, x, y = self._binding(batch)
-            np.copyto(x, z)
+            np.copyto(x.reshape(z.shape), z)  # a view: z (N, L) into a (N, L) or (N, L, 1, 1) buffer
             self._run_bound(b)
             return y.copy()
         except Exception as e:

@@ -6,7 +6,7 @@ a graph present): this is the "magic number" of a format that has none, and it r
 file, random bytes or a truncated file in microseconds. Then the ``onnx`` package parses the
 proto (protobuf's parser is memory-safe) and ``onnx.checker.check_model`` validates the graph;
 any exception from either becomes a ModelFileError. Last, the generator contract is read from the
-graph: one float input (B, latent_dim), one float output (B, C, H, W).
+graph: one float input (B, latent_dim) or (B, latent_dim, 1, 1), one float output (B, C, H, W).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class OnnxIO:
     output_shape: tuple[int, int, int]
     metadata: dict = field(default_factory=dict)  # metadata_props (key -> UTF-8 bytes)
     int8_scheme: str | None = None  # "u8u8", "u8s8", "s8s8", "s8u8" for QDQ-quantized files, else None
+    input_shape: tuple[int, ...] = ()  # z's shape after the batch: (latent_dim,) or (latent_dim, 1, 1) (issue 10)
 
 
 def _varint(data: bytes | memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
@@ -341,10 +342,12 @@ def _io(model, name: str) -> OnnxIO:
     idims, odims = _dims(i), _dims(o)
     if i.type.tensor_type.elem_type != _FLOAT or o.type.tensor_type.elem_type != _FLOAT:
         raise ModelFileError(f"{name}: generator input and output must be float32")
-    if len(idims) != 2 or idims[1] is None or len(odims) != 4 or None in odims[1:]:
+    # z is (B, L) or, as in the PyTorch DCGAN example, (B, L, 1, 1); the runtime always takes (N, L)
+    z_ok = (len(idims) == 2 or (len(idims) == 4 and idims[2:] == [1, 1])) and idims[1] is not None
+    if not z_ok or len(odims) != 4 or None in odims[1:]:
         raise ModelFileError(
-            f"{name}: expected input (B, latent_dim) and output (B, C, H, W) with fixed sizes, "
-            f"got {idims} -> {odims}"
+            f"{name}: expected input (B, latent_dim) or (B, latent_dim, 1, 1) and output (B, C, H, W) with fixed "
+            f"sizes, got {idims} -> {odims}"
         )
     if idims[1] < 1 or min(odims[1:]) < 1:
         raise ModelFileError(f"{name}: zero-sized input or output {idims} -> {odims}")
@@ -361,7 +364,7 @@ def _io(model, name: str) -> OnnxIO:
         key = p.key if isinstance(p.key, str) else p.key.decode("utf-8", "replace")
         meta.setdefault(key, p.value if isinstance(p.value, bytes) else p.value.encode("utf-8"))
     return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])), meta,
-                  int8_scheme(model))
+                  int8_scheme(model), tuple(int(d) for d in idims[1:]))
 
 
 _INT8_TYPES = {2: "u8", 3: "s8"}  # TensorProto.UINT8, INT8
