@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgegan.config import DATASET_NAMES, FAMILY_NAMES, opt
+from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
+                            WEIGHT, Bounds, check_bounds, opt)
 from edgegan.errors import CheckpointError, ConfigError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 
@@ -40,47 +41,43 @@ LR_SCHEDULES = ("constant", "cosine")
 class DistillConfig:
     teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
     teacher_weights: str | None = None  # safetensors weights for a module:factory teacher
-    latent_dim: int | None = None  # override when it cannot be read from the teacher
+    latent_dim: int | None = opt(None, "latent size of an ONNX, TorchScript or factory teacher when it cannot be read "
+                                 "from it (an edgegan run records its own: a different value is an error)", bounds=LATENT)
     family: str = opt("dcgan", "student family", choices=FAMILY_NAMES)
-    d: int = 2  # student depth factor
+    d: int = opt(2, "student depth factor", bounds=DEPTH)
     loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
                     "feature term); see edgegan/terms.py", choices=LOSSES)
     terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
-    lam: float = 0.01  # λ: weight of the GAN term in the joint recipe
+    lam: float = opt(0.01, "λ: weight of the GAN term in the joint recipe", bounds=WEIGHT)
     pixel_loss: str = opt("mse", "pixel term's distance", choices=PIXEL_LOSSES)
     gan_loss: str = opt("nonsat", "GAN term's loss: non-saturating BCE or hinge", choices=GAN_LOSSES)
-    d_disc: int = 16  # depth factor of the GAN term's discriminator
-    d_lr: float = 2e-4  # discriminator's Adam learning rate
-    d_beta1: float = 0.5  # discriminator's Adam β1
+    d_disc: int = opt(16, "depth factor of the GAN term's discriminator", bounds=DEPTH)
+    d_lr: float = opt(2e-4, "discriminator's Adam learning rate", bounds=LEARNING_RATE)
+    d_beta1: float = opt(0.5, "discriminator's Adam β1", bounds=BETA)
     feature_layers: str | None = None  # feature term for non-dcgan teachers: teacher_module=student_module,...
     dataset: str | None = opt(None, "real data for the GAN term (default: the teacher's dataset)", choices=DATASET_NAMES)
     data_dir: str | None = None  # folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)
-    steps: int = 2000  # optimiser steps (a resumed run continues up to this)
-    batch_size: int = 64  # latents per step
+    steps: int = opt(2000, "optimiser steps (a resumed run continues up to this)", bounds=STEPS)
+    batch_size: int = opt(64, "latents per step", bounds=BATCH)
     # Adam learning rate of the student. Pixel-MSE regression is stable, and small-d students learn slowly
     # at the GAN rate 2e-4 (a 1x1 output conv over d channels moves ~lr per step): measured on MNIST,
     # 300 steps of a d=2 student cut the MSE 3x at 1e-3, 15x at 3e-3, 42x at 1e-2.
-    lr: float = opt(5e-3, "student learning rate (Adam)")
-    beta1: float = 0.5  # Adam beta1 of the student
+    lr: float = opt(5e-3, "student learning rate (Adam)", bounds=LEARNING_RATE)
+    beta1: float = opt(0.5, "Adam beta1 of the student", bounds=BETA)
     lr_schedule: str | None = opt(None, "learning-rate schedule: constant, or cosine to 1% of lr (default: the recipe's)",
                                   choices=LR_SCHEDULES)
-    warmup_steps: int = 0  # linear learning-rate warm-up at the start
-    ema: float | None = None  # decay of an EMA of the student's weights, exported instead of them (e.g. 0.99; 0: off; default: the recipe's)
-    latent_pool: int = 0  # 0: fresh z every step (the paper); N: draw from N fixed latents, teacher outputs cached
-    seed: int = 0  # random seed
+    warmup_steps: int = opt(0, "linear learning-rate warm-up at the start", bounds=EVERY)
+    ema: float | None = opt(None, "decay of an EMA of the student's weights, exported instead of them (e.g. 0.99; 0: off; "
+                            "default: the recipe's)", bounds=BETA)
+    latent_pool: int = opt(0, "0: fresh z every step (the paper); N: draw from N fixed latents, teacher outputs cached",
+                           bounds=Bounds(0, 10**6))
+    seed: int = opt(0, "random seed", bounds=SEED)
     device: str = "cpu"  # cpu, cuda or cuda:N
-    eval_samples: int = 256  # fixed latents on which the student-teacher MSE is reported
-    checkpoint_every: int = 500  # steps between resumable checkpoints (0: only at the end)
+    eval_samples: int = opt(256, "fixed latents on which the student-teacher MSE is reported", bounds=Bounds(1, 65536))
+    checkpoint_every: int = opt(500, "steps between resumable checkpoints (0: only at the end)", bounds=EVERY)
 
     def __post_init__(self) -> None:
-        ints = {"d": 1, "steps": 1, "batch_size": 1, "d_disc": 1, "eval_samples": 1, "warmup_steps": 0,
-                "latent_pool": 0, "checkpoint_every": 0, "seed": 0}
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
-        if self.seed >= 2**63:
-            raise ConfigError(f"seed must be < 2**63, got {self.seed}")
+        check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
         for name, valid in (("loss", LOSSES), ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES)):
             if getattr(self, name) not in valid:
                 from edgegan.errors import UnknownNameError
@@ -90,19 +87,6 @@ class DistillConfig:
             from edgegan.errors import UnknownNameError
 
             raise UnknownNameError("lr-schedule", self.lr_schedule, list(LR_SCHEDULES))
-        for name in ("lr", "d_lr"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be a finite number > 0, got {v!r}")
-        for name in ("lam", "beta1", "d_beta1"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (name != "lam" and v >= 1):
-                raise ConfigError(f"{name.replace('_', '-')} must be a finite number >= 0{' and < 1' if name != 'lam' else ''}, "
-                                  f"got {v!r}")
-        if self.ema is not None and (not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1):
-            raise ConfigError(f"ema must be a decay in [0, 1) (0: off), got {self.ema!r}")
-        if self.latent_dim is not None and self.latent_dim < 1:
-            raise ConfigError(f"latent-dim must be >= 1, got {self.latent_dim}")
         if self.latent_pool and self.latent_pool < self.batch_size:
             raise ConfigError(f"latent-pool ({self.latent_pool}) must hold at least one batch ({self.batch_size})")
         self.recipe()  # unknown terms, bad weights: an error now, before anything is read or written

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgegan.config import DATASET_NAMES, FAMILY_NAMES, check_choices, opt
+from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
+                            Bounds, check_bounds, check_choices, opt)
 from edgegan.errors import CheckpointError, ConfigError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, versions
 
@@ -33,37 +34,25 @@ class TrainConfig:
     dataset: str = opt("digits", "dataset to train on", choices=DATASET_NAMES)
     data_dir: str | None = opt(None, "folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)")
     family: str = opt("dcgan", "generator family", choices=FAMILY_NAMES)
-    d: int = opt(64, "depth factor of the generator")
-    d_disc: int | None = opt(None, "depth factor of the discriminator (default: same as --d)")
+    d: int = opt(64, "depth factor of the generator", bounds=DEPTH)
+    d_disc: int | None = opt(None, "depth factor of the discriminator (default: same as --d)", bounds=DEPTH)
     image_size: int = opt(32, "image side: 32 (the paper) or 64", choices=(32, 64))
-    latent_dim: int = opt(100, "size of the latent z")
-    steps: int = opt(2000, "total optimiser steps (a resumed run continues up to this)")
-    batch_size: int = opt(64, "images per optimiser step")
-    lr: float = opt(2e-4, "Adam learning rate, both networks")
-    beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5)")
-    seed: int = opt(0, "random seed")
+    latent_dim: int = opt(100, "size of the latent z", bounds=LATENT)
+    steps: int = opt(2000, "total optimiser steps (a resumed run continues up to this)", bounds=STEPS)
+    batch_size: int = opt(64, "images per optimiser step", bounds=BATCH)
+    lr: float = opt(2e-4, "Adam learning rate, both networks", bounds=LEARNING_RATE)
+    beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5)", bounds=BETA)
+    seed: int = opt(0, "random seed", bounds=SEED)
     device: str = opt("cpu", "cpu, cuda or cuda:N")
-    sample_every: int = opt(500, "steps between sample grids (0: only at the end)")
-    checkpoint_every: int = opt(500, "steps between checkpoints (0: only at the end)")
+    sample_every: int = opt(500, "steps between sample grids (0: only at the end)", bounds=EVERY)
+    checkpoint_every: int = opt(500, "steps between checkpoints (0: only at the end)", bounds=EVERY)
     kind: str = opt("teacher", "what the run is recorded as: a teacher, or a student-sized baseline trained "
                     "from scratch (the paper's baseline); the training is the same", choices=KINDS)
-    limit: int | None = opt(None, "use only the first N training images")
+    limit: int | None = opt(None, "use only the first N training images", bounds=Bounds(1, None))
 
     def __post_init__(self) -> None:
-        ints = {"d": 1, "steps": 1, "batch_size": 1, "latent_dim": 1, "sample_every": 0, "checkpoint_every": 0}
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer, got {v!r}")
-            if v < lo:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= {lo}, got {v!r}")
-        if self.d_disc is not None and self.d_disc < 1:
-            raise ConfigError(f"d-disc must be >= 1, got {self.d_disc}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
         check_choices(self)  # kind, image_size
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit}")
 
     def model_args(self, nc: int) -> dict[str, Any]:
         return {"d": self.d, "nc": nc, "image_size": self.image_size, "latent_dim": self.latent_dim, "d_disc": self.d_disc}
