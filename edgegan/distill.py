@@ -27,8 +27,9 @@ from typing import Any
 
 from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
                             WEIGHT, Bounds, check_bounds, opt)
-from edgegan.errors import CheckpointError, ConfigError
+from edgegan.errors import CheckpointError, ConfigError, DivergenceError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
+from edgegan.outputs import check_out, run_output
 
 log = logging.getLogger(__name__)
 LOSSES = ("mse", "joint", "best")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
@@ -140,18 +141,17 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     run in ``out`` from its last checkpoint."""
     import torch
 
-    from edgegan.checkpoint import model_section, read_training_state, restore_training_state
-    from edgegan.models import build_generator, count_params, get_family
+    from edgegan.checkpoint import read_training_state, restore_training_state
+    from edgegan.models import build_generator, get_family
     from edgegan.sources import load_generator
-    from edgegan.terms import TERMS, Context, FeatureCapture, Step, pair_stages
-    from edgegan.utils import progress as bar
+    from edgegan.terms import TERMS, Context, pair_stages
     from edgegan.utils import resolve_device, seed_everything
-    from edgegan_runtime import latent
 
     out = Path(out)
     fam = get_family(cfg.family)
     device = resolve_device(cfg.device)
     recipe = cfg.recipe()
+    check_out(out)
     start_step, history, prev = 0, [], None
     if resume:
         if not (out / "state.json").exists():
@@ -165,12 +165,18 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         if diff:
             raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
         start_step, history = int(prev["step"]), prev["history"]
-        if start_step >= cfg.steps:
+        # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
+        if start_step > cfg.steps or (start_step == cfg.steps and (out / MANIFEST_NAME).exists()):
             raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
 
     teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=cfg.device)
+    if cfg.latent_dim is not None and cfg.latent_dim != teacher.latent_dim:
+        from edgegan.errors import TeacherError
+
+        raise TeacherError(f"{cfg.teacher}: --latent-dim {cfg.latent_dim} but the teacher takes z of size "
+                           f"{teacher.latent_dim}; leave --latent-dim out (it is read from the teacher)")
     C, H, W = teacher.output_shape
     if H != W:
         from edgegan.errors import TeacherError
@@ -215,9 +221,32 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     if prev is not None:
         restore_training_state(out, prev, optimizers=optimizers, rng=rng, modules=modules)
 
+    with run_output(out):
+        return _run(cfg, out, recipe, teacher, student, terms, opt, ema, modules, optimizers, stages, rng, args,
+                    dataset_info, prev, start_step, history, device, progress)
+
+
+def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student, terms, opt, ema, modules: dict,
+         optimizers: dict, stages, rng, args: dict, dataset_info, prev: dict | None, start_step: int, history: list,
+         device, progress: bool) -> dict[str, Any]:
+    import torch
+
+    from edgegan.checkpoint import model_section
+    from edgegan.models import count_params
+    from edgegan.terms import FeatureCapture, Step
+    from edgegan.utils import StopRequest
+    from edgegan.utils import progress as bar
+    from edgegan_runtime import latent
+
     eval_z = torch.from_numpy(latent(cfg.eval_samples, teacher.latent_dim, cfg.seed + 1)).to(device)
     eval_t = torch.cat([teacher.forward(eval_z[i:i + 256]) for i in range(0, len(eval_z), 256)]).to(device)
     final_model = ema if ema is not None else student
+    if not torch.isfinite(eval_t).all():  # a student fitted to NaN would "finish" with MSE nan → nan
+        from edgegan.errors import TeacherError
+
+        bad = int((~torch.isfinite(eval_t)).flatten(1).any(1).sum())
+        raise TeacherError(f"{cfg.teacher}: the teacher's images are not finite (NaN or inf) for {bad} of "
+                           f"{len(eval_t)} latents; nothing to distil")
 
     def eval_mse(model) -> float:
         was = model.training
@@ -246,55 +275,52 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     seconds_before = float(prev.get("seconds", 0.0)) if prev is not None else 0.0
     t0 = time.perf_counter()
     pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    step = start_step
     student.train()
     try:
-        for step in range(start_step + 1, cfg.steps + 1):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
-            if pool_z is not None:
-                idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)
-                z = pool_z[idx]
-                target = pool_t[idx] if pool_t is not None else teacher.forward(z).to(device)
-            else:
-                z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng).to(device)
-                target = teacher.forward(z).to(device)
-            t_feats = t_hooks.take() if t_hooks else []
-            fake = student(z)
-            s_feats = s_hooks.take() if s_hooks else []
-            st = Step(z=z, student=fake, teacher=target, student_features=s_feats, teacher_features=t_feats)
-            logs: dict[str, float] = {}
-            for term, w in terms:
-                if w > 0:
-                    logs.update(term.before_student(st))
-            parts = {term.name: term.loss(st) for term, w in terms if w > 0}
-            loss = sum(w * parts[term.name] for term, w in terms if w > 0)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"distillation diverged at step {step}: loss is {loss.item()} "
-                                  f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); lower --lr or a weight")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                _ema_update(ema, student, ema_decay(step, recipe.ema))
-            if step % every == 0 or step == cfg.steps:
-                with torch.no_grad():
-                    mse = torch.nn.functional.mse_loss(fake, target).item()
-                history.append([step, round(mse, 6), round(loss.item(), 6), *(round(parts[t.name].item(), 6) if t.name in parts else None
-                                                                           for t, _ in terms)])
-            pb.update(1)
-            if step % 10 == 0:
-                pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
-                checkpoint(step)
-    except KeyboardInterrupt:
-        done = step - 1 if step > start_step else start_step
-        if done > start_step:
-            step = done
-            checkpoint(done)
-            log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
-        raise
+        with StopRequest() as stop:
+            for step in range(start_step + 1, cfg.steps + 1):
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
+                if pool_z is not None:
+                    idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)
+                    z = pool_z[idx]
+                    target = pool_t[idx] if pool_t is not None else teacher.forward(z).to(device)
+                else:
+                    z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng).to(device)
+                    target = teacher.forward(z).to(device)
+                t_feats = t_hooks.take() if t_hooks else []
+                fake = student(z)
+                s_feats = s_hooks.take() if s_hooks else []
+                st = Step(z=z, student=fake, teacher=target, student_features=s_feats, teacher_features=t_feats)
+                logs: dict[str, float] = {}
+                for term, w in terms:
+                    if w > 0:
+                        logs.update(term.before_student(st))
+                parts = {term.name: term.loss(st) for term, w in terms if w > 0}
+                loss = sum(w * parts[term.name] for term, w in terms if w > 0)
+                if not torch.isfinite(loss):
+                    why = "the teacher's images are not finite" if not torch.isfinite(target).all() else "lower --lr or a weight"
+                    raise DivergenceError(f"distillation diverged at step {step}: loss is {loss.item()} "
+                                          f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); {why}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if ema is not None:
+                    _ema_update(ema, student, ema_decay(step, recipe.ema))
+                if step % every == 0 or step == cfg.steps:
+                    with torch.no_grad():
+                        mse = torch.nn.functional.mse_loss(fake, target).item()
+                    history.append([step, round(mse, 6), round(loss.item(), 6), *(round(parts[t.name].item(), 6) if t.name in parts else None
+                                                                               for t, _ in terms)])
+                pb.update(1)
+                if step % 10 == 0:
+                    pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                if stop.requested and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
+                    checkpoint(step)
+                    log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
+                    raise KeyboardInterrupt
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+                    checkpoint(step)
     finally:
         pb.close()
         for h in (t_hooks, s_hooks):

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import CheckpointError
+from edgegan.errors import CheckpointError, OutputError
 
 SCHEMA = "edgegan.manifest/1"
 
@@ -39,9 +39,18 @@ SCHEMA = "edgegan.manifest/1"
 # One file-mode rule and one atomic write, defined in the runtime (edgegan_runtime.fileio), imported
 # when first used: importing the runtime package loads numpy, and `edgegan --help` must stay light.
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Every file edgegan writes goes through here: a failure (a full disk, a read-only folder, a
+    file where a folder should be) is an ``OutputError`` naming the file, and leaves no temporary."""
     from edgegan_runtime.fileio import atomic_write_bytes as write
 
-    return write(path, data)
+    try:
+        return write(path, data)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None
+
+
+# A manifest is a few KB (a long loss curve: a few hundred); anything near this is not one.
+MAX_MANIFEST_BYTES = 64 << 20
 
 
 def __getattr__(name: str) -> Any:
@@ -56,8 +65,20 @@ MANIFEST_NAME = "manifest.json"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a regular file; opened without blocking and checked first, so a FIFO named in a
+    manifest is a CheckpointError, not a hang (issue 14)."""
+    import stat
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointError(f"{path}: not a regular file")
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -131,18 +152,71 @@ def manifest_path(run: str | os.PathLike) -> Path:
 def read_manifest(run: str | os.PathLike) -> dict[str, Any]:
     """Read and sanity-check a run's manifest (a run directory or the manifest file itself)."""
     path = manifest_path(run)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{path}: no such run or manifest (expected a run directory holding {MANIFEST_NAME})")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: corrupt manifest, not valid JSON ({e})") from None
+    data = load_json(path, "manifest", MAX_MANIFEST_BYTES)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise CheckpointError(f"{path}: not an edgegan manifest (expected schema {SCHEMA!r})")
     model = data.get("model")
     if not isinstance(model, dict) or not {"family", "args", "weights"} <= set(model):
         raise CheckpointError(f"{path}: manifest has no complete 'model' section (family, args, weights)")
+    _check_types(data, path)
     return data
+
+
+def load_json(path: str | os.PathLike, what: str, limit: int) -> Any:
+    """A JSON file a stranger may have made (a manifest, state.json): a regular file only, opened
+    without blocking (a FIFO must not hang us), at most ``limit`` bytes (``/dev/zero``), and nesting
+    deep enough to exhaust the parser's recursion is a CheckpointError like any other corruption."""
+    from edgegan_runtime.fileio import read_regular
+
+    raw = read_regular(path, limit, what, error=CheckpointError)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt {what}, not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: corrupt {what}, JSON nested too deeply") from None
+
+
+# Fields later stages index into, with their types: a manifest that travelled between machines is
+# checked here once, so a wrong type is one CheckpointError instead of a TypeError deep in a stage.
+_TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...]], ...] = (
+    (("model", "family"), str), (("model", "args"), dict), (("model", "weights"), dict),
+    (("model", "weights", "path"), str), (("model", "weights", "sha256"), (str, type(None))),
+    (("model", "weights", "bytes"), int), (("model", "params"), int), (("model", "latent"), dict),
+    (("model", "latent", "dim"), int), (("model", "output"), dict), (("model", "output", "shape"), list),
+    (("kind",), str), (("exports",), list), (("distill",), dict), (("distill", "teacher"), dict),
+    (("distill", "teacher", "spec"), str), (("distill", "teacher", "kind"), str), (("dataset",), dict),
+    (("train",), dict), (("config",), dict),
+)
+
+
+def _check_types(data: dict[str, Any], path: Path) -> None:
+    for keys, tp in _TYPES:
+        node: Any = data
+        for k in keys:
+            if not isinstance(node, dict) or k not in node:
+                node = _ABSENT
+                break
+            node = node[k]
+        if node is _ABSENT:
+            continue
+        if not isinstance(node, tp) or (tp is int and isinstance(node, bool)):
+            want = tp.__name__ if isinstance(tp, type) else " or ".join(t.__name__ for t in tp)
+            raise CheckpointError(f"{path}: manifest field {'.'.join(keys)} should be {want}, "
+                                  f"got {type(node).__name__} ({str(node)[:40]!r})")
+    shape = data["model"].get("output", {}).get("shape")
+    if shape is not None and (len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                                          for s in shape)):
+        raise CheckpointError(f"{path}: manifest field model.output.shape should be [C, H, W] of positive integers, "
+                              f"got {shape!r}")
+    for i, e in enumerate(data.get("exports") or []):
+        if not isinstance(e, dict) or not isinstance(e.get("file"), str):
+            raise CheckpointError(f"{path}: manifest field exports[{i}] should be an object with a 'file' string")
+
+
+_ABSENT = object()
 
 
 def write_manifest(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:

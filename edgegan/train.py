@@ -6,8 +6,8 @@ A run directory holds::
     manifest.json            written last: the run's commit point (model, dataset, config, train)
     generator.safetensors    the generator (what later stages read)
     discriminator.safetensors
-    state.safetensors        optimiser moments and RNG state, for --resume (no pickle)
-    state.json               step, loss history and the scalars of the optimiser state
+    state-NNNNNNNNN.safetensors  the checkpoint: both networks, optimiser moments, RNG state (no pickle)
+    state.json               step, loss history, optimiser scalars, sha256s: the checkpoint's commit point
     samples/step_NNNNNN.png  sample grids on fixed latents
 """
 
@@ -21,8 +21,9 @@ from typing import Any
 
 from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
                             Bounds, check_bounds, check_choices, opt)
-from edgegan.errors import CheckpointError, ConfigError
+from edgegan.errors import CheckpointError, ConfigError, DivergenceError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, versions
+from edgegan.outputs import check_out, run_output
 
 log = logging.getLogger(__name__)
 KINDS = ("teacher", "baseline")
@@ -65,31 +66,32 @@ _RESUMABLE = {"steps", "sample_every", "checkpoint_every", "device", "data_dir"}
 def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train a GAN into run directory ``out``; returns the manifest. Validates everything before writing."""
     import torch
-    import torch.nn.functional as F
 
-    from edgegan.checkpoint import load_tensors, model_section, save_tensors
+    from edgegan.checkpoint import load_tensors
     from edgegan.data import load_dataset
     from edgegan.models import build_discriminator, build_generator, get_family
-    from edgegan.utils import progress as bar
     from edgegan.utils import resolve_device, seed_everything
-    from edgegan.viz import save_grid
-    from edgegan_runtime import latent
 
     out = Path(out)
     get_family(cfg.family)
     device = resolve_device(cfg.device)
+    check_out(out)
     state_json = out / "state.json"
     start_step, history, prev = 0, [], None
     if resume:
         if not state_json.exists():
             raise CheckpointError(f"{out}: nothing to resume (no state.json; start without --resume)")
         prev = _read_state(out)
-        old = TrainConfig(**prev["config"])
+        try:
+            old = TrainConfig(**prev["config"])
+        except (TypeError, ConfigError) as e:
+            raise CheckpointError(f"{out}/state.json: its config is not a training config ({e})") from None
         diff = {k for k, v in asdict(cfg).items() if getattr(old, k) != v} - _RESUMABLE
         if diff:
             raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
         start_step, history = prev["step"], prev["history"]
-        if start_step >= cfg.steps:
+        # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
+        if start_step > cfg.steps or (start_step == cfg.steps and (out / MANIFEST_NAME).exists()):
             raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
@@ -106,59 +108,82 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     if prev is not None:
         _restore(out, prev, G, D, opt_g, opt_d, gen, load_tensors)
 
-    out.mkdir(parents=True, exist_ok=True)
+    with run_output(out):
+        return _train(cfg, out, data, margs, G, D, opt_g, opt_d, gen, start_step, history, prev, device, progress)
+
+
+def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, gen, start_step: int, history: list,
+           prev: dict | None, device, progress: bool) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    from edgegan.checkpoint import model_section, save_tensors
+    from edgegan.utils import StopRequest
+    from edgegan.utils import progress as bar
+    from edgegan.viz import save_grid
+    from edgegan_runtime import latent
+
     images = data.torch()
     n = len(images)
     fixed_z = torch.from_numpy(latent(64, cfg.latent_dim, cfg.seed)).to(device)
     t0 = time.perf_counter()
     pb = bar(cfg.steps, f"train {cfg.kind} d={cfg.d}", initial=start_step, enabled=progress)
-    step = start_step
     ones = torch.ones(cfg.batch_size, device=device)
     zeros = torch.zeros(cfg.batch_size, device=device)
     try:
-        for step in range(start_step + 1, cfg.steps + 1):
-            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-            real = images[idx].to(device)
-            z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
-            fake = G(z)
-            # Discriminator: real → 1, fake → 0.
-            opt_d.zero_grad(set_to_none=True)
-            loss_d = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
-            loss_d.backward()
-            opt_d.step()
-            # Generator: non-saturating loss, fake → 1.
-            opt_g.zero_grad(set_to_none=True)
-            loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
-            loss_g.backward()
-            opt_g.step()
-            if step % max(1, cfg.steps // 200) == 0 or step == cfg.steps:
-                history.append([step, round(loss_g.item(), 5), round(loss_d.item(), 5)])
-            pb.update(1)
-            pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
-            if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
-                _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
-                _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen, save_tensors)
-    except KeyboardInterrupt:
-        # Keep what was learnt: a resumable checkpoint at the last finished step.
-        done = step - 1 if step > start_step else start_step
-        if done > start_step:
-            _checkpoint(out, cfg, done, history, G, D, opt_g, opt_d, gen, save_tensors)
-            log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
-        raise
+        with StopRequest() as stop:
+            for step in range(start_step + 1, cfg.steps + 1):
+                idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+                real = images[idx].to(device)
+                z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
+                fake = G(z)
+                # Discriminator: real → 1, fake → 0.
+                opt_d.zero_grad(set_to_none=True)
+                loss_d = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+                # Generator: non-saturating loss, fake → 1 (its value is checked before either network steps).
+                if not torch.isfinite(loss_d):
+                    raise DivergenceError(f"training diverged at step {step}: discriminator loss is {loss_d.item()}; "
+                                           "lower --lr")
+                loss_d.backward()
+                opt_d.step()
+                opt_g.zero_grad(set_to_none=True)
+                loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
+                if not torch.isfinite(loss_g):
+                    raise DivergenceError(f"training diverged at step {step}: generator loss is {loss_g.item()}; "
+                                           "lower --lr")
+                loss_g.backward()
+                opt_g.step()
+                if step % max(1, cfg.steps // 200) == 0 or step == cfg.steps:
+                    history.append([step, round(loss_g.item(), 5), round(loss_d.item(), 5)])
+                pb.update(1)
+                pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
+                if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
+                    _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid)
+                if stop.requested and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
+                    _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
+                    log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
+                    raise KeyboardInterrupt
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+                    _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
     finally:
         pb.close()
     seconds = time.perf_counter() - t0
     _sample(G, fixed_z, out / "samples" / f"step_{cfg.steps:06d}.png", save_grid)
-    _checkpoint(out, cfg, cfg.steps, history, G, D, opt_g, opt_d, gen, save_tensors)
+    _checkpoint(out, cfg, cfg.steps, history, G, D, opt_g, opt_d, gen)
     G.eval()
+    # The final weights, then the manifest (the commit point); a failure between them removes the
+    # weights (edgegan.outputs.run_output) and keeps the step-N checkpoint, which --resume finishes.
+    from edgegan.checkpoint import save_generator_weights
+
+    save_tensors(out / _WEIGHTS[1], D.state_dict())
+    save_generator_weights(out / _WEIGHTS[0], G, cfg.family)
     manifest = {
         "schema": "edgegan.manifest/1",
         "kind": cfg.kind,
         "created": now_iso(),
         "versions": versions(),
         "model": model_section(G.cpu(), cfg.family, margs, out, write=False),
-        "discriminator": file_entry(out / "discriminator.safetensors", out),
+        "discriminator": file_entry(out / _WEIGHTS[1], out),
         "dataset": data.describe(),
         "config": asdict(cfg),
         "train": {
@@ -185,16 +210,14 @@ def _sample(G, z, path: Path, save_grid) -> None:
     save_grid(imgs, path, nrow=8)
 
 
-_WEIGHTS = ("generator.safetensors", "discriminator.safetensors")
+_WEIGHTS = ("generator.safetensors", "discriminator.safetensors")  # final files, written with the manifest
 
 
-def _checkpoint(out: Path, cfg: TrainConfig, step: int, history: list, G, D, opt_g, opt_d, gen, save_tensors) -> None:
-    from edgegan.checkpoint import save_generator_weights, save_training_state
+def _checkpoint(out: Path, cfg: TrainConfig, step: int, history: list, G, D, opt_g, opt_d, gen) -> None:
+    from edgegan.checkpoint import save_training_state
 
-    save_generator_weights(out / _WEIGHTS[0], G, cfg.family)
-    save_tensors(out / _WEIGHTS[1], D.state_dict())
     save_training_state(out, step=step, config=asdict(cfg), history=history, optimizers={"opt_g": opt_g, "opt_d": opt_d},
-                        rng=gen, files=_WEIGHTS)
+                        rng=gen, modules={"generator": G, "discriminator": D})
 
 
 def _read_state(out: Path) -> dict[str, Any]:
@@ -204,14 +227,15 @@ def _read_state(out: Path) -> dict[str, Any]:
 
 
 def _restore(out: Path, st: dict, G, D, opt_g, opt_d, gen, load_tensors) -> None:
-    from edgegan.checkpoint import restore_training_state
+    from edgegan.checkpoint import STATE_TENSORS, load_into, restore_training_state
 
-    try:
-        G.load_state_dict(load_tensors(out / _WEIGHTS[0]))
-        D.load_state_dict(load_tensors(out / _WEIGHTS[1]))
-    except RuntimeError as e:
-        raise CheckpointError(f"{out}: checkpoint weights do not fit this run ({str(e).splitlines()[0]})") from None
-    restore_training_state(out, st, optimizers={"opt_g": opt_g, "opt_d": opt_d}, rng=gen)
+    if st.get("tensors", STATE_TENSORS) == STATE_TENSORS:  # a checkpoint from before issue 14: weights beside it
+        for name, module in zip(_WEIGHTS, (G, D)):
+            load_into(module, load_tensors(out / name), out / name)
+        restore_training_state(out, st, optimizers={"opt_g": opt_g, "opt_d": opt_d}, rng=gen)
+    else:
+        restore_training_state(out, st, optimizers={"opt_g": opt_g, "opt_d": opt_d}, rng=gen,
+                               modules={"generator": G, "discriminator": D})
 
 
 __all__ = ["TrainConfig", "train_gan"]
