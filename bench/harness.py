@@ -101,7 +101,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
               dataset: str | None = None, data_dir: str | None = None, seed: int = 0, batch: int = 1,
               threads: int = 1, progress: bool = True, baselines: list[str] | None = None,
               device_results: list[str | Path] | None = None, inception_weights: str | Path | None = None,
-              options: BenchOptions | None = None) -> dict[str, Any]:
+              options: BenchOptions | None = None, teacher: str | None = None,
+              teacher_weights: str | None = None) -> dict[str, Any]:
     """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
     from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table.
 
@@ -109,7 +110,9 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     each becomes its own columns, labelled with the board's CPU (see ``merge_device_results``).
     ``options`` (what ``edgegan bench`` passes) replaces the keyword arguments it holds.
     ``inception_weights``: pytorch-fid's weights file, checked against its pinned sha256 before anything
-    is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there."""
+    is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there.
+    ``teacher`` replaces the teacher the manifests record; a ``module:factory`` recorded there is never
+    run (issue 14): it must be given here, as the user typed it."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_generator
     from edgegan.sysinfo import machine
@@ -119,6 +122,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         models, samples, dataset, data_dir = options.model_list(), options.samples, options.dataset, options.data_dir
         seed, baselines, inception_weights = options.seed, list(options.baseline), options.inception_weights
         device_results = list(options.device_results)
+        teacher, teacher_weights = options.teacher, options.teacher_weights
     inception = _inception_options(inception_weights)
     models = models or list(MODEL_GROUPS)
     bad = [m for m in models if m not in MODEL_GROUPS]
@@ -145,18 +149,22 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     grids: dict[str, np.ndarray] = {}
     for run_path, m in manifests:
         run_dir = Path(run_path) if Path(run_path).is_dir() else Path(run_path).parent
-        tinfo = m["distill"]["teacher"]
-        teacher = load_generator(tinfo["spec"], weights=tinfo.get("weights"), latent_dim=tinfo.get("latent_dim"))
+        tinfo = dict(m["distill"]["teacher"])
+        if teacher is not None:  # typed by the user: the one place a module:factory may be run
+            tinfo.update(spec=teacher, weights=teacher_weights)
+        tsource = load_generator(tinfo["spec"], weights=tinfo.get("weights"), latent_dim=tinfo.get("latent_dim"),
+                                 allow_factory=teacher is not None)
+        tinfo["kind"] = tsource.kind
         student = load_run(run_dir)
         ds_name, ds_dir = _dataset_of(m, tinfo, dataset, data_dir)
         L = student.latent_dim
         z = latent(samples, L, seed)
         say = log.warning if progress else log.info
         say("bench %s: %d samples, reference %s", run_dir, samples, ds_name)
-        teacher_imgs = _torch_images(teacher.forward, z)
+        teacher_imgs = _torch_images(tsource.forward, z)
         rows: list[dict[str, Any]] = []
-        t_params = teacher.params
-        t_macs = count_macs(teacher.module, L) if teacher.module is not None else None
+        t_params = tsource.params
+        t_macs = count_macs(tsource.module, L) if tsource.module is not None else None
 
         def row(name, kind, params, macs, nbytes, latency, images, fmt="torch", precision="fp32", extra=None):
             rows.append({"name": name, "kind": kind, "format": fmt, "precision": precision, "params": params,
@@ -166,9 +174,9 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
 
         if "teacher" in models:
             row("teacher", "teacher", t_params, t_macs, _teacher_bytes(tinfo), probe_torch(tinfo["spec"], batch=batch,
-                threads=threads) if teacher.kind != "onnx" else probe_runtime(tinfo["spec"], batch=batch, threads=threads),
-                teacher_imgs, fmt="torch" if teacher.kind != "onnx" else "onnx")
-            if teacher.kind == "edgegan":
+                threads=threads) if tsource.kind != "onnx" else probe_runtime(tinfo["spec"], batch=batch, threads=threads),
+                teacher_imgs, fmt="torch" if tsource.kind != "onnx" else "onnx")
+            if tsource.kind == "edgegan":
                 entry = _export_teacher(tinfo["spec"], out / "teacher_onnx")
                 if "error" in entry:
                     row("teacher", "teacher", t_params, t_macs, None, entry, None, fmt="onnx")

@@ -26,6 +26,10 @@ from edgegan.manifest import MANIFEST_NAME, sha256_file
 _PROBE_LATENTS = (100, 128, 64, 256, 512, 200, 120, 32, 16)
 
 
+class FactoryRefused(TeacherError):
+    """A ``module:factory`` read from a manifest, not typed by the user: never imported."""
+
+
 @dataclass
 class GeneratorSource:
     kind: str  # "edgegan" | "torchscript" | "onnx" | "factory"
@@ -43,17 +47,26 @@ class GeneratorSource:
 
 
 def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | None = None,
-                   device: str = "cpu") -> GeneratorSource:
+                   device: str = "cpu", allow_factory: bool = True) -> GeneratorSource:
+    """``allow_factory=False`` for a spec read from a file (a manifest): a manifest must never name
+    code to run, so a ``module:factory`` there is refused before anything is imported (issue 14)."""
     p = Path(spec)
     if p.is_dir() or p.name == MANIFEST_NAME:
         return _from_run(spec, device)
     if _is_factory(spec) and not p.exists():
+        if not allow_factory:
+            raise FactoryRefused(f"{spec}: a module:factory teacher is run only when typed on the command line "
+                                 f"(a manifest never names code to run); pass --teacher {spec}"
+                                 + (f" --teacher-weights {weights}" if weights else "") + " again")
         return _from_factory(spec, weights, latent_dim, device)
     if not p.exists():
         raise TeacherError(f"{spec}: no such teacher (expected a run directory, .onnx, TorchScript file, or module:factory)")
-    if p.is_file() and p.stat().st_size == 0:
+    if not p.is_dir() and not p.is_file():  # a FIFO or a device: opening it could block forever
+        raise TeacherError(f"{spec}: teacher is not a regular file")
+    if p.stat().st_size == 0:
         raise TeacherError(f"{spec}: teacher file is empty")
-    head = p.read_bytes()[:4]
+    with open(p, "rb") as f:
+        head = f.read(4)
     if p.suffix == ".onnx" or (head[:1] == b"\x08" and p.suffix not in (".pt", ".ts", ".pth")):
         return _from_onnx(p, latent_dim)
     if head[:2] == b"PK":  # TorchScript archives are zip files
