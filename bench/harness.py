@@ -136,6 +136,11 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         if "distill" not in m:
             raise BenchError(f"{r}: not a distilled student run (no 'distill' section); bench compares a student "
                              "with its teacher")
+    if teacher is None:  # a recorded module:factory is refused before anything is written
+        from edgegan.sources import refuse_recorded_factory
+
+        for _, m in manifests:
+            refuse_recorded_factory(m["distill"]["teacher"]["spec"], m["distill"]["teacher"].get("weights"))
     base_runs = [(b, read_manifest(b)) for b in baselines or []]
     for b, bm in base_runs:
         for r, m in manifests:

@@ -166,7 +166,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
         start_step, history = int(prev["step"]), prev["history"]
         # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
-        if start_step > cfg.steps or (start_step == cfg.steps and (out / MANIFEST_NAME).exists()):
+        if start_step > cfg.steps or (start_step == cfg.steps and (out / MANIFEST_NAME).is_file()):
             raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")

@@ -87,7 +87,7 @@ def run_output(out: Path) -> Iterator[None]:
 
 def _clean_after_failure(out: Path, started_empty: bool) -> int | None:
     """Remove what a failed run must not leave; returns the step of the resumable checkpoint kept, if any."""
-    if not out.is_dir() or (out / "manifest.json").exists():
+    if not out.is_dir() or (out / "manifest.json").is_file():
         return None  # a finished run (or nothing written): not ours to touch
     for name in FINAL_WEIGHTS:
         _unlink(out / name)

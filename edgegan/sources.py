@@ -55,9 +55,7 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
         return _from_run(spec, device)
     if _is_factory(spec) and not p.exists():
         if not allow_factory:
-            raise FactoryRefused(f"{spec}: a module:factory teacher is run only when typed on the command line "
-                                 f"(a manifest never names code to run); pass --teacher {spec}"
-                                 + (f" --teacher-weights {weights}" if weights else "") + " again")
+            refuse_recorded_factory(spec, weights)
         return _from_factory(spec, weights, latent_dim, device)
     if not p.exists():
         raise TeacherError(f"{spec}: no such teacher (expected a run directory, .onnx, TorchScript file, or module:factory)")
@@ -72,6 +70,14 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
     if head[:2] == b"PK":  # TorchScript archives are zip files
         return _from_torchscript(p, latent_dim, device)
     raise TeacherError(f"{spec}: unrecognised teacher file (not ONNX, not a TorchScript archive)")
+
+
+def refuse_recorded_factory(spec: str, weights: str | None = None) -> None:
+    """Raise FactoryRefused if ``spec``, read from a file, names a ``module:factory`` (issue 14)."""
+    if isinstance(spec, str) and _is_factory(spec) and not Path(spec).exists():
+        raise FactoryRefused(f"{spec}: a module:factory teacher is run only when typed on the command line "
+                             f"(a manifest never names code to run); pass --teacher {spec}"
+                             + (f" --teacher-weights {weights}" if weights else "") + " again")
 
 
 def _is_factory(spec: str) -> bool:
