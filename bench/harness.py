@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.bench.options import MODEL_GROUPS, BenchOptions
-from edgegan.errors import BenchError, ConfigError
+from edgegan.errors import BenchError, ConfigError, EdgeganError
 from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, read_manifest, versions
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,9 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 raise BenchError(f"{b}: baseline makes {bm['model']['output']['shape']} images, student {r} makes "
                                  f"{m['model']['output']['shape']}")
     out = Path(out)
+    from edgegan.outputs import check_out
+
+    check_out(out)  # a file, or a folder under a file: one line before any work
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     results: list[dict[str, Any]] = []
@@ -247,12 +250,12 @@ def load_device_results(paths: list[str | Path]) -> list[dict[str, Any]]:
     """Read and check device-results files (before anything is written); raises BenchError."""
     docs = []
     for p in paths:
-        try:
-            d = json.loads(Path(p).read_text())
-        except FileNotFoundError:
-            raise BenchError(f"{p}: no such device-results file") from None
-        except (OSError, ValueError) as e:
-            raise BenchError(f"{p}: not a device-results JSON ({e})") from None
+        from edgegan.manifest import load_json
+
+        try:  # bounded, non-blocking, regular files only (issue 14)
+            d = load_json(p, "device-results file", 64 << 20)
+        except EdgeganError as e:
+            raise BenchError(str(e).replace("manifest", "device-results file")) from None
         if not isinstance(d, dict) or d.get("schema") != DEVICE_SCHEMA or not isinstance(d.get("models"), list):
             raise BenchError(f"{p}: not a device-results file (schema {DEVICE_SCHEMA}, written by a bundle's "
                              "run_bench.py)")

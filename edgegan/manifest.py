@@ -180,35 +180,48 @@ def load_json(path: str | os.PathLike, what: str, limit: int) -> Any:
 
 
 # Fields later stages index into, with their types: a manifest that travelled between machines is
-# checked here once, so a wrong type is one CheckpointError instead of a TypeError deep in a stage.
-_TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...]], ...] = (
-    (("model", "family"), str), (("model", "args"), dict), (("model", "weights"), dict),
-    (("model", "weights", "path"), str), (("model", "weights", "sha256"), (str, type(None))),
-    (("model", "weights", "bytes"), int), (("model", "params"), int), (("model", "latent"), dict),
-    (("model", "latent", "dim"), int), (("model", "output"), dict), (("model", "output", "shape"), list),
-    (("kind",), str), (("exports",), list), (("distill",), dict), (("distill", "teacher"), dict),
-    (("distill", "teacher", "spec"), str), (("distill", "teacher", "kind"), str), (("dataset",), dict),
-    (("train",), dict), (("config",), dict),
+# checked here once, so a wrong type or a missing field is one CheckpointError instead of a
+# TypeError or KeyError deep in a stage. Required: present whenever the section above it is.
+_REQUIRED, _OPTIONAL = True, False
+_TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...], bool], ...] = (
+    (("model", "family"), str, _REQUIRED), (("model", "args"), dict, _REQUIRED), (("model", "weights"), dict, _REQUIRED),
+    (("model", "weights", "path"), str, _REQUIRED), (("model", "weights", "sha256"), (str, type(None)), _OPTIONAL),
+    (("model", "weights", "bytes"), int, _REQUIRED), (("model", "params"), int, _REQUIRED),
+    (("model", "latent"), dict, _REQUIRED), (("model", "latent", "dim"), int, _REQUIRED),
+    (("model", "output"), dict, _REQUIRED), (("model", "output", "shape"), list, _REQUIRED),
+    (("kind",), str, _OPTIONAL), (("exports",), list, _OPTIONAL),
+    (("distill",), dict, _OPTIONAL), (("distill", "teacher"), dict, _REQUIRED),
+    (("distill", "teacher", "spec"), str, _REQUIRED), (("distill", "teacher", "kind"), str, _REQUIRED),
+    (("distill", "teacher", "latent_dim"), (int, type(None)), _OPTIONAL),
+    (("distill", "teacher", "weights"), (str, type(None)), _OPTIONAL),
+    (("distill", "teacher_params"), (int, type(None)), _REQUIRED),
+    (("distill", "compression_ratio"), (int, float, type(None)), _REQUIRED),
+    (("distill", "eval"), dict, _REQUIRED), (("distill", "eval", "mse_start"), (int, float), _REQUIRED),
+    (("distill", "eval", "mse_end"), (int, float), _REQUIRED),
+    (("dataset",), dict, _OPTIONAL), (("dataset", "name"), str, _REQUIRED), (("dataset", "count"), int, _REQUIRED),
+    (("train",), dict, _OPTIONAL), (("train", "step"), int, _REQUIRED), (("train", "seconds"), (int, float), _REQUIRED),
+    (("config",), dict, _OPTIONAL),
 )
 
 
 def _check_types(data: dict[str, Any], path: Path) -> None:
-    for keys, tp in _TYPES:
+    for keys, tp, required in _TYPES:
         node: Any = data
-        for k in keys:
+        for i, k in enumerate(keys):
             if not isinstance(node, dict) or k not in node:
+                if required and i == len(keys) - 1 and isinstance(node, dict):
+                    raise CheckpointError(f"{path}: manifest field {'.'.join(keys)} is missing")
                 node = _ABSENT
                 break
             node = node[k]
         if node is _ABSENT:
             continue
-        if not isinstance(node, tp) or (tp is int and isinstance(node, bool)):
+        if not isinstance(node, tp) or (isinstance(node, bool) and bool not in (tp if isinstance(tp, tuple) else (tp,))):
             want = tp.__name__ if isinstance(tp, type) else " or ".join(t.__name__ for t in tp)
             raise CheckpointError(f"{path}: manifest field {'.'.join(keys)} should be {want}, "
                                   f"got {type(node).__name__} ({str(node)[:40]!r})")
-    shape = data["model"].get("output", {}).get("shape")
-    if shape is not None and (len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
-                                                          for s in shape)):
+    shape = data["model"]["output"]["shape"]
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise CheckpointError(f"{path}: manifest field model.output.shape should be [C, H, W] of positive integers, "
                               f"got {shape!r}")
     for i, e in enumerate(data.get("exports") or []):

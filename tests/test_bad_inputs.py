@@ -234,6 +234,28 @@ def nan_teacher(tmp, runs):
     return ["distill", "--teacher", "tests.factories:nan_teacher", "--steps", "2", "--out", "OUT"]
 
 
+def demo_into_a_foreign_folder(tmp, runs):
+    (tmp / "home").mkdir()
+    (tmp / "home" / "thesis.tex").write_text("years of work")  # the demo must not delete a folder it did not make
+    return ["demo", "--fast", "--out", tmp / "home"]
+
+
+def bench_out_is_file(tmp, runs):
+    (tmp / "f").write_text("x")
+    return ["bench", runs / "s", "--samples", "4", "--out", tmp / "f"]
+
+
+def manifest_field_missing(tmp, runs):
+    r = copy_run(runs / "s", tmp / "s")
+    edit_manifest(r, lambda m: m["distill"].pop("eval"))
+    return ["info", r]
+
+
+def device_results_fifo(tmp, runs):
+    os.mkfifo(tmp / "device.json")
+    return ["bench", runs / "s", "--samples", "4", "--device-results", tmp / "device.json", "--out", "OUT"]
+
+
 def _opt(*args):
     def build(tmp, runs):
         return [a.replace("{t}", str(runs / "t")).replace("{s}", str(runs / "s")) if isinstance(a, str) else a
@@ -260,8 +282,11 @@ BAD = {
                                                  "--calibration-samples", str(10**12), "--out", "OUT"), CONFIG,
                                             "calibration-samples must be"),
     "--out is a file": (out_is_file, OUTPUT, "--out is a file"),
+    "bench --out is a file": (bench_out_is_file, OUTPUT, "--out is a file"),
+    "demo --out a folder that is not a demo's": (demo_into_a_foreign_folder, CONFIG, "is not a demo folder"),
     "--out under a file": (out_under_file, OUTPUT, "is a file, not a directory"),
     "manifest field of the wrong type": (manifest_wrong_type, CHECKPOINT, "model.weights.bytes should be int"),
+    "manifest field missing": (manifest_field_missing, CHECKPOINT, "distill.eval is missing"),
     "manifest exports not a list": (manifest_exports_not_a_list, CHECKPOINT, "exports should be list"),
     "manifest deeply nested JSON": (manifest_deep_json, CHECKPOINT, "nested too deeply"),
     "manifest is a FIFO": (manifest_fifo, CHECKPOINT, "is a FIFO, not a regular file"),
@@ -275,6 +300,7 @@ BAD = {
     "CIFAR image and label counts differ": (cifar_count_mismatch, DATASET, "holds 3 images but (2,) labels"),
     "20000x20000 PNG": (png_bomb, DATASET, "too large to decode safely"),
     "dataset file is a FIFO": (dataset_fifo, DATASET, "not a regular file"),
+    "device-results file is a FIFO": (device_results_fifo, BENCH, "is a FIFO, not a regular file"),
     "teacher file is a FIFO": (teacher_fifo, CHECKPOINT, "not a regular file"),
     "--latent-dim disagrees with a run teacher": (latent_dim_disagrees, CHECKPOINT, "--latent-dim 7 but the teacher"),
     "teacher outputs NaN": (nan_teacher, CHECKPOINT, "not finite"),
@@ -292,7 +318,8 @@ def test_bad_input_is_one_typed_line_and_leaves_nothing(name, runs, tmp_path, ca
     one_line(lines, pattern)
     assert not out.exists()
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p != out)
-    assert [p for p in after if p not in before and "other" not in p.parts] == [], "left behind"
+    assert [p for p in after if p not in before] == [], "left behind"
+    assert [p for p in before if p not in after] == [], "removed what it did not make"
 
 
 def test_an_unwritable_out_is_an_output_error(runs, tmp_path, capsys):
