@@ -276,52 +276,53 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
     t0 = time.perf_counter()
     pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress)
     student.train()
+    stop = StopRequest().install()  # Ctrl-C: finish the step, checkpoint it, stop
     try:
-        with StopRequest() as stop:
-            for step in range(start_step + 1, cfg.steps + 1):
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
-                if pool_z is not None:
-                    idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)
-                    z = pool_z[idx]
-                    target = pool_t[idx] if pool_t is not None else teacher.forward(z).to(device)
-                else:
-                    z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng).to(device)
-                    target = teacher.forward(z).to(device)
-                t_feats = t_hooks.take() if t_hooks else []
-                fake = student(z)
-                s_feats = s_hooks.take() if s_hooks else []
-                st = Step(z=z, student=fake, teacher=target, student_features=s_feats, teacher_features=t_feats)
-                logs: dict[str, float] = {}
-                for term, w in terms:
-                    if w > 0:
-                        logs.update(term.before_student(st))
-                parts = {term.name: term.loss(st) for term, w in terms if w > 0}
-                loss = sum(w * parts[term.name] for term, w in terms if w > 0)
-                if not torch.isfinite(loss):
-                    why = "the teacher's images are not finite" if not torch.isfinite(target).all() else "lower --lr or a weight"
-                    raise DivergenceError(f"distillation diverged at step {step}: loss is {loss.item()} "
-                                          f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); {why}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if ema is not None:
-                    _ema_update(ema, student, ema_decay(step, recipe.ema))
-                if step % every == 0 or step == cfg.steps:
-                    with torch.no_grad():
-                        mse = torch.nn.functional.mse_loss(fake, target).item()
-                    history.append([step, round(mse, 6), round(loss.item(), 6), *(round(parts[t.name].item(), 6) if t.name in parts else None
-                                                                               for t, _ in terms)])
-                pb.update(1)
-                if step % 10 == 0:
-                    pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-                if stop.requested and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
-                    checkpoint(step)
-                    log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
-                    raise KeyboardInterrupt
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
-                    checkpoint(step)
+        for step in range(start_step + 1, cfg.steps + 1):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
+            if pool_z is not None:
+                idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)
+                z = pool_z[idx]
+                target = pool_t[idx] if pool_t is not None else teacher.forward(z).to(device)
+            else:
+                z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng).to(device)
+                target = teacher.forward(z).to(device)
+            t_feats = t_hooks.take() if t_hooks else []
+            fake = student(z)
+            s_feats = s_hooks.take() if s_hooks else []
+            st = Step(z=z, student=fake, teacher=target, student_features=s_feats, teacher_features=t_feats)
+            logs: dict[str, float] = {}
+            for term, w in terms:
+                if w > 0:
+                    logs.update(term.before_student(st))
+            parts = {term.name: term.loss(st) for term, w in terms if w > 0}
+            loss = sum(w * parts[term.name] for term, w in terms if w > 0)
+            if not torch.isfinite(loss):
+                why = "the teacher's images are not finite" if not torch.isfinite(target).all() else "lower --lr or a weight"
+                raise DivergenceError(f"distillation diverged at step {step}: loss is {loss.item()} "
+                                      f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); {why}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                _ema_update(ema, student, ema_decay(step, recipe.ema))
+            if step % every == 0 or step == cfg.steps:
+                with torch.no_grad():
+                    mse = torch.nn.functional.mse_loss(fake, target).item()
+                history.append([step, round(mse, 6), round(loss.item(), 6), *(round(parts[t.name].item(), 6) if t.name in parts else None
+                                                                           for t, _ in terms)])
+            pb.update(1)
+            if step % 10 == 0:
+                pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if stop.requested and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
+                checkpoint(step)
+                log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
+                raise KeyboardInterrupt
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+                checkpoint(step)
     finally:
+        stop.remove()
         pb.close()
         for h in (t_hooks, s_hooks):
             if h:

@@ -130,42 +130,43 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
     pb = bar(cfg.steps, f"train {cfg.kind} d={cfg.d}", initial=start_step, enabled=progress)
     ones = torch.ones(cfg.batch_size, device=device)
     zeros = torch.zeros(cfg.batch_size, device=device)
+    stop = StopRequest().install()  # Ctrl-C: finish the step, checkpoint it, stop
     try:
-        with StopRequest() as stop:
-            for step in range(start_step + 1, cfg.steps + 1):
-                idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-                real = images[idx].to(device)
-                z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
-                fake = G(z)
-                # Discriminator: real → 1, fake → 0.
-                opt_d.zero_grad(set_to_none=True)
-                loss_d = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
-                # Generator: non-saturating loss, fake → 1 (its value is checked before either network steps).
-                if not torch.isfinite(loss_d):
-                    raise DivergenceError(f"training diverged at step {step}: discriminator loss is {loss_d.item()}; "
-                                           "lower --lr")
-                loss_d.backward()
-                opt_d.step()
-                opt_g.zero_grad(set_to_none=True)
-                loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
-                if not torch.isfinite(loss_g):
-                    raise DivergenceError(f"training diverged at step {step}: generator loss is {loss_g.item()}; "
-                                           "lower --lr")
-                loss_g.backward()
-                opt_g.step()
-                if step % max(1, cfg.steps // 200) == 0 or step == cfg.steps:
-                    history.append([step, round(loss_g.item(), 5), round(loss_d.item(), 5)])
-                pb.update(1)
-                pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
-                if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
-                    _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid)
-                if stop.requested and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
-                    _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
-                    log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
-                    raise KeyboardInterrupt
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
-                    _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
+        for step in range(start_step + 1, cfg.steps + 1):
+            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+            real = images[idx].to(device)
+            z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
+            fake = G(z)
+            # Discriminator: real → 1, fake → 0.
+            opt_d.zero_grad(set_to_none=True)
+            loss_d = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+            if not torch.isfinite(loss_d):  # NaN/inf: stop before a step spoils the weights (issue 14)
+                raise DivergenceError(f"training diverged at step {step}: discriminator loss is {loss_d.item()}; "
+                                      "lower --lr")
+            loss_d.backward()
+            opt_d.step()
+            # Generator: non-saturating loss, fake → 1.
+            opt_g.zero_grad(set_to_none=True)
+            loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
+            if not torch.isfinite(loss_g):
+                raise DivergenceError(f"training diverged at step {step}: generator loss is {loss_g.item()}; "
+                                      "lower --lr")
+            loss_g.backward()
+            opt_g.step()
+            if step % max(1, cfg.steps // 200) == 0 or step == cfg.steps:
+                history.append([step, round(loss_g.item(), 5), round(loss_d.item(), 5)])
+            pb.update(1)
+            pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
+            if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
+                _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid)
+            if stop.requested and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
+                _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
+                log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
+                raise KeyboardInterrupt
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+                _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
     finally:
+        stop.remove()
         pb.close()
     seconds = time.perf_counter() - t0
     _sample(G, fixed_z, out / "samples" / f"step_{cfg.steps:06d}.png", save_grid)

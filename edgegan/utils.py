@@ -67,7 +67,7 @@ class StopRequest:
         self.requested = False
         self._previous = None
 
-    def __enter__(self) -> "StopRequest":
+    def install(self) -> "StopRequest":
         import signal
         import threading
 
@@ -87,8 +87,14 @@ class StopRequest:
         logging.getLogger("edgegan").warning("interrupt: stopping after this step with a checkpoint "
                                              "(Ctrl-C again to stop now; the last checkpoint stands)")
 
-    def __exit__(self, *exc) -> None:
+    def remove(self) -> None:
         import signal
 
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    __enter__ = install
+
+    def __exit__(self, *exc) -> None:
+        self.remove()

@@ -256,6 +256,9 @@ def device_results_fifo(tmp, runs):
     return ["bench", runs / "s", "--samples", "4", "--device-results", tmp / "device.json", "--out", "OUT"]
 
 
+TINY = ("--d", "2", "--steps", "2", "--batch-size", "8")  # so that, before the fix, a case ran fast and exited 0
+
+
 def _opt(*args):
     def build(tmp, runs):
         return [a.replace("{t}", str(runs / "t")).replace("{s}", str(runs / "s")) if isinstance(a, str) else a
@@ -265,14 +268,14 @@ def _opt(*args):
 
 BAD = {
     # name: (builder, exit code, text in the one line)
-    "--seed 2**70": (_opt("train-teacher", "--dataset", "digits", "--seed", str(2**70), "--out", "OUT"), CONFIG, "seed must be"),
+    "--seed 2**70": (_opt("train-teacher", "--dataset", "digits", *TINY, "--seed", str(2**70), "--out", "OUT"), CONFIG, "seed must be"),
     "--d 100000": (_opt("train-teacher", "--dataset", "digits", "--d", "100000", "--out", "OUT"), CONFIG, "d must be"),
-    "--batch-size 10**9": (_opt("distill", "--teacher", "{t}", "--batch-size", str(10**9), "--out", "OUT"), CONFIG,
+    "--batch-size 10**9": (_opt("distill", "--teacher", "{t}", "--steps", "2", "--batch-size", str(10**9), "--out", "OUT"), CONFIG,
                            "batch-size must be"),
-    "--lr inf": (_opt("train-teacher", "--dataset", "digits", "--lr", "inf", "--out", "OUT"), CONFIG, "lr must be a finite number"),
-    "--lam nan": (_opt("distill", "--teacher", "{t}", "--loss", "joint", "--lam", "nan", "--out", "OUT"), CONFIG,
+    "--lr inf": (_opt("train-teacher", "--dataset", "digits", *TINY, "--lr", "inf", "--out", "OUT"), CONFIG, "lr must be a finite number"),
+    "--lam nan": (_opt("distill", "--teacher", "{t}", *TINY, "--loss", "joint", "--lam", "nan", "--out", "OUT"), CONFIG,
                   "lam must be a finite number"),
-    "--lam inf": (_opt("distill", "--teacher", "{t}", "--loss", "joint", "--lam", "inf", "--out", "OUT"), CONFIG,
+    "--lam inf": (_opt("distill", "--teacher", "{t}", *TINY, "--loss", "joint", "--lam", "inf", "--out", "OUT"), CONFIG,
                   "lam must be a finite number"),
     "bench --samples 10**12": (_opt("bench", "{s}", "--samples", str(10**12), "--out", "OUT"), CONFIG,
                                "samples must be"),
