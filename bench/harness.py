@@ -151,7 +151,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     from edgegan.outputs import check_out
 
     check_out(out)  # a file, or a folder under a file: one line before any work
-    out.mkdir(parents=True, exist_ok=True)
+    # No mkdir here: each result file makes its folder as it is written, so a bench that fails on the
+    # way leaves no empty output folder (issue 14).
     t_start = time.perf_counter()
     results: list[dict[str, Any]] = []
     grids: dict[str, np.ndarray] = {}

@@ -380,12 +380,14 @@ def _listing_commands() -> None:
             click.echo(f"trained: {m['train']['step']} steps, {m['train']['seconds']:.1f}s")
         if "distill" in m:
             dd = m["distill"]
-            click.echo(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({dd['teacher_params']:,} "
+            tp = f"{dd['teacher_params']:,}" if dd["teacher_params"] is not None else "?"
+            click.echo(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({tp} "
                        f"params), ratio {dd['compression_ratio']}:1, MSE {dd['eval']['mse_start']:.4g} → "
                        f"{dd['eval']['mse_end']:.4g}")
         for ex in m.get("exports", []):
-            par = ex.get("parity", {})
-            click.echo(f"export: {ex['file']} ({ex['format']} {ex['precision']}, {ex['bytes']:,} bytes, "
+            par = ex.get("parity") or {}
+            nbytes = f"{ex['bytes']:,}" if "bytes" in ex else "?"
+            click.echo(f"export: {ex['file']} ({ex.get('format', '?')} {ex.get('precision', '?')}, {nbytes} bytes, "
                        f"parity {'ok' if par.get('passed') else 'FAILED'})")
 
     @cli.command("datasets", short_help="list datasets and where their files are looked for")

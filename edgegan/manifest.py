@@ -227,6 +227,10 @@ def _check_types(data: dict[str, Any], path: Path) -> None:
     for i, e in enumerate(data.get("exports") or []):
         if not isinstance(e, dict) or not isinstance(e.get("file"), str):
             raise CheckpointError(f"{path}: manifest field exports[{i}] should be an object with a 'file' string")
+        for key, tp in (("format", str), ("precision", str), ("bytes", int), ("parity", (dict, type(None)))):
+            if key in e and (not isinstance(e[key], tp) or isinstance(e[key], bool)):
+                raise CheckpointError(f"{path}: manifest field exports[{i}].{key} has the wrong type "
+                                      f"({type(e[key]).__name__})")
 
 
 _ABSENT = object()

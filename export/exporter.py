@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from edgegan.checkpoint import load_run
-from edgegan.errors import ConfigError, ExportError, ParityError
+from edgegan.errors import ConfigError, ExportError, OutputError, ParityError
 from edgegan.export import parity
 from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
@@ -226,7 +226,7 @@ def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ExportError(f"{final.parent}: cannot create the folder ({e.strerror or type(e).__name__})") from None
+        raise OutputError(f"{final.parent}: cannot create the folder ({e.strerror or type(e).__name__})") from None
     _remove_stale_temps(final)
     tmp = _write_temp(final, data)
     try:
@@ -256,7 +256,7 @@ def _commit(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
     except OSError as e:
         _unlink(tmp)
-        raise ExportError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
+        raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
 
 
 def _probe(module: torch.nn.Module, latent_dim: int) -> tuple[int, ...]:
@@ -304,7 +304,7 @@ def _write_temp(final: Path, data: bytes) -> Path:
         fd, name = tempfile.mkstemp(prefix=f"{_temp_prefix(final)}{os.getpid()}.", suffix=f".tmp{final.suffix}",
                                     dir=final.parent)
     except OSError as e:
-        raise ExportError(f"{final.parent}: cannot write ({e.strerror or type(e).__name__})") from None
+        raise OutputError(f"{final.parent}: cannot write ({e.strerror or type(e).__name__})") from None
     try:
         os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; a model file is as readable as any other output
         with os.fdopen(fd, "wb") as f:
@@ -313,7 +313,7 @@ def _write_temp(final: Path, data: bytes) -> Path:
             os.fsync(f.fileno())
     except OSError as e:
         _unlink(Path(name))
-        raise ExportError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
+        raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
     except BaseException:
         _unlink(Path(name))
         raise

@@ -141,6 +141,11 @@ def out_under_file(tmp, runs):
     return ["distill", "--teacher", runs / "t", "--steps", "1", "--out", tmp / "f" / "run"]
 
 
+def export_out_under_file(tmp, runs):
+    (tmp / "f").write_text("x")
+    return ["export", runs / "s", "--format", "onnx", "--out", tmp / "f" / "x"]
+
+
 def manifest_wrong_type(tmp, runs):
     r = copy_run(runs / "s", tmp / "s")
     edit_manifest(r, lambda m: m["model"]["weights"].update(bytes="many"))
@@ -288,6 +293,7 @@ BAD = {
     "bench --out is a file": (bench_out_is_file, OUTPUT, "--out is a file"),
     "demo --out a folder that is not a demo's": (demo_into_a_foreign_folder, CONFIG, "is not a demo folder"),
     "--out under a file": (out_under_file, OUTPUT, "is a file, not a directory"),
+    "export -o under a file": (export_out_under_file, OUTPUT, "cannot create the folder"),
     "manifest field of the wrong type": (manifest_wrong_type, CHECKPOINT, "model.weights.bytes should be int"),
     "manifest field missing": (manifest_field_missing, CHECKPOINT, "distill.eval is missing"),
     "manifest exports not a list": (manifest_exports_not_a_list, CHECKPOINT, "exports should be list"),
