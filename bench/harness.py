@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.bench.options import MODEL_GROUPS, BenchOptions
-from edgegan.errors import BenchError, ConfigError
+from edgegan.errors import BenchError, ConfigError, EdgeganError
 from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, read_manifest, versions
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
               dataset: str | None = None, data_dir: str | None = None, seed: int = 0, batch: int = 1,
               threads: int = 1, progress: bool = True, baselines: list[str] | None = None,
               device_results: list[str | Path] | None = None, inception_weights: str | Path | None = None,
-              options: BenchOptions | None = None) -> dict[str, Any]:
+              options: BenchOptions | None = None, teacher: str | None = None,
+              teacher_weights: str | None = None) -> dict[str, Any]:
     """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
     from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table.
 
@@ -113,7 +114,9 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     each becomes its own columns, labelled with the board's CPU (see ``merge_device_results``).
     ``options`` (what ``edgegan bench`` passes) replaces the keyword arguments it holds.
     ``inception_weights``: pytorch-fid's weights file, checked against its pinned sha256 before anything
-    is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there."""
+    is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there.
+    ``teacher`` replaces the teacher the manifests record; a ``module:factory`` recorded there is never
+    run (issue 14): it must be given here, as the user typed it."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_recorded
     from edgegan.sysinfo import machine
@@ -123,6 +126,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         models, samples, dataset, data_dir = options.model_list(), options.samples, options.dataset, options.data_dir
         seed, baselines, inception_weights = options.seed, list(options.baseline), options.inception_weights
         device_results = list(options.device_results)
+        teacher, teacher_weights = options.teacher, options.teacher_weights
     inception = _inception_options(inception_weights)
     models = models or list(MODEL_GROUPS)
     bad = [m for m in models if m not in MODEL_GROUPS]
@@ -136,6 +140,11 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         if "distill" not in m:
             raise BenchError(f"{r}: not a distilled student run (no 'distill' section); bench compares a student "
                              "with its teacher")
+    if teacher is None:  # a recorded module:factory is refused before anything is written
+        from edgegan.sources import refuse_recorded_factory
+
+        for _, m in manifests:
+            refuse_recorded_factory(m["distill"]["teacher"]["spec"], m["distill"]["teacher"].get("weights"))
     base_runs = [(b, read_manifest(b)) for b in baselines or []]
     for b, bm in base_runs:
         for r, m in manifests:
@@ -143,25 +152,33 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 raise BenchError(f"{b}: baseline makes {bm['model']['output']['shape']} images, student {r} makes "
                                  f"{m['model']['output']['shape']}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from edgegan.outputs import check_out
+
+    check_out(out)  # a file, or a folder under a file: one line before any work
+    # No mkdir here: each result file makes its folder as it is written, so a bench that fails on the
+    # way leaves no empty output folder (issue 14).
     t_start = time.perf_counter()
     results: list[dict[str, Any]] = []
     grids: dict[str, np.ndarray] = {}
     for run_path, m in manifests:
         run_dir = Path(run_path) if Path(run_path).is_dir() else Path(run_path).parent
-        tinfo = m["distill"]["teacher"]
-        teacher = load_recorded(tinfo, run_dir)
+        tinfo = dict(m["distill"]["teacher"])
+        if teacher is not None:  # typed by the user: the one place a module:factory may be run
+            tinfo.update(spec=teacher, weights=teacher_weights)
+            tinfo.pop("spec_from_run", None)
+        tsource = load_recorded(tinfo, run_dir, allow_factory=teacher is not None)
+        tinfo["kind"] = tsource.kind
         student = load_run(run_dir)
         ds_name, ds_dir = _dataset_of(m, tinfo, dataset, data_dir)
         L = student.latent_dim
         z = latent(samples, L, seed)
         say = log.warning if progress else log.info
         say("bench %s: %d samples, reference %s", run_dir, samples, ds_name)
-        teacher_imgs = _torch_images(teacher.forward, z)
+        teacher_imgs = _torch_images(tsource.forward, z)
         rows: list[dict[str, Any]] = []
-        t_params = teacher.params
+        t_params = tsource.params
         # Hooks count MACs of eager modules only: an ONNX or TorchScript teacher's are unknown (—), not 0.
-        t_macs = count_macs(teacher.module, L, teacher.latent_rank) if teacher.kind in ("edgegan", "factory") else None
+        t_macs = count_macs(tsource.module, L, tsource.latent_rank) if tsource.kind in ("edgegan", "factory") else None
 
         def row(name, kind, params, macs, nbytes, latency, images, fmt="torch", precision="fp32", extra=None):
             rows.append({"name": name, "kind": kind, "format": fmt, "precision": precision, "params": params,
@@ -170,12 +187,12 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                          "latency": latency, "images": images, **(extra or {})})
 
         if "teacher" in models:
-            row("teacher", "teacher", t_params, t_macs, _teacher_bytes(teacher.describe()), probe_torch(
-                teacher.spec, batch=batch, threads=threads, record=teacher.describe()) if teacher.kind != "onnx"
-                else probe_runtime(teacher.spec, batch=batch, threads=threads),
-                teacher_imgs, fmt="torch" if teacher.kind != "onnx" else "onnx")
-            if teacher.kind == "edgegan":
-                entry = _export_teacher(teacher.spec, out / "teacher_onnx")
+            row("teacher", "teacher", t_params, t_macs, _teacher_bytes(tsource.describe()), probe_torch(
+                tsource.spec, batch=batch, threads=threads, record=tsource.describe()) if tsource.kind != "onnx"
+                else probe_runtime(tsource.spec, batch=batch, threads=threads),
+                teacher_imgs, fmt="torch" if tsource.kind != "onnx" else "onnx")
+            if tsource.kind == "edgegan":
+                entry = _export_teacher(tsource.spec, out / "teacher_onnx")
                 if "error" in entry:
                     row("teacher", "teacher", t_params, t_macs, None, entry, None, fmt="onnx")
                 else:
@@ -241,12 +258,12 @@ def load_device_results(paths: list[str | Path]) -> list[dict[str, Any]]:
     """Read and check device-results files (before anything is written); raises BenchError."""
     docs = []
     for p in paths:
-        try:
-            d = json.loads(Path(p).read_text())
-        except FileNotFoundError:
-            raise BenchError(f"{p}: no such device-results file") from None
-        except (OSError, ValueError) as e:
-            raise BenchError(f"{p}: not a device-results JSON ({e})") from None
+        from edgegan.manifest import load_json
+
+        try:  # bounded, non-blocking, regular files only (issue 14)
+            d = load_json(p, "device-results file", 64 << 20)
+        except EdgeganError as e:
+            raise BenchError(str(e).replace("manifest", "device-results file")) from None
         if not isinstance(d, dict) or d.get("schema") != DEVICE_SCHEMA or not isinstance(d.get("models"), list):
             raise BenchError(f"{p}: not a device-results file (schema {DEVICE_SCHEMA}, written by a bundle's "
                              "run_bench.py)")

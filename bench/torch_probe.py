@@ -24,7 +24,7 @@ def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = Non
     from edgegan.sources import load_generator, load_recorded
     from edgegan_runtime import latent
 
-    src = load_recorded({**record, "spec": spec}, check_range=False) if record is not None else load_generator(spec, weights=weights)
+    src = load_recorded({**record, "spec": spec}, check_range=False, allow_factory=True) if record is not None else load_generator(spec, weights=weights)
     load_ns = time.perf_counter_ns() - t0
     z = torch.from_numpy(latent(batch, src.latent_dim, seed))
     fwd = src.forward

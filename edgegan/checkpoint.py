@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
-from edgegan.errors import CheckpointError
+from edgegan.errors import CheckpointError, ConfigError
 from edgegan.manifest import atomic_write_bytes, file_entry, read_manifest, resolve
 from edgegan.models import build_generator, count_params, get_family
 
@@ -27,11 +27,38 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     atomic_write_bytes(path, data)
 
 
+# Larger than any checkpoint edgegan makes (a d=512 teacher with its Adam moments is ~6 GB).
+MAX_TENSORS_BYTES = 16 << 30
+
+
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A safetensors file: a regular file only, opened without blocking and read with a size cap
+    (``edgegan_runtime.fileio.read_regular``), never a pickle."""
+    from edgegan_runtime.fileio import read_regular
+
+    data = read_regular(path, MAX_TENSORS_BYTES, "safetensors file", error=CheckpointError)
     try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
+        return load(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({_first_line(e)})") from None
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """``module.load_state_dict(state)`` that refuses, instead of casting, a tensor whose dtype differs
+    from the module's (a header saying I32 for a float weight: issue 14), and names the file."""
+    expected = module.state_dict()
+    for k, v in state.items():
+        if k in expected and v.dtype != expected[k].dtype:
+            raise CheckpointError(f"{path}: tensor {k!r} is {str(v.dtype).replace('torch.', '')}, "
+                                  f"expected {str(expected[k].dtype).replace('torch.', '')}")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def save_generator_weights(path: str | os.PathLike, generator: torch.nn.Module, family: str) -> None:
@@ -88,14 +115,9 @@ def load_run(run: str | os.PathLike) -> LoadedRun:
     wpath = resolve(run_dir, model["weights"])
     try:
         gen = build_generator(model["family"], **model["args"])
-    except TypeError as e:
+    except (TypeError, ConfigError) as e:
         raise CheckpointError(f"{run_dir}: manifest model args do not fit family {model['family']!r} ({e})") from None
-    state = load_tensors(wpath)
-    try:
-        gen.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{wpath}: weights do not fit {model['family']} {model['args']} ({first})") from None
+    load_into(gen, load_tensors(wpath), wpath)
     gen.eval()
     return LoadedRun(run_dir=run_dir, manifest=manifest, generator=gen)
 
@@ -143,11 +165,18 @@ def unflatten_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> A
 
 
 # ----------------------------------------------------------------------- resumable training state
-# One layout for every resumable command (train-teacher, distill): state.safetensors holds module
-# weights that live only in the checkpoint, optimiser moments and RNG states; state.json holds the
-# step, the config, the history, the optimisers' scalars and the sha256 of every checkpoint file.
+# One layout for every resumable command (train-teacher, distill): state-<step>.safetensors holds the
+# modules' weights, optimiser moments and RNG states; state.json holds the step, the config, the
+# history, the optimisers' scalars and the sha256 of every checkpoint file, and names the tensors
+# file. state.json is the commit point: it is replaced last, and the tensors file it named before is
+# deleted only after it, so a SIGKILL at any moment leaves one complete checkpoint (issue 14).
 STATE_JSON = "state.json"
-STATE_TENSORS = "state.safetensors"
+STATE_TENSORS = "state.safetensors"  # the name before issue 14; still read
+MAX_STATE_JSON_BYTES = 256 << 20
+
+
+def _tensors_name(step: int) -> str:
+    return f"state-{step:09d}.safetensors"
 
 
 def save_training_state(out: str | os.PathLike, *, step: int, config: dict[str, Any], history: list,
@@ -169,45 +198,77 @@ def save_training_state(out: str | os.PathLike, *, step: int, config: dict[str, 
         flatten_state(name, opt.state_dict(), tensors, meta)
     tensors["rng.sampler"] = rng.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    save_tensors(out / STATE_TENSORS, tensors)
-    digests = {n: sha256_file(out / n) for n in (*files, STATE_TENSORS)}
+    tname = _tensors_name(step)
+    save_tensors(out / tname, tensors)
+    digests = {n: sha256_file(out / n) for n in (*files, tname)}
     atomic_write_json(out / STATE_JSON, {"step": step, "config": config, "history": history, "optimizer_meta": meta,
-                                         "sha256": digests, **(extra or {})})
+                                         "tensors": tname, "sha256": digests, **(extra or {})})
+    for old in out.glob("state*.safetensors"):  # after the commit: the checkpoints it replaced
+        if old.name != tname:
+            old.unlink(missing_ok=True)
 
 
 def read_training_state(out: str | os.PathLike) -> dict[str, Any]:
     """state.json of a checkpoint, after checking every file it names against its sha256."""
-    import json
-
-    from edgegan.manifest import sha256_file
+    from edgegan.manifest import load_json, sha256_file
 
     out = Path(out)
+    st = load_json(out / STATE_JSON, "resume state", MAX_STATE_JSON_BYTES)
     try:
-        st = json.loads((out / STATE_JSON).read_text())
+        if not isinstance(st, dict) or not isinstance(st["sha256"], dict):
+            raise TypeError("not an object with a 'sha256' object")
+        tname = st.get("tensors", STATE_TENSORS)
+        if not isinstance(tname, str) or Path(tname).name != tname or tname not in st["sha256"]:
+            raise ValueError(f"bad tensors file name {tname!r}")
         for name, digest in st["sha256"].items():
-            if sha256_file(out / name) != digest:
+            if not isinstance(name, str) or Path(name).name != name:
+                raise ValueError(f"bad file name {name!r}")
+            if not (out / name).exists() or sha256_file(out / name) != digest:
                 raise CheckpointError(f"{out / name}: does not match {STATE_JSON} (checkpoint corrupt)")
-        int(st["step"]), st["config"], st["history"], st["optimizer_meta"]
+        step = st["step"]
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"step {step!r} is not a count")
+        if not isinstance(st["config"], dict) or not isinstance(st["history"], list) \
+                or not isinstance(st["optimizer_meta"], dict):
+            raise TypeError("config, history or optimizer_meta has the wrong type")
         return st
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, FileNotFoundError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{out}/{STATE_JSON}: corrupt resume state ({type(e).__name__}: {e})") from None
 
 
 def restore_training_state(out: str | os.PathLike, st: dict[str, Any], *, optimizers: dict[str, torch.optim.Optimizer],
                            rng: torch.Generator, modules: dict[str, torch.nn.Module] | None = None) -> None:
-    """Load what ``save_training_state`` wrote back into live objects (the inverse, bit for bit)."""
-    t = load_tensors(Path(out) / STATE_TENSORS)
+    """Load what ``save_training_state`` wrote back into live objects (the inverse, bit for bit).
+    A tensor of the wrong dtype or shape is a CheckpointError, never a silent cast or a failure at
+    the first step (issue 14)."""
+    path = Path(out) / st.get("tensors", STATE_TENSORS)
+    t = load_tensors(path)
     meta = st["optimizer_meta"]
     try:
         for name, module in (modules or {}).items():
             prefix = f"module.{name}."
-            module.load_state_dict({k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)})
+            load_into(module, {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}, path)
         for name, opt in optimizers.items():
             sub_t = {k[len(name) + 1:]: v for k, v in t.items() if k.startswith(name + ".")}
             sub_m = {k[len(name) + 1:]: v for k, v in meta.items() if k.startswith(name + ".")}
             opt.load_state_dict(unflatten_state(sub_t, sub_m))
+            _check_optimizer(opt, name, path)
         rng.set_state(t["rng.sampler"])
         torch.set_rng_state(t["rng.torch"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{out}: checkpoint does not fit this run ({first})") from None
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise CheckpointError(f"{out}: checkpoint does not fit this run ({_first_line(e)})") from None
+
+
+def _check_optimizer(opt: torch.optim.Optimizer, name: str, path: Path) -> None:
+    """Moments must have their parameter's shape and a float dtype (load_state_dict checks neither)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if not isinstance(v, torch.Tensor):
+                    continue
+                if not v.is_floating_point():
+                    raise CheckpointError(f"{path}: {name} state {k!r} is {str(v.dtype).replace('torch.', '')}, "
+                                          "expected a float tensor")
+                if v.dim() > 0 and v.shape != p.shape:
+                    raise CheckpointError(f"{path}: {name} state {k!r} has shape {list(v.shape)}, its parameter "
+                                          f"{list(p.shape)}")

@@ -384,12 +384,14 @@ def _listing_commands() -> None:
             click.echo(f"trained: {m['train']['step']} steps, {m['train']['seconds']:.1f}s")
         if "distill" in m:
             dd = m["distill"]
-            click.echo(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({dd['teacher_params']:,} "
+            tp = f"{dd['teacher_params']:,}" if dd["teacher_params"] is not None else "?"
+            click.echo(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({tp} "
                        f"params), ratio {dd['compression_ratio']}:1, MSE {dd['eval']['mse_start']:.4g} → "
                        f"{dd['eval']['mse_end']:.4g}")
         for ex in m.get("exports", []):
-            par = ex.get("parity", {})
-            click.echo(f"export: {ex['file']} ({ex['format']} {ex['precision']}, {ex['bytes']:,} bytes, "
+            par = ex.get("parity") or {}
+            nbytes = f"{ex['bytes']:,}" if "bytes" in ex else "?"
+            click.echo(f"export: {ex['file']} ({ex.get('format', '?')} {ex.get('precision', '?')}, {nbytes} bytes, "
                        f"parity {'ok' if par.get('passed') else 'FAILED'})")
 
     @cli.command("datasets", short_help="list datasets and where their files are looked for")
@@ -442,11 +444,23 @@ def build_parser() -> click.Group:
 # ------------------------------------------------------------------------------ entry point
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (``--help`` and ``--version`` raise SystemExit(0), as argparse did)."""
+    """Run the CLI; returns the exit code (``--help`` and ``--version`` raise SystemExit(0), as argparse did).
+
+    Every failure is one line on stderr (issue 14): typed errors with their exit code, Ctrl-C (a
+    second Ctrl-C too) as "interrupted", anything else as "internal error"; warnings, errors in
+    other threads and at exit are one line each as well. ``--debug`` shows tracebacks instead."""
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE.update(debug=False, threads=None)
     if COMPLETE_VAR in os.environ:  # shell completion (README): click's own protocol, then exit
         cli.main(args, prog_name="edgegan", complete_var=COMPLETE_VAR)
+    hooks = _one_line_hooks()
+    try:
+        return _run(args)
+    finally:
+        _restore_hooks(hooks)
+
+
+def _run(args: list[str]) -> int:
     try:
         with cli.make_context("edgegan", args) as ctx:
             cli.invoke(ctx)
@@ -463,26 +477,80 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         print(f"edgegan: error: {_one_line(e.format_message())}", file=sys.stderr)
         return e.exit_code
-    except click.exceptions.Abort:
-        print("edgegan: interrupted", file=sys.stderr)
-        return 130
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return _interrupted()
     except EdgeganError as e:
         if _STATE["debug"]:
             raise
         print(f"edgegan: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("edgegan: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `edgegan formats | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except MemoryError:
+        if _STATE["debug"]:
+            raise
+        print("edgegan: error: out of memory (lower --batch-size, --d or --samples)", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 - last resort: still one line, traceback under --debug
         if _STATE["debug"]:
             raise
+        if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):  # torch's CPU allocator
+            print("edgegan: error: out of memory (lower --batch-size, --d or --samples)", file=sys.stderr)
+            return 1
         print(f"edgegan: internal error: {type(e).__name__}: {_one_line(e)} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _interrupted() -> int:
+    """Ctrl-C: one line. Further Ctrl-Cs are ignored from here to the exit, so a second press while
+    the process winds down (threads, atexit) cannot print a traceback; the checkpoint is already saved."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+    print("edgegan: interrupted", file=sys.stderr)
+    return 130
+
+
+def _one_line_hooks() -> tuple:
+    """Warnings, exceptions in other threads and "exception ignored" at exit as one line each
+    (tracebacks are for --debug, which is read after parsing: the hooks check it when they fire)."""
+    import threading
+    import warnings
+
+    saved = (warnings.showwarning, threading.excepthook, sys.unraisablehook)
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if _STATE["debug"]:
+            return saved[0](message, category, filename, lineno, file, line)
+        print(f"edgegan: warning: {category.__name__}: {_one_line(str(message))}", file=sys.stderr)
+
+    def thread_hook(a):
+        if _STATE["debug"] or a.exc_type is SystemExit:
+            return saved[1](a)
+        print(f"edgegan: internal error in a thread: {a.exc_type.__name__}: {_one_line(str(a.exc_value))}",
+              file=sys.stderr)
+
+    def unraisable(u):
+        if _STATE["debug"]:
+            return saved[2](u)
+        if u.exc_type is KeyboardInterrupt:
+            return
+        print(f"edgegan: internal error: {u.exc_type.__name__}: {_one_line(str(u.exc_value))}", file=sys.stderr)
+
+    warnings.showwarning, threading.excepthook, sys.unraisablehook = showwarning, thread_hook, unraisable
+    return saved
+
+
+def _restore_hooks(saved: tuple) -> None:
+    import threading
+    import warnings
+
+    warnings.showwarning, threading.excepthook, sys.unraisablehook = saved
 
 
 def _quiet_third_party() -> None:
@@ -501,8 +569,11 @@ def _or(v: Any, default: Any) -> Any:
 
 
 def _one_line(e: BaseException | str) -> str:
-    text = e if isinstance(e, str) else str(e)
-    return " ".join(text.split()) or (type(e).__name__ if not isinstance(e, str) else "error")
+    try:
+        text = e if isinstance(e, str) else str(e)
+    except Exception:  # noqa: BLE001 - an exception whose str() fails still gets its line
+        text = ""
+    return " ".join(text.split())[:2000] or (type(e).__name__ if not isinstance(e, str) else "error")
 
 
 if __name__ == "__main__":  # pragma: no cover

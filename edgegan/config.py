@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 HELP = "help"
 CHOICES = "choices"
+BOUNDS = "bounds"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +53,82 @@ DATASET_NAMES = Names("dataset", "edgegan.data:dataset_names", see="edgegan data
 FAMILY_NAMES = Names("generator family", "edgegan.models:family_names", listed=False, see="edgegan families")
 
 
-def opt(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence[Any] | Names | None = None) -> Any:
-    """A dataclass field with its help text (and choices) in ``metadata``: the one place the CLI reads."""
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The values a numeric field accepts: ``lo``..``hi`` (None: unbounded on that side), ends included
+    unless ``lo_open``/``hi_open``. A float field must also be finite (``--lr inf``, ``--lam nan``);
+    an int field a true int (not a bool). Upper bounds keep an absurd value (``--batch-size 10**9``,
+    ``--seed 2**70``) a one-line ConfigError instead of an allocation failure or an overflow deep in
+    torch (issue 14)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:,}" if isinstance(self.lo, int) else
+                         f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:,}" if isinstance(self.hi, int) else
+                         f"{'<' if self.hi_open else '<='} {self.hi:g}")
+        return " and ".join(parts)
+
+    def admits(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+
+# Shared ranges, declared once. Depth factors: a d=512 DCGAN teacher already holds ~175M parameters.
+DEPTH = Bounds(1, 512)
+SEED = Bounds(0, 2**63 - 1)  # torch.manual_seed takes a signed 64-bit value
+STEPS = Bounds(1, 10**9)
+EVERY = Bounds(0, 10**9)  # "every N steps" (0: off)
+BATCH = Bounds(1, 8192)
+LATENT = Bounds(1, 4096)
+LEARNING_RATE = Bounds(0.0, None, lo_open=True)
+BETA = Bounds(0.0, 1.0, hi_open=True)
+WEIGHT = Bounds(0.0, None)  # a loss weight: finite, >= 0
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence[Any] | Names | None = None,
+        bounds: Bounds | None = None) -> Any:
+    """A dataclass field with its help text (choices, bounds) in ``metadata``: the one place the CLI reads."""
     metadata: dict[str, Any] = {HELP: help}
     if choices is not None:
         metadata[CHOICES] = tuple(choices) if not isinstance(choices, Names) else choices
+    if bounds is not None:
+        metadata[BOUNDS] = bounds
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_bounds(f: dataclasses.Field) -> Bounds | None:
+    return f.metadata.get(BOUNDS)
+
+
+def check_bounds(obj: Any) -> None:
+    """Raise ConfigError for a field outside its ``bounds`` (None passes: an unset optional field).
+    Whether the field is a float is read from its annotation (``float``, ``float | None``)."""
+    import math
+
+    from edgegan.errors import ConfigError
+
+    for f in dataclasses.fields(obj):
+        b = field_bounds(f)
+        v = getattr(obj, f.name)
+        if b is None or v is None:
+            continue
+        name = f.name.replace("_", "-")
+        if "float" in str(f.type):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number{' ' + b.describe() if b.describe() else ''}, got {v!r}")
+        elif isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{name} must be an integer{' ' + b.describe() if b.describe() else ''}, got {v!r}")
+        if not b.admits(v):
+            raise ConfigError(f"{name} must be {b.describe()}, got {v!r}")
 
 
 def field_help(cls: type, f: dataclasses.Field) -> str:

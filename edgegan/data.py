@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import struct
@@ -34,6 +35,18 @@ from edgegan.errors import ConfigError, DatasetError
 from edgegan.registry import Registry
 
 ENV_VAR = "EDGEGAN_DATA"
+# Caps on what one dataset file may hold (issue 14): a file is read whole, so /dev/zero, a FIFO or a
+# 100 GB file must be refused, not read; the caps sit far above the real files (MNIST's IDX: 47 MB,
+# a CIFAR-10 batch: 31 MB, CelebA at 64x64 as npz: ~2.5 GB).
+MAX_FILE_BYTES = 8 << 30
+MAX_IMAGE_PIXELS = 8192 * 8192  # one image of a folder dataset; a larger PNG is a decompression bomb
+
+
+def _read(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A dataset file's bytes: a regular file only, opened without blocking, at most ``limit`` bytes."""
+    from edgegan_runtime.fileio import read_regular
+
+    return read_regular(path, limit, "dataset file", error=DatasetError)
 SPLITS = ("train", "test", "all")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -226,12 +239,20 @@ def _load_digits(_: Path | None, split: str, size: int) -> ImageDataset:
 # --------------------------------------------------------------------------- MNIST (IDX)
 
 def _open_maybe_gz(path: Path) -> bytes:
-    raw = path.read_bytes()
+    raw = _read(path)
     if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as e:
+        import zlib
+
+        try:  # decompressed with a cap: a few KB of gzip can expand to terabytes
+            d = zlib.decompressobj(wbits=31)
+            out = d.decompress(raw, MAX_FILE_BYTES + 1)
+        except zlib.error as e:
             raise DatasetError(f"{path}: corrupt gzip ({e})") from None
+        if len(out) > MAX_FILE_BYTES:
+            raise DatasetError(f"{path}: decompresses to more than {MAX_FILE_BYTES} bytes")
+        if not d.eof:
+            raise DatasetError(f"{path}: corrupt gzip (truncated)")
+        return out
     return raw
 
 
@@ -245,7 +266,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < head:
         raise DatasetError(f"{path}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:head])
-    count = int(np.prod(dims))
+    count = math.prod(dims)  # Python ints: numpy's int64 product overflows on hostile dimensions
     if len(raw) - head != count:
         raise DatasetError(f"{path}: IDX declares shape {dims} ({count} bytes) but holds {len(raw) - head}")
     return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
@@ -298,21 +319,33 @@ class _CifarUnpickler(pickle.Unpickler):
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    raw = _read(path)
     try:
-        d = _CifarUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+        d = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as e:  # noqa: BLE001 - any failure of a foreign file is a dataset error
         raise DatasetError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         raise DatasetError(f"{path}: CIFAR batch lacks 'data'/'labels'")
-    data = np.asarray(d[b"data"], dtype=np.uint8)
+    try:
+        data = np.asarray(d[b"data"], dtype=np.uint8)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DatasetError(f"{path}: CIFAR 'data' is not an array of bytes ({e})") from None
     if data.ndim != 2 or data.shape[1] != 3072:
         raise DatasetError(f"{path}: CIFAR 'data' should be (N, 3072), got {data.shape}")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(d[b"labels"], dtype=np.int64)
+    try:
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DatasetError(f"{path}: CIFAR 'labels' are not integers ({e})") from None
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DatasetError(f"{path}: CIFAR batch holds {len(data)} images but {labels.shape} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetError(f"{path}: CIFAR-10 labels must be 0..9, got {labels.min()}..{labels.max()}")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(io.BytesIO(_read(path)), allow_pickle=False) as z:
             if "images" not in z:
                 raise DatasetError(f"{path}: npz has no 'images' array (found: {', '.join(z.files) or 'nothing'})")
             x = z["images"]
@@ -323,6 +356,8 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DatasetError(f"{path}: not a readable npz ({type(e).__name__}: {e})") from None
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
         raise DatasetError(f"{path}: 'images' must be uint8 (N, H, W) or (N, H, W, 1|3), got {x.dtype} {x.shape}")
+    if x.shape[1] < 1 or x.shape[2] < 1:
+        raise DatasetError(f"{path}: 'images' have no pixels (height x width {x.shape[1]}x{x.shape[2]})")
     if y is not None and (y.ndim != 1 or len(y) != len(x)):
         raise DatasetError(f"{path}: 'labels' must be (N,) matching images, got {y.shape}")
     return x, y
@@ -354,23 +389,39 @@ def _load_cifar10(folder: Path, split: str, size: int) -> ImageDataset:
 
 
 def _read_folder(folder: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) and no npz")
-    imgs = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                imgs.append(np.asarray(im.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as e:
-            raise DatasetError(f"{f}: unreadable image ({e})") from None
+    imgs = [read_image(f) for f in files]
     shapes = {i.shape for i in imgs}
     if len(shapes) > 1:  # crop each to its own square first so they stack
         s = 64 if min(min(sh[:2]) for sh in shapes) >= 64 else 32
         imgs = [resize_square(i[None], s)[0] for i in imgs]
     return np.stack(imgs)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file as uint8 (H, W, 3): a regular file, read with a cap, and refused before decoding
+    when its header declares more than MAX_IMAGE_PIXELS (a 20000x20000 PNG is a decompression bomb)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    data = _read(path, limit=256 << 20)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS or w < 1 or h < 1:
+                    raise DatasetError(f"{path}: image of {w}x{h} pixels (at most {MAX_IMAGE_PIXELS:,} pixels are read)")
+                return np.asarray(im.convert("RGB"))
+    except DatasetError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DatasetError(f"{path}: image too large to decode safely ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DatasetError(f"{path}: unreadable image ({e})") from None
 
 
 def _load_images(name: str, folder: Path, split: str, size: int) -> ImageDataset:

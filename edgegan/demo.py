@@ -12,10 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgegan.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 FULL = {"teacher_d": 32, "teacher_steps": 1200, "teacher_lr": 5e-4, "student_d": 2, "student_steps": 1500, "bench_samples": 1000}
 FAST = {"teacher_d": 8, "teacher_steps": 60, "teacher_lr": 1e-3, "student_d": 2, "student_steps": 60, "bench_samples": 200}
+
+
+DEMO_ENTRIES = {"teacher", "student", "bench", "summary.md"}  # what a demo folder holds
 
 
 def run_demo(out: str | Path, *, fast: bool = False, progress: bool = True,
@@ -26,8 +31,16 @@ def run_demo(out: str | Path, *, fast: bool = False, progress: bool = True,
 
     p = FAST if fast else FULL
     out = Path(out)
+    from edgegan.outputs import check_out
+
+    check_out(out)
     if out.exists():
-        # The demo owns its folder: a re-run starts clean instead of refusing.
+        # The demo owns its folder: a re-run starts clean instead of refusing. Only a demo's own
+        # folder, though: `--out ~` must never delete a home directory (issue 14).
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES and not p.name.startswith("."))
+        if foreign:
+            raise ConfigError(f"{out}: exists and is not a demo folder (it holds {', '.join(foreign[:3])}); "
+                              "choose another --out")
         shutil.rmtree(out)
     t0 = time.perf_counter()
     summary: dict[str, Any] = {"params": p}

@@ -25,9 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgegan.config import DATASET_NAMES, FAMILY_NAMES, opt
-from edgegan.errors import CheckpointError, ConfigError
+from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
+                            WEIGHT, Bounds, check_bounds, opt)
+from edgegan.errors import CheckpointError, ConfigError, DivergenceError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
+from edgegan.outputs import check_out, run_output
 
 log = logging.getLogger(__name__)
 LOSSES = ("mse", "joint", "best")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
@@ -40,51 +42,47 @@ LR_SCHEDULES = ("constant", "cosine")
 class DistillConfig:
     teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
     teacher_weights: str | None = None  # safetensors weights for a module:factory teacher
-    latent_dim: int | None = None  # override when it cannot be read from the teacher
+    latent_dim: int | None = opt(None, "latent size of an ONNX, TorchScript or factory teacher when it cannot be read "
+                                 "from it (an edgegan run records its own: a different value is an error)", bounds=LATENT)
     teacher_range: str | None = opt(None, "the teacher's output range LO,HI, e.g. 0,1 for a Sigmoid head (default: "
                                     "measured on a probe batch); the student learns it mapped to [-1, 1], recorded")
     family: str = opt("dcgan", "student family", choices=FAMILY_NAMES)
-    d: int = 2  # student depth factor
+    d: int = opt(2, "student depth factor", bounds=DEPTH)
     loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
                     "feature term); see edgegan/terms.py", choices=LOSSES)
     terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
-    lam: float = 0.01  # λ: weight of the GAN term in the joint recipe
+    lam: float = opt(0.01, "λ: weight of the GAN term in the joint recipe", bounds=WEIGHT)
     pixel_loss: str = opt("mse", "pixel term's distance", choices=PIXEL_LOSSES)
     gan_loss: str = opt("nonsat", "GAN term's loss: non-saturating BCE or hinge", choices=GAN_LOSSES)
-    d_disc: int = 16  # depth factor of the GAN term's discriminator
-    d_lr: float = 2e-4  # discriminator's Adam learning rate
-    d_beta1: float = 0.5  # discriminator's Adam β1
+    d_disc: int = opt(16, "depth factor of the GAN term's discriminator", bounds=DEPTH)
+    d_lr: float = opt(2e-4, "discriminator's Adam learning rate", bounds=LEARNING_RATE)
+    d_beta1: float = opt(0.5, "discriminator's Adam β1", bounds=BETA)
     feature_layers: str | None = None  # feature term for non-dcgan teachers: teacher_module=student_module,...
     dataset: str | None = opt(None, "real data for the GAN term (default: the teacher's dataset)", choices=DATASET_NAMES)
     data_dir: str | None = None  # folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)
     image_size: str | None = opt(None, "size of the GAN term's real images, S or HxW (the teacher's): needed when the "
                                  "dataset's images are another size, which are then resized (recorded)")
-    steps: int = 2000  # optimiser steps (a resumed run continues up to this)
-    batch_size: int = 64  # latents per step
+    steps: int = opt(2000, "optimiser steps (a resumed run continues up to this)", bounds=STEPS)
+    batch_size: int = opt(64, "latents per step", bounds=BATCH)
     # Adam learning rate of the student. Pixel-MSE regression is stable, and small-d students learn slowly
     # at the GAN rate 2e-4 (a 1x1 output conv over d channels moves ~lr per step): measured on MNIST,
     # 300 steps of a d=2 student cut the MSE 3x at 1e-3, 15x at 3e-3, 42x at 1e-2.
-    lr: float = opt(5e-3, "student learning rate (Adam)")
-    beta1: float = 0.5  # Adam beta1 of the student
+    lr: float = opt(5e-3, "student learning rate (Adam)", bounds=LEARNING_RATE)
+    beta1: float = opt(0.5, "Adam beta1 of the student", bounds=BETA)
     lr_schedule: str | None = opt(None, "learning-rate schedule: constant, or cosine to 1% of lr (default: the recipe's)",
                                   choices=LR_SCHEDULES)
-    warmup_steps: int = 0  # linear learning-rate warm-up at the start
-    ema: float | None = None  # decay of an EMA of the student's weights, exported instead of them (e.g. 0.99; 0: off; default: the recipe's)
-    latent_pool: int = 0  # 0: fresh z every step (the paper); N: draw from N fixed latents, teacher outputs cached
-    seed: int = 0  # random seed
+    warmup_steps: int = opt(0, "linear learning-rate warm-up at the start", bounds=EVERY)
+    ema: float | None = opt(None, "decay of an EMA of the student's weights, exported instead of them (e.g. 0.99; 0: off; "
+                            "default: the recipe's)", bounds=BETA)
+    latent_pool: int = opt(0, "0: fresh z every step (the paper); N: draw from N fixed latents, teacher outputs cached",
+                           bounds=Bounds(0, 10**6))
+    seed: int = opt(0, "random seed", bounds=SEED)
     device: str = "cpu"  # cpu, cuda or cuda:N
-    eval_samples: int = 256  # fixed latents on which the student-teacher MSE is reported
-    checkpoint_every: int = 500  # steps between resumable checkpoints (0: only at the end)
+    eval_samples: int = opt(256, "fixed latents on which the student-teacher MSE is reported", bounds=Bounds(1, 65536))
+    checkpoint_every: int = opt(500, "steps between resumable checkpoints (0: only at the end)", bounds=EVERY)
 
     def __post_init__(self) -> None:
-        ints = {"d": 1, "steps": 1, "batch_size": 1, "d_disc": 1, "eval_samples": 1, "warmup_steps": 0,
-                "latent_pool": 0, "checkpoint_every": 0, "seed": 0}
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
-        if self.seed >= 2**63:
-            raise ConfigError(f"seed must be < 2**63, got {self.seed}")
+        check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
         for name, valid in (("loss", LOSSES), ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES)):
             if getattr(self, name) not in valid:
                 from edgegan.errors import UnknownNameError
@@ -94,19 +92,6 @@ class DistillConfig:
             from edgegan.errors import UnknownNameError
 
             raise UnknownNameError("lr-schedule", self.lr_schedule, list(LR_SCHEDULES))
-        for name in ("lr", "d_lr"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be a finite number > 0, got {v!r}")
-        for name in ("lam", "beta1", "d_beta1"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (name != "lam" and v >= 1):
-                raise ConfigError(f"{name.replace('_', '-')} must be a finite number >= 0{' and < 1' if name != 'lam' else ''}, "
-                                  f"got {v!r}")
-        if self.ema is not None and (not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1):
-            raise ConfigError(f"ema must be a decay in [0, 1) (0: off), got {self.ema!r}")
-        if self.latent_dim is not None and self.latent_dim < 1:
-            raise ConfigError(f"latent-dim must be >= 1, got {self.latent_dim}")
         if self.latent_pool and self.latent_pool < self.batch_size:
             raise ConfigError(f"latent-pool ({self.latent_pool}) must hold at least one batch ({self.batch_size})")
         from edgegan.data import parse_image_size
@@ -166,20 +151,19 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     manifest; the other ranks return None (``edgegan.distributed``)."""
     import torch
 
-    from edgegan.checkpoint import model_section, read_training_state, restore_training_state
+    from edgegan.checkpoint import read_training_state, restore_training_state
     from edgegan.distributed import setup
-    from edgegan.models import build_generator, count_params, get_family, student_args
+    from edgegan.models import build_generator, get_family, student_args
     from edgegan.sources import load_generator
-    from edgegan.terms import TERMS, Context, FeatureCapture, Step, pair_stages
-    from edgegan.utils import progress as bar
+    from edgegan.terms import TERMS, Context, pair_stages
     from edgegan.utils import seed_everything
-    from edgegan_runtime import latent
 
     out = Path(out)
-    fam = get_family(cfg.family)
+    get_family(cfg.family)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
     device = world.device
     recipe = cfg.recipe()
+    check_out(out)
     start_step, history, prev = 0, [], None
     if resume:
         if not (out / "state.json").exists():
@@ -193,13 +177,19 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         if diff:
             raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
         start_step, history = int(prev["step"]), prev["history"]
-        if start_step >= cfg.steps:
+        # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
+        if start_step > cfg.steps or (start_step == cfg.steps and (out / MANIFEST_NAME).is_file()):
             raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
 
     teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=str(device),
                              output_range=cfg.teacher_range)
+    if cfg.latent_dim is not None and cfg.latent_dim != teacher.latent_dim:
+        from edgegan.errors import TeacherError
+
+        raise TeacherError(f"{cfg.teacher}: --latent-dim {cfg.latent_dim} but the teacher takes z of size "
+                           f"{teacher.latent_dim}; leave --latent-dim out (it is read from the teacher)")
     C, H, W = teacher.output_shape
     try:
         args = student_args(cfg.family, cfg.d, (C, H, W), teacher.latent_dim)
@@ -248,9 +238,36 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         if w > 0:
             term.distribute(world.wrap)
 
+    run = (cfg, out, recipe, teacher, student, student_run, terms, opt, ema, modules, optimizers, stages, rng, args,
+           dataset_info, prev, start_step, history, world, progress)
+    if not world.is_main:  # under torchrun rank 0 alone makes, writes and cleans up the run folder
+        return _run(*run)
+    with run_output(out):
+        return _run(*run)
+
+
+def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student, student_run, terms, opt, ema,
+         modules: dict, optimizers: dict, stages, rng, args: dict, dataset_info, prev: dict | None, start_step: int,
+         history: list, world, progress: bool) -> dict[str, Any] | None:
+    import torch
+
+    from edgegan.checkpoint import model_section
+    from edgegan.models import count_params
+    from edgegan.terms import FeatureCapture, Step
+    from edgegan.utils import StopRequest
+    from edgegan.utils import progress as bar
+    from edgegan_runtime import latent
+
+    device = world.device
     eval_z = torch.from_numpy(latent(cfg.eval_samples, teacher.latent_dim, cfg.seed + 1)).to(device)
     eval_t = torch.cat([teacher.forward(eval_z[i:i + 256]) for i in range(0, len(eval_z), 256)]).to(device)
     final_model = ema if ema is not None else student
+    if not torch.isfinite(eval_t).all():  # a student fitted to NaN would "finish" with MSE nan → nan
+        from edgegan.errors import TeacherError
+
+        bad = int((~torch.isfinite(eval_t)).flatten(1).any(1).sum())
+        raise TeacherError(f"{cfg.teacher}: the teacher's images are not finite (NaN or inf) for {bad} of "
+                           f"{len(eval_t)} latents; nothing to distil")
     eval_outside = float((eval_t.abs() > 1 + 2e-3).float().mean())  # teacher outputs beyond its declared range
     if eval_outside > 0:
         log.warning("%.2f%% of the teacher's outputs on the eval latents lie outside its declared range %s",
@@ -285,11 +302,9 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     seconds_before = float(prev.get("seconds", 0.0)) if prev is not None else 0.0
     t0 = time.perf_counter()
     pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress and world.is_main)
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     part = world.local(cfg.batch_size)  # every rank draws the global batch of latents and keeps its slice
-    step = start_step
     student.train()
+    stop = StopRequest().install()  # Ctrl-C: finish the step, checkpoint it, stop
     try:
         for step in range(start_step + 1, cfg.steps + 1):
             for g in opt.param_groups:
@@ -312,8 +327,9 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             parts = {term.name: term.loss(st) for term, w in terms if w > 0}
             loss = sum(w * parts[term.name] for term, w in terms if w > 0)
             if not torch.isfinite(loss):
-                raise ConfigError(f"distillation diverged at step {step}: loss is {loss.item()} "
-                                  f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); lower --lr or a weight")
+                why = "the teacher's images are not finite" if not torch.isfinite(target).all() else "lower --lr or a weight"
+                raise DivergenceError(f"distillation diverged at step {step}: loss is {loss.item()} "
+                                      f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}); {why}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -329,16 +345,14 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             pb.update(1)
             if step % 10 == 0:
                 pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if world.any(stop.requested) and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
+                checkpoint(step)
+                log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
+                raise KeyboardInterrupt
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
                 checkpoint(step)
-    except KeyboardInterrupt:
-        done = step - 1 if step > start_step else start_step
-        if done > start_step and world.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 saves
-            step = done
-            checkpoint(done)
-            log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
-        raise
     finally:
+        stop.remove()
         pb.close()
         for h in (t_hooks, s_hooks):
             if h:

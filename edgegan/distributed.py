@@ -128,6 +128,19 @@ class World:
         dist.all_reduce(t)
         return (t / self.size).tolist()
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any: a collective, so all ranks take the same
+        branch at the same step (a Ctrl-C that reached the ranks at different moments stops them all
+        after one step, each having finished it)."""
+        if self.size == 1:
+            return bool(flag)
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
     def describe(self, global_batch: int) -> dict[str, Any]:
         """The manifest's record of how a run was split (a resumed run records its last segment)."""
         return {"world_size": self.size, "backend": self.backend, "batch_global": global_batch,

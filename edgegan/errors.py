@@ -69,3 +69,17 @@ class BundleError(EdgeganError):
     """A bench bundle cannot be made (no exports, a file that does not match its manifest)."""
 
     exit_code = 8
+
+
+class OutputError(EdgeganError):
+    """An output cannot be written where it was asked for: ``--out`` is a file or lies under one, its
+    folder is read-only, the disk is full. Nothing half-written is left behind (issue 14)."""
+
+    exit_code = 9
+
+
+class DivergenceError(EdgeganError):
+    """Training stopped because a loss, or a teacher's output, is not finite (NaN or inf): a result
+    computed from it would be silently wrong. The last checkpoint is kept (issue 14)."""
+
+    exit_code = 10

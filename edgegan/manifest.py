@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import CheckpointError
+from edgegan.errors import CheckpointError, OutputError
 
 SCHEMA = "edgegan.manifest/1"
 
@@ -39,9 +39,18 @@ SCHEMA = "edgegan.manifest/1"
 # One file-mode rule and one atomic write, defined in the runtime (edgegan_runtime.fileio), imported
 # when first used: importing the runtime package loads numpy, and `edgegan --help` must stay light.
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Every file edgegan writes goes through here: a failure (a full disk, a read-only folder, a
+    file where a folder should be) is an ``OutputError`` naming the file, and leaves no temporary."""
     from edgegan_runtime.fileio import atomic_write_bytes as write
 
-    return write(path, data)
+    try:
+        return write(path, data)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None
+
+
+# A manifest is a few KB (a long loss curve: a few hundred); anything near this is not one.
+MAX_MANIFEST_BYTES = 64 << 20
 
 
 def __getattr__(name: str) -> Any:
@@ -56,8 +65,20 @@ MANIFEST_NAME = "manifest.json"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a regular file; opened without blocking and checked first, so a FIFO named in a
+    manifest is a CheckpointError, not a hang (issue 14)."""
+    import stat
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointError(f"{path}: not a regular file")
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -131,18 +152,88 @@ def manifest_path(run: str | os.PathLike) -> Path:
 def read_manifest(run: str | os.PathLike) -> dict[str, Any]:
     """Read and sanity-check a run's manifest (a run directory or the manifest file itself)."""
     path = manifest_path(run)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{path}: no such run or manifest (expected a run directory holding {MANIFEST_NAME})")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: corrupt manifest, not valid JSON ({e})") from None
+    data = load_json(path, "manifest", MAX_MANIFEST_BYTES)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise CheckpointError(f"{path}: not an edgegan manifest (expected schema {SCHEMA!r})")
     model = data.get("model")
     if not isinstance(model, dict) or not {"family", "args", "weights"} <= set(model):
         raise CheckpointError(f"{path}: manifest has no complete 'model' section (family, args, weights)")
+    _check_types(data, path)
     return data
+
+
+def load_json(path: str | os.PathLike, what: str, limit: int) -> Any:
+    """A JSON file a stranger may have made (a manifest, state.json): a regular file only, opened
+    without blocking (a FIFO must not hang us), at most ``limit`` bytes (``/dev/zero``), and nesting
+    deep enough to exhaust the parser's recursion is a CheckpointError like any other corruption."""
+    from edgegan_runtime.fileio import read_regular
+
+    raw = read_regular(path, limit, what, error=CheckpointError)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt {what}, not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: corrupt {what}, JSON nested too deeply") from None
+
+
+# Fields later stages index into, with their types: a manifest that travelled between machines is
+# checked here once, so a wrong type or a missing field is one CheckpointError instead of a
+# TypeError or KeyError deep in a stage. Required: present whenever the section above it is.
+_REQUIRED, _OPTIONAL = True, False
+_TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...], bool], ...] = (
+    (("model", "family"), str, _REQUIRED), (("model", "args"), dict, _REQUIRED), (("model", "weights"), dict, _REQUIRED),
+    (("model", "weights", "path"), str, _REQUIRED), (("model", "weights", "sha256"), (str, type(None)), _OPTIONAL),
+    (("model", "weights", "bytes"), int, _REQUIRED), (("model", "params"), int, _REQUIRED),
+    (("model", "latent"), dict, _REQUIRED), (("model", "latent", "dim"), int, _REQUIRED),
+    (("model", "output"), dict, _REQUIRED), (("model", "output", "shape"), list, _REQUIRED),
+    (("kind",), str, _OPTIONAL), (("exports",), list, _OPTIONAL),
+    (("distill",), dict, _OPTIONAL), (("distill", "teacher"), dict, _REQUIRED),
+    (("distill", "teacher", "spec"), str, _REQUIRED), (("distill", "teacher", "kind"), str, _REQUIRED),
+    (("distill", "teacher", "latent_dim"), (int, type(None)), _OPTIONAL),
+    (("distill", "teacher", "weights"), (str, type(None)), _OPTIONAL),
+    (("distill", "teacher_params"), (int, type(None)), _REQUIRED),
+    (("distill", "compression_ratio"), (int, float, type(None)), _REQUIRED),
+    (("distill", "eval"), dict, _REQUIRED), (("distill", "eval", "mse_start"), (int, float), _REQUIRED),
+    (("distill", "eval", "mse_end"), (int, float), _REQUIRED),
+    (("dataset",), dict, _OPTIONAL), (("dataset", "name"), str, _REQUIRED), (("dataset", "count"), int, _REQUIRED),
+    (("train",), dict, _OPTIONAL), (("train", "step"), int, _REQUIRED), (("train", "seconds"), (int, float), _REQUIRED),
+    (("config",), dict, _OPTIONAL),
+)
+
+
+def _check_types(data: dict[str, Any], path: Path) -> None:
+    for keys, tp, required in _TYPES:
+        node: Any = data
+        for i, k in enumerate(keys):
+            if not isinstance(node, dict) or k not in node:
+                if required and i == len(keys) - 1 and isinstance(node, dict):
+                    raise CheckpointError(f"{path}: manifest field {'.'.join(keys)} is missing")
+                node = _ABSENT
+                break
+            node = node[k]
+        if node is _ABSENT:
+            continue
+        if not isinstance(node, tp) or (isinstance(node, bool) and bool not in (tp if isinstance(tp, tuple) else (tp,))):
+            want = tp.__name__ if isinstance(tp, type) else " or ".join(t.__name__ for t in tp)
+            raise CheckpointError(f"{path}: manifest field {'.'.join(keys)} should be {want}, "
+                                  f"got {type(node).__name__} ({str(node)[:40]!r})")
+    shape = data["model"]["output"]["shape"]
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise CheckpointError(f"{path}: manifest field model.output.shape should be [C, H, W] of positive integers, "
+                              f"got {shape!r}")
+    for i, e in enumerate(data.get("exports") or []):
+        if not isinstance(e, dict) or not isinstance(e.get("file"), str):
+            raise CheckpointError(f"{path}: manifest field exports[{i}] should be an object with a 'file' string")
+        for key, tp in (("format", str), ("precision", str), ("bytes", int), ("parity", (dict, type(None)))):
+            if key in e and (not isinstance(e[key], tp) or isinstance(e[key], bool)):
+                raise CheckpointError(f"{path}: manifest field exports[{i}].{key} has the wrong type "
+                                      f"({type(e[key]).__name__})")
+
+
+_ABSENT = object()
 
 
 def write_manifest(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:

@@ -84,6 +84,10 @@ def mapping_text(rng: tuple[float, float]) -> str:
     return "identity" if (lo, hi) == EDGEGAN_RANGE else f"x_edgegan = 2 * (x_teacher - {lo:g}) / {hi - lo:g} - 1"
 
 
+class FactoryRefused(TeacherError):
+    """A ``module:factory`` read from a manifest, not typed by the user: never imported."""
+
+
 @dataclass
 class GeneratorSource:
     kind: str  # "edgegan" | "torchscript" | "onnx" | "factory"
@@ -118,10 +122,13 @@ class GeneratorSource:
 def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | None = None,
                    device: str = "cpu", latent_rank: int | None = None,
                    output_range: tuple[float, float] | str | None = None,
-                   import_dir: str | None = None, check_range: bool = True) -> GeneratorSource:
+                   import_dir: str | None = None, check_range: bool = True,
+                   allow_factory: bool = True) -> GeneratorSource:
     """Load ``spec``; ``latent_rank`` and ``output_range`` skip the probes (as recorded in a manifest);
     ``import_dir``: where a module:factory's module is found when it is not importable otherwise;
-    ``check_range`` False skips the probe batch where the range is known (a latency probe's load time)."""
+    ``check_range`` False skips the probe batch where the range is known (a latency probe's load time);
+    ``allow_factory=False`` for a spec read from a file (a manifest): a manifest must never name
+    code to run, so a ``module:factory`` there is refused before anything is imported (issue 14)."""
     if latent_rank is not None and latent_rank not in LATENT_RANKS:
         raise ConfigError(f"latent rank must be 2 (N, L) or 4 (N, L, 1, 1), got {latent_rank!r}")
     rng = parse_range(output_range)
@@ -134,15 +141,20 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
             _check_range(src, src.range, "edgegan")
         return src
     if _is_factory(spec) and not p.exists():
+        if not allow_factory:
+            refuse_recorded_factory(spec, weights)
         src = _from_factory(spec, weights, latent_dim, latent_rank, device, import_dir)
     else:
         if not p.exists():
             raise TeacherError(f"{spec}: no such teacher (expected a run directory, .onnx, TorchScript file, or "
                                "module:factory)")
-        if p.is_file() and p.stat().st_size == 0:
+        if not p.is_file():  # a FIFO or a device: opening it could block forever
+            raise TeacherError(f"{spec}: teacher is not a regular file")
+        if p.stat().st_size == 0:
             raise TeacherError(f"{spec}: teacher file is empty")
         p = p.resolve()
-        head = p.read_bytes()[:4]
+        with open(p, "rb") as f:
+            head = f.read(4)
         if p.suffix == ".onnx" or (head[:1] == b"\x08" and p.suffix not in (".pt", ".ts", ".pth")):
             src = _from_onnx(p, latent_dim)
         elif head[:2] == b"PK":  # TorchScript archives are zip files
@@ -154,9 +166,11 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
 
 
 def load_recorded(teacher: dict[str, Any], run_dir: str | os.PathLike | None = None,
-                  device: str = "cpu", check_range: bool = True) -> GeneratorSource:
+                  device: str = "cpu", check_range: bool = True, allow_factory: bool = False) -> GeneratorSource:
     """The teacher a student's manifest records (``distill.teacher``), with its latent shape and range
-    as recorded; a file moved with its run is found relative to the run (``spec_from_run``)."""
+    as recorded; a file moved with its run is found relative to the run (``spec_from_run``). A recorded
+    ``module:factory`` is refused unless ``allow_factory`` (the user typed it again: a manifest never
+    names code to run)."""
     spec = teacher["spec"]
     if run_dir is not None and teacher.get("spec_from_run") and not Path(spec).exists() and not _is_factory(spec):
         alt = Path(run_dir) / teacher["spec_from_run"]
@@ -167,7 +181,16 @@ def load_recorded(teacher: dict[str, Any], run_dir: str | os.PathLike | None = N
     rng = (teacher.get("range") or {}).get("declared")
     return load_generator(spec, weights=teacher.get("weights"), latent_dim=teacher.get("latent_dim"), device=device,
                           latent_rank=rank, output_range=tuple(rng) if rng else None,
-                          import_dir=teacher.get("import_dir"), check_range=check_range)
+                          import_dir=teacher.get("import_dir"), check_range=check_range,
+                          allow_factory=allow_factory)
+
+
+def refuse_recorded_factory(spec: str, weights: str | None = None) -> None:
+    """Raise FactoryRefused if ``spec``, read from a file, names a ``module:factory`` (issue 14)."""
+    if isinstance(spec, str) and _is_factory(spec) and not Path(spec).exists():
+        raise FactoryRefused(f"{spec}: a module:factory teacher is run only when typed on the command line "
+                             f"(a manifest never names code to run); pass --teacher {spec}"
+                             + (f" --teacher-weights {weights}" if weights else "") + " again")
 
 
 def _is_factory(spec: str) -> bool:

@@ -6,8 +6,8 @@ A run directory holds::
     manifest.json            written last: the run's commit point (model, dataset, config, train)
     generator.safetensors    the generator (what later stages read)
     discriminator.safetensors
-    state.safetensors        optimiser moments and RNG state, for --resume (no pickle)
-    state.json               step, loss history and the scalars of the optimiser state
+    state-NNNNNNNNN.safetensors  the checkpoint: both networks, optimiser moments, RNG state (no pickle)
+    state.json               step, loss history, optimiser scalars, sha256s: the checkpoint's commit point
     samples/step_NNNNNN.png  sample grids on fixed latents
 """
 
@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgegan.config import DATASET_NAMES, FAMILY_NAMES, check_choices, opt
-from edgegan.errors import CheckpointError, ConfigError
+from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
+                            Bounds, check_bounds, check_choices, opt)
+from edgegan.errors import CheckpointError, ConfigError, DivergenceError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, versions
+from edgegan.outputs import check_out, run_output
 
 log = logging.getLogger(__name__)
 KINDS = ("teacher", "baseline")
@@ -33,37 +35,25 @@ class TrainConfig:
     dataset: str = opt("digits", "dataset to train on", choices=DATASET_NAMES)
     data_dir: str | None = opt(None, "folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)")
     family: str = opt("dcgan", "generator family", choices=FAMILY_NAMES)
-    d: int = opt(64, "depth factor of the generator")
-    d_disc: int | None = opt(None, "depth factor of the discriminator (default: same as --d)")
+    d: int = opt(64, "depth factor of the generator", bounds=DEPTH)
+    d_disc: int | None = opt(None, "depth factor of the discriminator (default: same as --d)", bounds=DEPTH)
     image_size: int = opt(32, "image side: 32 (the paper) or 64", choices=(32, 64))
-    latent_dim: int = opt(100, "size of the latent z")
-    steps: int = opt(2000, "total optimiser steps (a resumed run continues up to this)")
-    batch_size: int = opt(64, "images per optimiser step")
-    lr: float = opt(2e-4, "Adam learning rate, both networks")
-    beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5)")
-    seed: int = opt(0, "random seed")
+    latent_dim: int = opt(100, "size of the latent z", bounds=LATENT)
+    steps: int = opt(2000, "total optimiser steps (a resumed run continues up to this)", bounds=STEPS)
+    batch_size: int = opt(64, "images per optimiser step", bounds=BATCH)
+    lr: float = opt(2e-4, "Adam learning rate, both networks", bounds=LEARNING_RATE)
+    beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5)", bounds=BETA)
+    seed: int = opt(0, "random seed", bounds=SEED)
     device: str = opt("cpu", "cpu, cuda or cuda:N")
-    sample_every: int = opt(500, "steps between sample grids (0: only at the end)")
-    checkpoint_every: int = opt(500, "steps between checkpoints (0: only at the end)")
+    sample_every: int = opt(500, "steps between sample grids (0: only at the end)", bounds=EVERY)
+    checkpoint_every: int = opt(500, "steps between checkpoints (0: only at the end)", bounds=EVERY)
     kind: str = opt("teacher", "what the run is recorded as: a teacher, or a student-sized baseline trained "
                     "from scratch (the paper's baseline); the training is the same", choices=KINDS)
-    limit: int | None = opt(None, "use only the first N training images")
+    limit: int | None = opt(None, "use only the first N training images", bounds=Bounds(1, None))
 
     def __post_init__(self) -> None:
-        ints = {"d": 1, "steps": 1, "batch_size": 1, "latent_dim": 1, "sample_every": 0, "checkpoint_every": 0}
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer, got {v!r}")
-            if v < lo:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= {lo}, got {v!r}")
-        if self.d_disc is not None and self.d_disc < 1:
-            raise ConfigError(f"d-disc must be >= 1, got {self.d_disc}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
         check_choices(self)  # kind, image_size
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit}")
 
     def model_args(self, nc: int) -> dict[str, Any]:
         return {"d": self.d, "nc": nc, "image_size": self.image_size, "latent_dim": self.latent_dim, "d_disc": self.d_disc}
@@ -78,19 +68,16 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     Under torchrun every rank trains its part of each batch and rank 0 alone writes and returns the
     manifest; the other ranks return None (``edgegan.distributed``)."""
     import torch
-    import torch.nn.functional as F
 
-    from edgegan.checkpoint import load_tensors, model_section, save_tensors
+    from edgegan.checkpoint import load_tensors
     from edgegan.data import load_dataset
     from edgegan.distributed import setup
     from edgegan.models import build_discriminator, build_generator, get_family
-    from edgegan.utils import progress as bar
     from edgegan.utils import seed_everything
-    from edgegan.viz import save_grid
-    from edgegan_runtime import latent
 
     out = Path(out)
     get_family(cfg.family)
+    check_out(out)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
     device = world.device
     state_json = out / "state.json"
@@ -99,12 +86,16 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
         if not state_json.exists():
             raise CheckpointError(f"{out}: nothing to resume (no state.json; start without --resume)")
         prev = _read_state(out)
-        old = TrainConfig(**prev["config"])
+        try:
+            old = TrainConfig(**prev["config"])
+        except (TypeError, ConfigError) as e:
+            raise CheckpointError(f"{out}/state.json: its config is not a training config ({e})") from None
         diff = {k for k, v in asdict(cfg).items() if getattr(old, k) != v} - _RESUMABLE
         if diff:
             raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
         start_step, history = prev["step"], prev["history"]
-        if start_step >= cfg.steps:
+        # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
+        if start_step > cfg.steps or (start_step == cfg.steps and (out / MANIFEST_NAME).is_file()):
             raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
@@ -121,18 +112,34 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     if prev is not None:
         _restore(out, prev, G, D, opt_g, opt_d, gen, load_tensors)
 
+    if not world.is_main:  # under torchrun rank 0 alone makes, writes and cleans up the run folder
+        return _train(cfg, out, data, margs, G, D, opt_g, opt_d, gen, start_step, history, prev, world, progress)
+    with run_output(out):
+        return _train(cfg, out, data, margs, G, D, opt_g, opt_d, gen, start_step, history, prev, world, progress)
+
+
+def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, gen, start_step: int, history: list,
+           prev: dict | None, world, progress: bool) -> dict[str, Any] | None:
+    import torch
+    import torch.nn.functional as F
+
+    from edgegan.checkpoint import model_section, save_tensors
+    from edgegan.utils import StopRequest
+    from edgegan.utils import progress as bar
+    from edgegan.viz import save_grid
+    from edgegan_runtime import latent
+
+    device = world.device
     G_run, D_run = world.wrap(G), world.wrap(D)  # DistributedDataParallel under torchrun, else G and D
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     images = data.torch()
     n = len(images)
     fixed_z = torch.from_numpy(latent(64, cfg.latent_dim, cfg.seed)).to(device)
     t0 = time.perf_counter()
     pb = bar(cfg.steps, f"train {cfg.kind} d={cfg.d}", initial=start_step, enabled=progress and world.is_main)
-    step = start_step
     part = world.local(cfg.batch_size)  # every rank draws the global batch and keeps its slice
     ones = torch.ones(part.stop - part.start, device=device)
     zeros = torch.zeros(part.stop - part.start, device=device)
+    stop = StopRequest().install()  # Ctrl-C: finish the step, checkpoint it, stop
     try:
         for step in range(start_step + 1, cfg.steps + 1):
             idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)[part]
@@ -142,11 +149,17 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
             # Discriminator: real → 1, fake → 0.
             opt_d.zero_grad(set_to_none=True)
             loss_d = F.binary_cross_entropy_with_logits(D_run(real), ones) + F.binary_cross_entropy_with_logits(D_run(fake.detach()), zeros)
+            if not torch.isfinite(loss_d):  # NaN/inf: stop before a step spoils the weights (issue 14)
+                raise DivergenceError(f"training diverged at step {step}: discriminator loss is {loss_d.item()}; "
+                                      "lower --lr")
             loss_d.backward()
             opt_d.step()
             # Generator: non-saturating loss, fake → 1.
             opt_g.zero_grad(set_to_none=True)
             loss_g = F.binary_cross_entropy_with_logits(D_run(fake), ones)
+            if not torch.isfinite(loss_g):
+                raise DivergenceError(f"training diverged at step {step}: generator loss is {loss_g.item()}; "
+                                      "lower --lr")
             loss_g.backward()
             opt_g.step()
             if step % max(1, cfg.steps // 200) == 0 or step == cfg.steps:
@@ -155,30 +168,34 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
             pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
             if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
                 _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid)
+            if world.any(stop.requested) and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
+                _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
+                log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
+                raise KeyboardInterrupt
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
-                _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen, save_tensors)
-    except KeyboardInterrupt:
-        # Keep what was learnt: a resumable checkpoint at the last finished step.
-        done = step - 1 if step > start_step else start_step
-        if done > start_step and world.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 saves
-            _checkpoint(out, cfg, done, history, G, D, opt_g, opt_d, gen, save_tensors)
-            log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", done, out)
-        raise
+                _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
     finally:
+        stop.remove()
         pb.close()
     seconds = time.perf_counter() - t0
     if not world.is_main:
         return None  # rank 0 writes the run
     _sample(G, fixed_z, out / "samples" / f"step_{cfg.steps:06d}.png", save_grid)
-    _checkpoint(out, cfg, cfg.steps, history, G, D, opt_g, opt_d, gen, save_tensors)
+    _checkpoint(out, cfg, cfg.steps, history, G, D, opt_g, opt_d, gen)
     G.eval()
+    # The final weights, then the manifest (the commit point); a failure between them removes the
+    # weights (edgegan.outputs.run_output) and keeps the step-N checkpoint, which --resume finishes.
+    from edgegan.checkpoint import save_generator_weights
+
+    save_tensors(out / _WEIGHTS[1], D.state_dict())
+    save_generator_weights(out / _WEIGHTS[0], G, cfg.family)
     manifest = {
         "schema": "edgegan.manifest/1",
         "kind": cfg.kind,
         "created": now_iso(),
         "versions": versions(),
         "model": model_section(G.cpu(), cfg.family, margs, out, write=False),
-        "discriminator": file_entry(out / "discriminator.safetensors", out),
+        "discriminator": file_entry(out / _WEIGHTS[1], out),
         "dataset": data.describe(),
         "config": asdict(cfg),
         "train": {
@@ -210,19 +227,17 @@ def _sample(G, z, path: Path, save_grid) -> None:
     save_grid(imgs, path, nrow=8)
 
 
-_WEIGHTS = ("generator.safetensors", "discriminator.safetensors")
+_WEIGHTS = ("generator.safetensors", "discriminator.safetensors")  # final files, written with the manifest
 
 
-def _checkpoint(out: Path, cfg: TrainConfig, step: int, history: list, G, D, opt_g, opt_d, gen, save_tensors) -> None:
-    from edgegan.checkpoint import save_generator_weights, save_training_state
+def _checkpoint(out: Path, cfg: TrainConfig, step: int, history: list, G, D, opt_g, opt_d, gen) -> None:
+    from edgegan.checkpoint import save_training_state
     from edgegan.distributed import is_main
 
     if not is_main():  # under torchrun rank 0 writes the checkpoint; every rank holds the same state
         return
-    save_generator_weights(out / _WEIGHTS[0], G, cfg.family)
-    save_tensors(out / _WEIGHTS[1], D.state_dict())
     save_training_state(out, step=step, config=asdict(cfg), history=history, optimizers={"opt_g": opt_g, "opt_d": opt_d},
-                        rng=gen, files=_WEIGHTS)
+                        rng=gen, modules={"generator": G, "discriminator": D})
 
 
 def _read_state(out: Path) -> dict[str, Any]:
@@ -232,14 +247,15 @@ def _read_state(out: Path) -> dict[str, Any]:
 
 
 def _restore(out: Path, st: dict, G, D, opt_g, opt_d, gen, load_tensors) -> None:
-    from edgegan.checkpoint import restore_training_state
+    from edgegan.checkpoint import STATE_TENSORS, load_into, restore_training_state
 
-    try:
-        G.load_state_dict(load_tensors(out / _WEIGHTS[0]))
-        D.load_state_dict(load_tensors(out / _WEIGHTS[1]))
-    except RuntimeError as e:
-        raise CheckpointError(f"{out}: checkpoint weights do not fit this run ({str(e).splitlines()[0]})") from None
-    restore_training_state(out, st, optimizers={"opt_g": opt_g, "opt_d": opt_d}, rng=gen)
+    if st.get("tensors", STATE_TENSORS) == STATE_TENSORS:  # a checkpoint from before issue 14: weights beside it
+        for name, module in zip(_WEIGHTS, (G, D)):
+            load_into(module, load_tensors(out / name), out / name)
+        restore_training_state(out, st, optimizers={"opt_g": opt_g, "opt_d": opt_d}, rng=gen)
+    else:
+        restore_training_state(out, st, optimizers={"opt_g": opt_g, "opt_d": opt_d}, rng=gen,
+                               modules={"generator": G, "discriminator": D})
 
 
 __all__ = ["TrainConfig", "train_gan"]

@@ -53,3 +53,48 @@ def progress(total: int, desc: str, initial: int = 0, enabled: bool = True):
 
     return tqdm(total=total, initial=initial, desc=desc, disable=None if enabled else True, file=sys.stderr,
                 dynamic_ncols=True, leave=False, mininterval=0.5)
+
+
+class StopRequest:
+    """Ctrl-C during training, handled at a step boundary (issue 14).
+
+    The first SIGINT only sets ``requested``; the loop checkpoints the step it just finished and
+    raises KeyboardInterrupt, so the checkpoint is exact and a resumed run equals an uninterrupted
+    one. A second SIGINT stops at once (KeyboardInterrupt where the code is): the last checkpoint
+    stands. Installed only in the main thread, and only over Python's default handler."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def install(self) -> "StopRequest":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import logging
+        import signal
+
+        if self.requested:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third press must not interrupt the clean-up
+            raise KeyboardInterrupt
+        self.requested = True
+        logging.getLogger("edgegan").warning("interrupt: stopping after this step with a checkpoint "
+                                             "(Ctrl-C again to stop now; the last checkpoint stands)")
+
+    def remove(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    __enter__ = install
+
+    def __exit__(self, *exc) -> None:
+        self.remove()

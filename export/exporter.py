@@ -5,10 +5,12 @@ Order of work, so that a failure leaves nothing half-written:
 
 1. options validated (``ExportOptions``) and the run loaded (``load_run``) — before any file exists;
 2. the module prepared (BatchNorm folded, ConvTs rewritten for TFLite) and converted in memory;
-3. the bytes written to a hidden temporary file next to the target, run through ``edgegan_runtime``
-   and compared with the PyTorch module;
-4. only then renamed to ``<stem>-<format>-<precision><ext>`` (or deleted, raising ``ParityError``,
-   unless ``allow_mismatch``), and the manifest's ``exports`` list updated atomically.
+3. the bytes written to a hidden temporary file next to the target (stale ones that a killed export
+   left are removed first), run through ``edgegan_runtime`` and compared with the PyTorch module
+   (deleted, raising ``ParityError``, unless ``allow_mismatch``);
+4. the manifest's ``exports`` list updated atomically, and only then the file renamed to
+   ``<stem>-<format>-<precision><ext>``: a failed manifest update leaves neither (issue 14), a
+   failed rename puts the manifest back.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 
 from edgegan.checkpoint import load_run
-from edgegan.errors import ConfigError, ExportError, ParityError
+from edgegan.errors import ConfigError, ExportError, OutputError, ParityError
 from edgegan.export import parity
 from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
@@ -65,9 +67,11 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
         module = FlatLatent(module)
     created = _missing_dirs(Path(out_dir))
     try:
-        return _export(module, latent_dim, Path(out_dir), stem, opts, progress=progress,
-                       manifest_dir=Path(manifest_dir) if manifest_dir is not None else None,
-                       expected_output=tuple(expected_output) if expected_output is not None else None)
+        entry, tmp, final = _export(module, latent_dim, Path(out_dir), stem, opts, progress=progress,
+                                    manifest_dir=Path(manifest_dir) if manifest_dir is not None else None,
+                                    expected_output=tuple(expected_output) if expected_output is not None else None)
+        _commit(tmp, final)
+        return entry
     except BaseException:
         _remove_empty(created)
         raise
@@ -89,17 +93,29 @@ def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", b
     separate = out_dir.resolve() != run_dir.resolve()
     if separate:
         _check_out_dir(out_dir, loaded.manifest)
+    if (out_dir / EXPORTS_DIR).is_symlink() or (out_dir / EXPORTS_DIR).exists() and not (out_dir / EXPORTS_DIR).is_dir():
+        # A file recorded as exports/x.onnx must resolve inside the run, or the runtime refuses to load it.
+        raise ConfigError(f"{out_dir / EXPORTS_DIR}: is a symbolic link or not a folder; exports are written to a real "
+                          f"{EXPORTS_DIR}/ folder inside the run (remove it, or export with -o to another directory)")
     created = _missing_dirs(out_dir / EXPORTS_DIR)
+    tmp = None
     try:
-        entry = _export(loaded.generator, loaded.latent_dim, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
-                        progress=progress, manifest_dir=out_dir, expected_output=loaded.output_shape,
-                        model_sha256=loaded.manifest["model"]["weights"].get("sha256"))
+        entry, tmp, final = _export(loaded.generator, loaded.latent_dim, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
+                                    progress=progress, manifest_dir=out_dir, expected_output=loaded.output_shape,
+                                    model_sha256=loaded.manifest["model"]["weights"].get("sha256"))
+        if separate:
+            _copy_run(run_dir, out_dir, loaded.manifest)
+        before = record(out_dir, entry)  # recorded first: a failure here leaves no unrecorded file
+        try:
+            _commit(tmp, final)
+        except BaseException:
+            write_manifest(out_dir, before)
+            raise
     except BaseException:
+        if tmp is not None:
+            _unlink(tmp)
         _remove_empty(created)
         raise
-    if separate:
-        _copy_run(run_dir, out_dir, loaded.manifest)
-    record(out_dir, entry)
     return entry
 
 
@@ -110,7 +126,8 @@ _STEM = re.compile(r"[A-Za-z0-9._-]+")
 
 def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, opts: ExportOptions, *,
             progress: bool, manifest_dir: Path | None, expected_output: tuple[int, ...] | None,
-            model_sha256: str | None = None) -> dict[str, Any]:
+            model_sha256: str | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """(manifest entry, the checked temporary file, the final path it is to be renamed to)."""
     t0 = time.perf_counter()
     spec, prec = opts.spec, opts.precision
     final = out_dir / f"{stem}-{spec.name}-{prec.label}{spec.extension}"
@@ -127,7 +144,7 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
                             metadata=_file_metadata(stem, final.name, opts, latent_dim, out_shape, model_sha256))
     t2 = time.perf_counter()
     kernel_reference = fields.pop("kernel_reference", None)
-    par = _check_and_commit(data, final, reference, latent_dim, opts, kernel_reference)
+    tmp, par = _check(data, final, reference, latent_dim, opts, kernel_reference)
     t3 = time.perf_counter()
 
     tool_versions = {**versions(), **fields.pop("versions")}
@@ -137,8 +154,8 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
         **fields,
         "input": {"shape": [None, latent_dim], "dtype": "float32"},
         "output": {"shape": [None, *out_shape], "dtype": "float32", "layout": "NCHW", "range": [-1.0, 1.0]},
-        "sha256": sha256_file(final),
-        "bytes": final.stat().st_size,
+        "sha256": sha256_file(tmp),
+        "bytes": tmp.stat().st_size,
         "calibration": calib_meta,
         "parity": par,
         "rewrites": rewrites,
@@ -147,9 +164,9 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
         "timings": {"prepare": round(t1 - t0, 3), "convert": round(t2 - t1, 3), "parity": round(t3 - t2, 3)},
         "created": now_iso(),
     }
-    log.info("wrote %s (%d bytes, parity %s: max_abs %s, psnr %s dB) in %.1f s", final, entry["bytes"],
+    log.info("checked %s (%d bytes, parity %s: max_abs %s, psnr %s dB) in %.1f s", final, entry["bytes"],
              "passed" if par["passed"] else "FAILED", par.get("max_abs"), par.get("psnr_db"), entry["seconds"])
-    return entry
+    return entry, tmp, final
 
 
 def _file_metadata(stem: str, file: str, opts: ExportOptions, latent_dim: int, out_shape: tuple[int, ...],
@@ -207,12 +224,17 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
                       "notes": res.notes, "versions": litert_adapter.versions()}
 
 
-def _check_and_commit(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int,
-                      opts: ExportOptions, kernel_reference=None) -> dict[str, Any]:
-    """Write ``data`` to a temporary file, run it through the runtime, and rename it to ``final`` only
-    if parity passes (or ``allow_mismatch``). Returns the parity section; raises ParityError."""
+def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int,
+           opts: ExportOptions, kernel_reference=None) -> tuple[Path, dict[str, Any]]:
+    """Write ``data`` to a temporary file beside ``final`` and run it through the runtime; returns
+    (the temporary file, the parity section) if parity passes (or ``allow_mismatch``), else deletes
+    it and raises ParityError. The caller renames it (``_commit``) once it is recorded."""
     prec = opts.precision
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{final.parent}: cannot create the folder ({e.strerror or type(e).__name__})") from None
+    _remove_stale_temps(final)
     tmp = _write_temp(final, data)
     try:
         def ref(z: np.ndarray) -> np.ndarray:
@@ -230,11 +252,18 @@ def _check_and_commit(data: bytes, final: Path, reference: torch.nn.Module, late
             if not opts.allow_mismatch:
                 raise ParityError(msg)
             log.warning("%s\nkeeping it because allow_mismatch is set; marked failed in the manifest", msg)
-        os.replace(tmp, final)
     except BaseException:
         _unlink(tmp)
         raise
-    return par
+    return tmp, par
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    try:
+        os.replace(tmp, final)
+    except OSError as e:
+        _unlink(tmp)
+        raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
 
 
 def _probe(module: torch.nn.Module, latent_dim: int) -> tuple[int, ...]:
@@ -250,16 +279,48 @@ def _probe(module: torch.nn.Module, latent_dim: int) -> tuple[int, ...]:
     return tuple(int(s) for s in y.shape[1:])
 
 
+def _temp_prefix(final: Path) -> str:
+    return f".{final.stem}."
+
+
+def _remove_stale_temps(final: Path) -> None:
+    """Temporaries of ``final`` left by an export that was killed (SIGKILL during the parity check):
+    their name carries the writer's process id; those whose process is gone are removed."""
+    prefix, suffix = _temp_prefix(final), f".tmp{final.suffix}"
+    for p in final.parent.glob(f"{prefix}*{suffix}"):
+        pid = p.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        _unlink(p)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
+
+
 def _write_temp(final: Path, data: bytes) -> Path:
-    # Same folder (so the rename is atomic), hidden name, and the real extension: the runtime picks
-    # the file type from it.
-    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    # Same folder (so the rename is atomic), hidden name with our process id (so a later export can
+    # tell an orphan from a file being written), and the real extension: the runtime picks the type from it.
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"{_temp_prefix(final)}{os.getpid()}.", suffix=f".tmp{final.suffix}",
+                                    dir=final.parent)
+    except OSError as e:
+        raise OutputError(f"{final.parent}: cannot write ({e.strerror or type(e).__name__})") from None
     try:
         os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; a model file is as readable as any other output
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except OSError as e:
+        _unlink(Path(name))
+        raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
     except BaseException:
         _unlink(Path(name))
         raise
@@ -300,14 +361,17 @@ def _stem_of(run_dir: Path) -> str:
 
 # ------------------------------------------------------------------------------------- manifest
 
-def record(manifest_dir: Path, entry: dict[str, Any]) -> None:
-    """Add ``entry`` to ``manifest_dir``'s manifest, replacing an entry of the same format and precision."""
+def record(manifest_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Add ``entry`` to ``manifest_dir``'s manifest, replacing an entry of the same format and precision;
+    returns the manifest as it was before (to put back if the file cannot be committed)."""
     m = read_manifest(manifest_dir)
+    before = copy.deepcopy(m)
     exports = [e for e in m.get("exports") or []
                if not (e.get("format") == entry["format"] and e.get("precision") == entry["precision"])]
     exports.append(entry)
     m["exports"] = exports
     write_manifest(manifest_dir, m)
+    return before
 
 
 def _check_out_dir(out_dir: Path, run_manifest: dict[str, Any]) -> None:

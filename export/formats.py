@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from edgegan.config import Names, opt
+from edgegan.config import BATCH, SEED, Bounds, Names, check_bounds, opt
 from edgegan.errors import ConfigError
 from edgegan.registry import Registry
 
@@ -139,9 +139,9 @@ class ExportOptions:
     # normalised to a sorted tuple holding 1; None: (1,) or dynamic
     batch: Sequence[int] | str | None = opt(None, "fixed batch sizes as TFLite signatures, e.g. 1,64 (batch 1 always)")
     calibration_samples: int | None = opt(None, f"latents for static int8 calibration (>= {MIN_CALIBRATION}; "
-                                                f"default {MIN_CALIBRATION})")
+                                                f"default {MIN_CALIBRATION})", bounds=Bounds(MIN_CALIBRATION, 100_000))
     allow_mismatch: bool = opt(False, "keep a file that fails the parity check (marked failed in the manifest)")
-    seed: int = opt(0, "seed of the parity (and, + 1, calibration) latents")
+    seed: int = opt(0, "seed of the parity (and, + 1, calibration) latents", bounds=SEED)
     spec: FormatSpec = field(init=False, repr=False, compare=False)
     precision: Precision = field(init=False, repr=False, compare=False)
 
@@ -168,8 +168,7 @@ class ExportOptions:
             if n % spec.calibration_multiple:
                 raise ConfigError(f"{spec.name} calibrates in batches of {spec.calibration_multiple}: "
                                   f"--calibration-samples must be a multiple of {spec.calibration_multiple}, got {n}")
-        if not _is_int(self.seed):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        check_bounds(self)  # seed, calibration_samples
 
     @property
     def batches(self) -> tuple[int, ...] | None:
@@ -202,8 +201,8 @@ def _batches(batch: Sequence[int] | int | str) -> tuple[int, ...]:
     except TypeError:
         raise ConfigError(f"--batch must be a list of integers, got {batch!r}") from None
     for b in items:
-        if not _is_int(b) or b < 1:
-            raise ConfigError(f"--batch sizes must be integers >= 1, got {b!r}")
+        if not _is_int(b) or not BATCH.admits(b):
+            raise ConfigError(f"--batch sizes must be integers {BATCH.describe()}, got {b!r}")
     # Batch 1 is part of the file contract; the rest as requested, each once.
     return tuple(sorted({1, *items}))
 

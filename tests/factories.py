@@ -22,3 +22,11 @@ class _Odd(torch.nn.Module):
 
 def odd_size():
     return _Odd()
+
+
+def nan_teacher():
+    """A generator whose images are NaN (a broken or overflowed teacher): distillation must refuse it."""
+    g = build_generator("dcgan", d=2)
+    with torch.no_grad():
+        next(g.parameters()).fill_(float("nan"))
+    return g

@@ -235,7 +235,7 @@ def test_ema_is_what_is_saved_and_a_recipe_is_recorded(teacher, tmp_path):
     assert dd["latent_sampling"] == "fresh z every step"
     from edgegan.checkpoint import load_tensors
 
-    state = load_tensors(tmp_path / "e" / "state.safetensors")
+    state = load_tensors(tmp_path / "e" / json.loads((tmp_path / "e" / "state.json").read_text())["tensors"])
     ema = {k[len("module.ema."):]: v for k, v in state.items() if k.startswith("module.ema.")}
     raw = {k[len("module.student."):]: v for k, v in state.items() if k.startswith("module.student.")}
     assert _same(_weights(tmp_path / "e"), ema) and not _same(ema, raw)

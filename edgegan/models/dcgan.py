@@ -28,14 +28,18 @@ class DCGANArgs:
     d_disc: int | None = None  # depth factor of the matching discriminator (None: same as d)
 
     def __post_init__(self) -> None:
-        for name in ("d", "nc", "latent_dim"):
+        from edgegan.config import DEPTH, LATENT, Bounds
+
+        # Upper bounds too: a manifest from elsewhere must not make us allocate terabytes (issue 14).
+        for name, b in (("d", DEPTH), ("nc", Bounds(1, 4)), ("latent_dim", LATENT)):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"dcgan: {name} must be an integer >= 1, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or not b.admits(v):
+                raise ConfigError(f"dcgan: {name} must be an integer {b.describe()}, got {v!r}")
         if self.image_size not in (32, 64):
             raise ConfigError(f"dcgan: image_size must be 32 or 64, got {self.image_size!r}")
-        if self.d_disc is not None and (not isinstance(self.d_disc, int) or self.d_disc < 1):
-            raise ConfigError(f"dcgan: d_disc must be an integer >= 1, got {self.d_disc!r}")
+        if self.d_disc is not None and (not isinstance(self.d_disc, int) or isinstance(self.d_disc, bool)
+                                        or not DEPTH.admits(self.d_disc)):
+            raise ConfigError(f"dcgan: d_disc must be an integer {DEPTH.describe()}, got {self.d_disc!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
