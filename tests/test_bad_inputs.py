@@ -312,7 +312,7 @@ BAD = {
     "device-results file is a FIFO": (device_results_fifo, BENCH, "is a FIFO, not a regular file"),
     "teacher file is a FIFO": (teacher_fifo, CHECKPOINT, "not a regular file"),
     "--latent-dim disagrees with a run teacher": (latent_dim_disagrees, CHECKPOINT, "--latent-dim 7 but the teacher"),
-    "teacher outputs NaN": (nan_teacher, CHECKPOINT, "not finite"),
+    "teacher outputs NaN": (nan_teacher, CHECKPOINT, "NaN"),
 }
 
 

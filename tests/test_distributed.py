@@ -53,10 +53,15 @@ def _one_thread():
         torch.set_num_threads(n)
 
 
+def _state(run: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a run's checkpoint: the file its state.json names (edgegan.checkpoint)."""
+    return load_file(str(run / json.loads((run / "state.json").read_text())["tensors"]))
+
+
 def _trained(run: Path) -> dict[str, torch.Tensor]:
     """Every trained tensor of a run's checkpoint: weights of each module (student, EMA, adaptors,
     discriminators) and the weights files."""
-    st = load_file(str(run / "state.safetensors"))
+    st = _state(run)
     out = {k: v for k, v in st.items() if k.startswith("module.")}
     for f in ("generator", "discriminator"):
         if (run / f"{f}.safetensors").exists():
@@ -73,7 +78,7 @@ def _assert_match(one: Path, two: Path, lr: float, steps: int) -> float:
     for k in a:  # counters (num_batches_tracked) exactly
         if not a[k].is_floating_point():
             assert torch.equal(a[k], b[k]), k
-    sa, sb = load_file(str(one / "state.safetensors")), load_file(str(two / "state.safetensors"))
+    sa, sb = _state(one), _state(two)
     for k in ("rng.sampler", "rng.torch"):  # the same samples were drawn, whatever the number of processes
         assert torch.equal(sa[k], sb[k]), k
     return worst
