@@ -65,3 +65,13 @@ class BundleError(EdgeganError):
     """A bench bundle cannot be made (no exports, a file that does not match its manifest)."""
 
     exit_code = 8
+
+
+class SweepError(EdgeganError):
+    """A sweep directory is missing, from another configuration, or lacks the results a command needs."""
+
+    exit_code = 9
+
+
+class BudgetError(SweepError):
+    """No student of a sweep meets the latency and size budget given to ``edgegan pick``."""

@@ -39,7 +39,9 @@ class TrainConfig:
     latent_dim: int = opt(100, "size of the latent z")
     steps: int = opt(2000, "total optimiser steps (a resumed run continues up to this)")
     batch_size: int = opt(64, "images per optimiser step")
-    lr: float = opt(2e-4, "Adam learning rate, both networks")
+    lr: float = opt(2e-4, "Adam learning rate, both networks (the generator's only, when --d-lr is given)")
+    d_lr: float | None = opt(None, "discriminator's Adam learning rate (default: --lr); a sweep tunes the baseline's "
+                             "generator rate against a fixed discriminator rate (issue 13)")
     beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5)")
     seed: int = opt(0, "random seed")
     device: str = opt("cpu", "cpu, cuda or cuda:N")
@@ -61,6 +63,8 @@ class TrainConfig:
             raise ConfigError(f"d-disc must be >= 1, got {self.d_disc}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.d_lr is not None and not self.d_lr > 0:
+            raise ConfigError(f"d-lr must be > 0, got {self.d_lr}")
         check_choices(self)  # kind, image_size
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
@@ -112,7 +116,7 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     G = build_generator(cfg.family, **margs).to(device)
     D = build_discriminator(cfg.family, **margs).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr if cfg.d_lr is not None else cfg.lr, betas=(cfg.beta1, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
     if prev is not None:
         _restore(out, prev, G, D, opt_g, opt_d, gen, load_tensors)
