@@ -40,6 +40,10 @@ PLAN_NAME, TABLE_NAME, MARKDOWN_NAME, PLOT_NAME = "plan.json", "sweep.json", "sw
 DONE_NAME, RESULT_NAME = "DONE", "result.json"
 SCORE_SEED = 0  # latents and reference draw shared by every model of a sweep
 GRID_IMAGES = 32  # images per model kept for the sample grids
+# SWD with a quarter of ProGAN's patches and half its directions: a sweep scores ~2 models per run and
+# the reference's projections are re-sorted for each, which dominated a CPU sweep's time at the defaults.
+# Recorded in sweep.json; its values are comparable within a sweep, not with `edgegan bench`'s SWD.
+SWEEP_SWD = {"nhoods_per_image": 32, "dir_repeats": 2, "dirs_per_repeat": 128}
 
 
 @dataclass(frozen=True)
@@ -231,10 +235,14 @@ class Scorer:
             from edgegan.metrics.classifier import get_classifier
 
             clf = get_classifier(cfg.dataset, cfg.data_dir, progress=progress)
+        from edgegan.metrics.swd import SWDConfig
+
         inception = False  # Inception weights are not fetched by a sweep: our own feature spaces (issue 13)
+        swd = SWDConfig(**SWEEP_SWD)
         self.test = prepare_reference(test, classifier=clf, n_reference=min(len(test), max(cfg.samples, 1000)),
-                                      reference_seed=SCORE_SEED, swd_seed=SCORE_SEED, inception=inception)
-        self.holdout = prepare_reference(held, classifier=clf, swd_seed=SCORE_SEED, inception=inception)
+                                      reference_seed=SCORE_SEED, swd_seed=SCORE_SEED, inception=inception,
+                                      swd_config=swd)
+        self.holdout = prepare_reference(held, classifier=clf, swd_seed=SCORE_SEED, inception=inception, swd_config=swd)
         self.headline = self._headline()
 
     def _headline(self) -> Metric:
@@ -536,7 +544,7 @@ def write_table(sw: Sweep, plan: list[dict[str, Any]]) -> dict[str, Any]:
         "metrics": {k: {"label": m.label, "higher_is_better": m.higher_is_better} for k, m in METRICS.items()},
         "budget": {"steps": cfg.steps, "batch_size": cfg.batch_size,
                    "statement": f"every student and every baseline: {cfg.steps} optimiser steps of {cfg.batch_size}"},
-        "reference": tq["reference"], "classifier": tq["classifier"], "samples": cfg.samples,
+        "reference": tq["reference"], "classifier": tq["classifier"], "samples": cfg.samples, "swd_config": SWEEP_SWD,
         "teacher": {k: t[k] for k in ("spec", "params", "d", "steps", "latent_dim")} | {
             "metrics": {k: m.value(tq["metrics"]) for k, m in METRICS.items()}},
         "baseline_tuning": {"lrs": list(cfg.lrs()), "d_lr": 2e-4, "holdout_images": cfg.holdout,
