@@ -407,7 +407,7 @@ def to_markdown(doc: dict) -> str:
         q0 = next((r["quality"] for r in res["models"] if "metrics" in r.get("quality", {})), {})
         lines += [f"## {res['run']} (dataset {res['dataset']}, reference n={q0.get('n_reference', '?')})", "",
                   "| model | format | precision | params | MACs | bytes | compression | p50 µs | images/s | peak RSS MB "
-                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID×1e3 ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | sharpness "
+                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | sharpness "
                   "| PSNR vs T dB | SSIM vs T |"
                   + "".join(f" {_device_header(d)} |" for d in devices),
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -443,11 +443,11 @@ def to_markdown(doc: dict) -> str:
 
 
 def _kid_cell(q: dict[str, Any]) -> str:
-    """KID ×1000 as mean ± std over subsets (its own error bar)."""
+    """KID as mean ± std over subsets (its own error bar)."""
     k = q.get("classifier_kid")
     if not isinstance(k, dict) or _num(k.get("mean")) is None:
         return "—"
-    return f"{1e3 * k['mean']:.2f} ± {1e3 * k['std']:.2f}"
+    return f"{k['mean']:.3g} ± {k['std']:.2g}"
 
 
 def _device_header(d: dict[str, Any]) -> str:

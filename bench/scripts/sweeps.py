@@ -63,13 +63,18 @@ def run(dataset: str, out: Path) -> None:
 
 
 def collect(dataset: str, out: Path) -> None:
+    from edgegan.sweep import METRICS, _plot, to_markdown
+
     doc = json.loads((out / "sweep.json").read_text())
+    # labels from the current code (a sweep that ran before a label changed keeps its numbers)
+    doc["metrics"] = {k: {"label": m.label, "higher_is_better": m.higher_is_better} for k, m in METRICS.items()}
+    doc["headline"]["label"] = METRICS[doc["headline"]["key"]].label
     paper = PAPER[dataset]
     doc["paper"] = {**paper, "rows": {str(k): {"student": s, "baseline": b} for k, (s, b) in paper["rows"].items()}}
     doc["cut"] = SWEEPS[dataset]["cut"]
     doc["command"] = "edgegan --threads 1 sweep --dataset " + dataset + " " + " ".join(SWEEPS[dataset]["args"])
     (RESULTS / f"sweep-{dataset}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    md = (out / "sweep.md").read_text().replace("plot.png", f"sweep-{dataset}.png").replace(
+    md = to_markdown(doc).replace("plot.png", f"sweep-{dataset}.png").replace(
         "samples/d<d>.png", f"sweep-{dataset}-samples-d<d>.png")
     lines = [md.rstrip(), "", f"## The paper beside it ({paper['metric']}; teacher {paper['teacher']})", "",
              "Different teacher size, steps and feature space: compare orderings and ratios, not values.", "",
@@ -80,7 +85,7 @@ def collect(dataset: str, out: Path) -> None:
               f"Command: `{doc['command']}` (wall-clock {doc['seconds'] / 60:.0f} min of runs on the machine above, "
               "shared with other jobs).", ""]
     (RESULTS / f"sweep-{dataset}.md").write_text("\n".join(lines))
-    shutil.copyfile(out / "plot.png", RESULTS / f"sweep-{dataset}.png")
+    _plot(doc, RESULTS / f"sweep-{dataset}.png")
     for p in sorted((out / "samples").glob("d*.png")):
         shutil.copyfile(p, RESULTS / f"sweep-{dataset}-samples-{p.name}")
 
