@@ -432,7 +432,9 @@ class Sweep:
         imgs = _images_of(run.generator.eval(), z)
         fmt, precision = self.cfg.target_parts()
         with converters_quiet(True):
-            entry = export_run(rd / "run", format=fmt, quantize=precision)
+            # Kept on a parity miss (an int8 file 0.01 over max_abs stopped a whole sweep): the deployed file is
+            # scored on its own images, its parity is recorded, and the table flags it.
+            entry = export_run(rd / "run", format=fmt, quantize=precision, allow_mismatch=True)
         f = rd / "run" / entry["file"] if not Path(entry["file"]).is_absolute() else Path(entry["file"])
         if not f.exists():
             f = rd / "run" / "exports" / Path(entry["file"]).name
@@ -529,7 +531,9 @@ def write_table(sw: Sweep, plan: list[dict[str, Any]]) -> dict[str, Any]:
                 "deployed": {"target": cfg.target, "metrics": _metrics_agg(rs, lambda r: r["deployed"]["quality"]),
                              "p50_us": _agg([r["deployed"]["latency"].get("p50_us") for r in rs]),
                              "bytes": _agg([r["deployed"]["bytes"] for r in rs]),
-                             "parity_passed": all((r["deployed"].get("parity") or {}).get("passed") for r in rs)},
+                             "parity_passed": all((r["deployed"].get("parity") or {}).get("passed") for r in rs),
+                             "parity_failed_seeds": [r["seed"] for r in rs
+                                                     if not (r["deployed"].get("parity") or {}).get("passed")]},
                 "runs": [{"seed": r["seed"], "id": r["id"], "file": r["deployed"]["file"],
                           "sha256": r["deployed"]["sha256"], "bytes": r["deployed"]["bytes"],
                           "p50_us": r["deployed"]["latency"].get("p50_us"),
@@ -652,6 +656,11 @@ def to_markdown(doc: dict[str, Any]) -> str:
         lines.append(f"| {r['d']} | " + " | ".join(
             f"{_cell(x['p50_us'], 'p50').replace('.00', '')} | {x['bytes']['mean']:,.0f}" if x["p50_us"] else
             f"— | {x['bytes']['mean']:,.0f}" for x in dep) + " |")
+    failed = [f"d={r['d']} {rc} seed {s}" for r in doc["rows"] for rc in recipes
+              for s in r["recipes"][rc]["deployed"].get("parity_failed_seeds", [])]
+    if failed:
+        lines += ["", f"Parity against PyTorch missed the {cfg['target']} thresholds (file kept, scored on its own "
+                  f"images): {', '.join(failed)}."]
     lines += ["", "## Verdicts", "", f"| d | best recipe | its {h['key']} | tuned baseline | beats it beyond the spread |"
               " deployed vs fp32 |", "|---:|---|---:|---:|---|---:|"]
     for r in doc["rows"]:
