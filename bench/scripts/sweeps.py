@@ -35,11 +35,11 @@ SWEEPS: dict[str, dict[str, object]] = {
                        "only (mse and joint cut); 2 seeds; students and baselines 200 steps; baseline grid without "
                        "2e-4"},
     "celeba": {"args": ["--teacher", "16", "--teacher-steps", "300", "--d", "2,4", "--recipes", "best",
-                        "--seeds", "2", "--steps", "200", "--samples", "1000", "--latent-pool", "2048",
-                        "--baseline-lrs", "5e-4,1e-3,2e-3"],
+                        "--seeds", "2", "--steps", "200", "--samples", "500", "--latent-pool", "2048",
+                        "--baseline-lrs", "1e-3,2e-3"],
                "cut": "teacher d=16 trained 300 steps in the sweep (paper: d=128); sizes d=2,4 only; recipe best "
-                      "only (mse and joint cut); 2 seeds; students and baselines 200 steps; baseline grid without "
-                      "2e-4; no labels, so no classifier feature space: SWD is the only distribution metric (no KID, "
+                      "only (mse and joint cut); 2 seeds; students and baselines 200 steps; baseline grid 1e-3, 2e-3 "
+                      "only; 500 images per model; no labels, so no classifier feature space: SWD is the only distribution metric (no KID, "
                       "precision/recall or FID)"},
 }
 
