@@ -809,10 +809,13 @@ def pick(sweep_dir: str | Path, options: PickOptions) -> dict[str, Any]:
         (lost if why else fits).append({**c, "why": why} if why else c)
     if not fits:
         lat = [c["p50_us"] for c in cands if c["p50_us"] is not None]
+        budget = " and ".join(b for b in (
+            f"latency ≤ {options.max_latency_us:,.1f} µs" if options.max_latency_us is not None else "",
+            f"≤ {options.max_bytes:,} bytes" if options.max_bytes is not None else "") if b)
         raise BudgetError(
-            f"no student in {sweep_dir} meets the budget (latency ≤ {options.max_latency_us} µs, bytes ≤ "
-            f"{options.max_bytes}): the fastest takes {min(lat):,.1f} µs, the smallest has "
-            f"{min(c['bytes'] for c in cands):,} bytes" if lat else f"no student in {sweep_dir} meets the budget")
+            f"no student in {sweep_dir} meets the budget ({budget}): the fastest takes {min(lat):,.1f} µs, the "
+            f"smallest has {min(c['bytes'] for c in cands):,} bytes" if lat else
+            f"no student in {sweep_dir} meets the budget ({budget}): no latency was measured")
     best = fits[0]
     for c in fits[1:]:
         if better(c["quality"], best["quality"]) or (c["quality"] == best["quality"] and
