@@ -436,9 +436,10 @@ def to_markdown(doc: dict) -> str:
         q0 = next((r["quality"] for r in res["models"] if "metrics" in r.get("quality", {})), {})
         lines += [f"## {res['run']} (dataset {res['dataset']}, reference n={q0.get('n_reference', '?')})", "",
                   "| model | format | precision | params | MACs | bytes | compression | p50 µs | images/s | peak RSS MB "
-                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | SWD ↓ | sharpness | PSNR vs T dB | SSIM vs T |"
+                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | sharpness "
+                  "| PSNR vs T dB | SSIM vs T |"
                   + "".join(f" {_device_header(d)} |" for d in devices),
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                   + "---:|" * len(devices)]
         for r in res["models"]:
             lat, q = r["latency"], r.get("quality", {}).get("metrics", {})
@@ -449,7 +450,8 @@ def to_markdown(doc: dict) -> str:
                 f"{_fmt(r['bytes'], ',.0f')} | {_fmt(r['compression'], ',.1f')} | {p50} | {_fmt(lat.get('images_per_s'), ',.0f')} | "
                 f"{_fmt(lat.get('peak_rss_mb'), '.1f')} | {_fmt(r.get('speedup_vs_teacher_same_runtime'), ',.1f')} | "
                 f"{_fmt(r.get('speedup_vs_teacher_best'), ',.1f')} | "
-                f"{_fmt(q.get('classifier_fid'), '.2f')} | {_fmt(q.get('classifier_is'), '.2f')} | {_fmt(swd, '.2f')} | "
+                f"{_fmt(q.get('classifier_fid'), '.2f')} | {_fmt(q.get('classifier_is'), '.2f')} | {_kid_cell(q)} | "
+                f"{_fmt(q.get('classifier_precision'), '.3f')} | {_fmt(q.get('classifier_recall'), '.3f')} | {_fmt(swd, '.2f')} | "
                 f"{_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |"
                 + "".join(f" {_device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
         for d in doc.get("devices", []):
@@ -467,6 +469,14 @@ def to_markdown(doc: dict) -> str:
             lines += [f"Domain classifier: test accuracy {clf.get('test_accuracy', float('nan')):.4f}."]
         lines.append("")
     return "\n".join(lines)
+
+
+def _kid_cell(q: dict[str, Any]) -> str:
+    """KID as mean ± std over subsets (its own error bar)."""
+    k = q.get("classifier_kid")
+    if not isinstance(k, dict) or _num(k.get("mean")) is None:
+        return "—"
+    return f"{k['mean']:.3g} ± {k['std']:.2g}"
 
 
 def _device_header(d: dict[str, Any]) -> str:

@@ -365,6 +365,42 @@ def _bench_commands() -> None:
         click.echo(f"on the board: tar xzf {Path(b['path']).name} && python3 {b['top']}/run_bench.py -o device.json")
 
 
+def _sweep_commands() -> None:
+    from edgegan.sweep import PickOptions, SweepConfig
+
+    @cli.command("sweep", short_help="the paper's table: students per size × recipe × seed against tuned baselines")
+    @out_option(True, "sweep directory (plan.json, runs/, sweep.json, sweep.md, plot.png, samples/); an interrupted "
+                "sweep continues here")
+    @quiet_option
+    @config_options(SweepConfig)
+    def sweep_cmd(cfg: SweepConfig, out: str, quiet: bool) -> None:
+        """Train or reuse a teacher, distil every size × recipe × seed, train scratch baselines with a tuned learning
+        rate, export and score every student, and write the table. Run it again to continue a killed sweep."""
+        from edgegan.sweep import MARKDOWN_NAME, run_sweep
+
+        run_sweep(cfg, out, progress=not quiet)
+        click.echo((Path(out) / MARKDOWN_NAME).read_text())
+
+    @cli.command("pick", short_help="name the best student of a sweep that meets a latency and size budget")
+    @click.argument("sweep_dir", metavar="DIR")
+    @json_option
+    @config_options(PickOptions)
+    def pick_cmd(cfg: PickOptions, sweep_dir: str, as_json: bool) -> None:
+        """Choose the student to ship from sweep DIR: the best headline metric (on the deployed file's own images)
+        among the files within --max-latency-us and --max-bytes; says why each other one lost."""
+        from edgegan.sweep import pick
+
+        res = pick(sweep_dir, cfg)
+        if as_json:
+            click.echo(json.dumps(res, indent=2))
+            return
+        p, m = res["pick"], res["metric"]
+        click.echo(f"pick: d={p['d']} {p['recipe']} seed {p['seed']}: {p['file']} ({p['bytes']:,} bytes, "
+                   f"p50 {_or(p['p50_us'], float('nan')):,.1f} µs on {p['latency_from']}, {m['key']} {p['quality']:.4g})")
+        for o in res["others"]:
+            click.echo(f"  d={o['d']} {o['recipe']} seed {o['seed']}: {'; '.join(o['why'])}")
+
+
 def _listing_commands() -> None:
     @cli.command("info", short_help="print a run's manifest")
     @click.argument("run")
@@ -432,6 +468,7 @@ def _listing_commands() -> None:
 _training_commands()
 _export_commands()
 _bench_commands()
+_sweep_commands()
 _listing_commands()
 COMMANDS: dict[str, click.Command] = cli.commands
 

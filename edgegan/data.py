@@ -18,7 +18,6 @@ deterministically: a fixed permutation (numpy PCG64, seed 0) puts 1/6 of the ima
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import math

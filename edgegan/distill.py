@@ -143,12 +143,16 @@ def lr_at(step: int, cfg: DistillConfig, schedule: str) -> float:
     return cfg.lr
 
 
-def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any] | None:
+def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+            pool_outputs: Any = None) -> dict[str, Any] | None:
     """Distil ``cfg.teacher`` into a ``cfg.family`` student of depth ``cfg.d``; writes run directory ``out``.
 
     Everything is validated before anything is written; with ``resume`` it continues the interrupted
     run in ``out`` from its last checkpoint. Under torchrun rank 0 alone writes and returns the
-    manifest; the other ranks return None (``edgegan.distributed``)."""
+    manifest; the other ranks return None (``edgegan.distributed``). ``pool_outputs``: the teacher's
+    outputs for this config's latent pool (``latent_pool_z(cfg, L)``), computed once by a caller that
+    distils many students from one teacher (``edgegan sweep``); used only where the run would compute
+    exactly those itself."""
     import torch
 
     from edgegan.checkpoint import read_training_state, restore_training_state
@@ -239,7 +243,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             term.distribute(world.wrap)
 
     run = (cfg, out, recipe, teacher, student, student_run, terms, opt, ema, modules, optimizers, stages, rng, args,
-           dataset_info, prev, start_step, history, world, progress)
+           dataset_info, prev, start_step, history, world, progress, pool_outputs)
     if not world.is_main:  # under torchrun rank 0 alone makes, writes and cleans up the run folder
         return _run(*run)
     with run_output(out):
@@ -248,7 +252,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
 
 def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student, student_run, terms, opt, ema,
          modules: dict, optimizers: dict, stages, rng, args: dict, dataset_info, prev: dict | None, start_step: int,
-         history: list, world, progress: bool) -> dict[str, Any] | None:
+         history: list, world, progress: bool, pool_outputs: Any = None) -> dict[str, Any] | None:
     import torch
 
     from edgegan.checkpoint import model_section
@@ -284,8 +288,13 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
     mse_start = prev["mse_start"] if prev is not None else eval_mse(final_model)
     pool_z = pool_t = None
     if cfg.latent_pool:
-        pool_z = torch.from_numpy(latent(cfg.latent_pool, teacher.latent_dim, cfg.seed + 2)).to(device)
-        if stages is None:  # only outputs are needed: the teacher runs once per pooled latent
+        pool_z = torch.from_numpy(latent_pool_z(cfg, teacher.latent_dim)).to(device)
+        if stages is None and pool_outputs is not None:
+            want = (cfg.latent_pool, *teacher.output_shape)
+            if tuple(pool_outputs.shape) != want:
+                raise ConfigError(f"pool_outputs has shape {tuple(pool_outputs.shape)}, expected {want}")
+            pool_t = pool_outputs.to(device)
+        elif stages is None:  # only outputs are needed: the teacher runs once per pooled latent
             pool_t = torch.cat([teacher.forward(pool_z[i:i + 256]) for i in range(0, len(pool_z), 256)]).to(device)
     t_hooks = FeatureCapture(stages.teacher_modules) if stages else None
     s_hooks = FeatureCapture(stages.student_modules) if stages else None
@@ -405,6 +414,13 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
     return manifest
 
 
+def latent_pool_z(cfg: DistillConfig, latent_dim: int):
+    """The fixed latents of ``cfg.latent_pool`` (numpy, float32): the same for every run with this seed."""
+    from edgegan_runtime import latent
+
+    return latent(cfg.latent_pool, latent_dim, cfg.seed + 2)
+
+
 def ema_decay(step: int, decay: float) -> float:
     """EMA decay at ``step`` (1-based), warmed up as TensorFlow's ExponentialMovingAverage does with
     num_updates: min(decay, (1 + step) / (10 + step)), so short runs are not stuck at the initial weights."""
@@ -463,4 +479,4 @@ def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int]):
     return data.torch(), data.describe()
 
 
-__all__ = ["DistillConfig", "LOSSES", "distill", "ema_decay", "lr_at"]
+__all__ = ["DistillConfig", "LOSSES", "distill", "ema_decay", "latent_pool_z", "lr_at"]

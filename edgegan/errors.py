@@ -83,3 +83,13 @@ class DivergenceError(EdgeganError):
     computed from it would be silently wrong. The last checkpoint is kept (issue 14)."""
 
     exit_code = 10
+
+
+class SweepError(EdgeganError):
+    """A sweep directory is missing, from another configuration, or lacks the results a command needs."""
+
+    exit_code = 11
+
+
+class BudgetError(SweepError):
+    """No student of a sweep meets the latency and size budget given to ``edgegan pick``."""

@@ -41,7 +41,10 @@ class TrainConfig:
     latent_dim: int = opt(100, "size of the latent z", bounds=LATENT)
     steps: int = opt(2000, "total optimiser steps (a resumed run continues up to this)", bounds=STEPS)
     batch_size: int = opt(64, "images per optimiser step", bounds=BATCH)
-    lr: float = opt(2e-4, "Adam learning rate, both networks", bounds=LEARNING_RATE)
+    lr: float = opt(2e-4, "Adam learning rate, both networks (the generator's only, when --d-lr is given)",
+                    bounds=LEARNING_RATE)
+    d_lr: float | None = opt(None, "discriminator's Adam learning rate (default: --lr); a sweep tunes the baseline's "
+                             "generator rate against a fixed discriminator rate (issue 13)", bounds=LEARNING_RATE)
     beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5)", bounds=BETA)
     seed: int = opt(0, "random seed", bounds=SEED)
     device: str = opt("cpu", "cpu, cuda or cuda:N")
@@ -107,7 +110,7 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     G = build_generator(cfg.family, **margs).to(device)
     D = build_discriminator(cfg.family, **margs).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr if cfg.d_lr is not None else cfg.lr, betas=(cfg.beta1, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
     if prev is not None:
         _restore(out, prev, G, D, opt_g, opt_d, gen, load_tensors)

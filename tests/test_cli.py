@@ -128,9 +128,11 @@ def _config_commands():
     from edgegan.bench.options import BenchOptions
     from edgegan.distill import DistillConfig
     from edgegan.export.formats import ExportOptions
+    from edgegan.sweep import PickOptions, SweepConfig
     from edgegan.train import TrainConfig
 
-    return {"train-teacher": TrainConfig, "distill": DistillConfig, "export": ExportOptions, "bench": BenchOptions}
+    return {"train-teacher": TrainConfig, "distill": DistillConfig, "export": ExportOptions, "bench": BenchOptions,
+            "sweep": SweepConfig, "pick": PickOptions}
 
 
 @pytest.mark.parametrize("name", sorted(_config_commands()))

@@ -17,6 +17,7 @@ from edgegan.metrics._images import check_images
 from edgegan.metrics.errors import MetricError
 from edgegan.metrics.fid import fid_from_features, frechet_distance, inception_score, statistics
 from edgegan.metrics.fidelity import psnr, ssim
+from edgegan.metrics.manifold import kid, knn_radii, precision_recall
 from edgegan.metrics.reference import reference_subset
 from edgegan.metrics.sharpness import sharpness
 from edgegan.metrics.swd import SWDConfig, SWDDescriptors, swd_between, swd_descriptors
@@ -58,6 +59,10 @@ class PreparedReference:
     inception_status: dict[str, Any]
     inception_net: Any = None  # InceptionNet when available
     inception_stats: tuple[np.ndarray, np.ndarray] | None = None
+    classifier_features: np.ndarray | None = None  # for precision/recall and KID (issue 13)
+    classifier_radii: np.ndarray | None = None  # each reference feature's k-NN radius
+    inception_features: np.ndarray | None = None
+    inception_radii: np.ndarray | None = None
 
 
 def prepare_reference(reference: ImageDataset, *, classifier: DomainClassifier | None = None, swd_seed: int = 0,
@@ -65,43 +70,62 @@ def prepare_reference(reference: ImageDataset, *, classifier: DomainClassifier |
                       n_reference: int | None = None, reference_seed: int = 0) -> PreparedReference:
     ref = reference_subset(reference, n_reference, reference_seed)
     r = check_images(ref.images, f"{ref.name} reference images", min_count=2)
-    stats = is_ref = None
+    stats = is_ref = fb = None
     if classifier is not None:
         fb, pb = classifier.features_and_probs(r)
         stats, is_ref = statistics(fb), inception_score(pb)
-    inc_status, net, inc_stats = _prepare_inception(r, inception)
+    inc_status, net, inc_stats, inc_feats = _prepare_inception(r, inception)
     return PreparedReference(ref, classifier, stats, is_ref, swd_descriptors(r, seed=swd_seed, config=swd_config,
-                             name=f"{ref.name} reference images"), sharpness(r), inc_status, net, inc_stats)
+                             name=f"{ref.name} reference images"), sharpness(r), inc_status, net, inc_stats,
+                             fb, None if fb is None else knn_radii(_f64(fb)),
+                             inc_feats, None if inc_feats is None else knn_radii(_f64(inc_feats)))
+
+
+def _f64(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def manifold_metrics(prefix: str, feats: np.ndarray, ref_feats: np.ndarray, ref_radii: np.ndarray | None,
+                     seed: int = 0) -> dict[str, Any]:
+    """Precision, recall (k-NN manifolds) and KID (mean ± std over subsets) in one feature space."""
+    pr = precision_recall(_f64(feats), _f64(ref_feats), real_radii=ref_radii)
+    return {f"{prefix}_precision": pr.precision, f"{prefix}_recall": pr.recall,
+            f"{prefix}_kid": kid(_f64(feats), _f64(ref_feats), seed=seed).to_dict()}
 
 
 def _prepare_inception(r: np.ndarray, inception: InceptionOptions | bool | None):
     if inception is False:
-        return unavailable("not requested"), None, None
+        return unavailable("not requested"), None, None, None
     from edgegan.metrics.inception import InceptionNet, InceptionOptions, inception_available
 
     options = InceptionOptions() if inception is None or inception is True else inception
     ok, reason = inception_available(options)
     if not ok:
-        return unavailable(reason), None, None
+        return unavailable(reason), None, None, None
     net = InceptionNet(options)
-    return {"available": True, "reason": reason}, net, statistics(net.activations(r)[0])
+    feats = net.activations(r)[0]
+    return {"available": True, "reason": reason}, net, statistics(feats), feats
 
 
 def _classifier_section(x: np.ndarray, ref: PreparedReference) -> dict[str, Any]:
     if ref.classifier is None:
         why = (f"dataset {ref.dataset.name!r} has no labels: classifier metrics need a labelled dataset"
                if ref.dataset.labels is None else "no domain classifier was given")
-        return {k: unavailable(why) for k in ("classifier_fid", "classifier_is", "classifier_is_reference")}
+        return {k: unavailable(why) for k in ("classifier_fid", "classifier_is", "classifier_is_reference",
+                                              "classifier_precision", "classifier_recall", "classifier_kid")}
     fa, pa = ref.classifier.features_and_probs(x)
     return {"classifier_fid": frechet_distance(*statistics(fa), *ref.classifier_stats),
-            "classifier_is": inception_score(pa), "classifier_is_reference": ref.classifier_is_reference}
+            "classifier_is": inception_score(pa), "classifier_is_reference": ref.classifier_is_reference,
+            **manifold_metrics("classifier", fa, ref.classifier_features, ref.classifier_radii, ref.swd.seed)}
 
 
 def _inception_section(x: np.ndarray, ref: PreparedReference) -> dict[str, Any]:
     if ref.inception_net is None:
-        return {"inception_fid": ref.inception_status, "inception_is": ref.inception_status}
+        return {k: ref.inception_status for k in ("inception_fid", "inception_is", "inception_precision",
+                                                  "inception_recall", "inception_kid")}
     fa, pa = ref.inception_net.activations(x)
-    return {"inception_fid": frechet_distance(*statistics(fa), *ref.inception_stats), "inception_is": inception_score(pa)}
+    return {"inception_fid": frechet_distance(*statistics(fa), *ref.inception_stats), "inception_is": inception_score(pa),
+            **manifold_metrics("inception", fa, ref.inception_features, ref.inception_radii, ref.swd.seed)}
 
 
 def _fidelity_section(images: np.ndarray, teacher_images: np.ndarray | None) -> dict[str, Any]:
