@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import resource
 import shutil
 import signal
 import struct
@@ -357,20 +356,23 @@ def test_a_manifest_never_names_code_to_run(runs, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def _fsize_limit(n: int):
-    def limit():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
-        resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))
-    return limit
+def _fsize_limited(n: int, argv: list[str]) -> list[str]:
+    """``argv`` run under a file-size limit of ``n`` bytes, set by a launcher that then execs it (not a
+    preexec_fn: forking this test process, which may have loaded JAX, warns and is unsafe). Writes past
+    the limit fail with EFBIG instead of SIGXFSZ (an ignored signal stays ignored across exec)."""
+    code = ("import os, resource, signal, sys; n = int(sys.argv[1]); signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])")
+    return [sys.executable, "-c", code, str(n), *argv]
 
 
 def test_full_disk_during_training_leaves_nothing(tmp_path):
     """A file-size limit stands in for a full disk: the first checkpoint cannot be written, the run
     fails with one line and leaves no weights without a manifest (here: nothing at all)."""
     out = tmp_path / "run"
-    p = subprocess.run([*EXE, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2", "--steps", "4",
-                        "--batch-size", "8", "--sample-every", "0", "--checkpoint-every", "2", "--out", str(out),
-                        "--quiet"], capture_output=True, text=True, timeout=300, cwd=REPO, preexec_fn=_fsize_limit(60_000))
+    p = subprocess.run(_fsize_limited(60_000, [*EXE, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2",
+                                               "--steps", "4", "--batch-size", "8", "--sample-every", "0",
+                                               "--checkpoint-every", "2", "--out", str(out), "--quiet"]),
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
     assert p.returncode == OUTPUT, p.stderr
     one_line(p.stderr.strip().splitlines(), "cannot write")
     assert not out.exists()
@@ -401,8 +403,8 @@ def test_export_failing_to_record_leaves_no_model_file(runs, tmp_path):
     the model file is not left behind unrecorded."""
     r = copy_run(runs / "s", tmp_path / "s")
     edit_manifest(r, lambda m: m.update(note="x" * 400_000))
-    p = subprocess.run([*EXE, "export", str(r), "--format", "onnx"], capture_output=True, text=True, timeout=300,
-                       cwd=REPO, preexec_fn=_fsize_limit(300_000))
+    p = subprocess.run(_fsize_limited(300_000, [*EXE, "export", str(r), "--format", "onnx"]), capture_output=True,
+                       text=True, timeout=300, cwd=REPO)
     assert p.returncode == OUTPUT, p.stderr
     one_line(p.stderr.strip().splitlines(), "cannot write")
     assert not (r / "exports").exists() or list((r / "exports").iterdir()) == []

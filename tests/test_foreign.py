@@ -393,7 +393,13 @@ def test_48x64_factory_teacher_chain_without_pythonpath(gens, tmp_path):
     assert t["import_dir"] == str(folder) and t["distill_cwd"] == str(folder) and t["latent_shape"] == [32]
     assert m["model"]["output"]["shape"] == [3, 48, 64]
     assert _export_and_run(tmp_path / "s").shape == (4, 48, 64, 3)
-    doc = _bench(tmp_path / "s", tmp_path / "b", "--models", "teacher,student", cwd=tmp_path)
+    # A manifest never names code to run (issue 14): bench asks for the factory again ...
+    r = cli("bench", str(tmp_path / "s"), "--out", str(tmp_path / "b0"), "--quiet", cwd=tmp_path, check=False)
+    assert r.returncode == 4 and f"pass --teacher {MODULE}:wide48x64" in r.stderr, r.stderr
+    assert not (tmp_path / "b0").exists()
+    # ... and, typed, finds its module from another directory through the recorded import_dir.
+    doc = _bench(tmp_path / "s", tmp_path / "b", "--models", "teacher,student", "--teacher", f"{MODULE}:wide48x64",
+                 cwd=tmp_path)
     rows = doc["results"][0]["models"]
     assert rows[0]["macs"] > 0 and "p50_us" in rows[0]["latency"], rows[0]  # an eager factory: counted, timed
     assert doc["results"][0]["dataset"] == "folder"
