@@ -35,6 +35,7 @@ from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
+from edgegan.outputs import missing_dirs, remove_empty
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
         from edgegan.export.prepare import FlatLatent
 
         module = FlatLatent(module)
-    created = _missing_dirs(Path(out_dir))
+    created = missing_dirs(Path(out_dir))
     try:
         entry, tmp, final = _export(module, latent_dim, Path(out_dir), stem, opts, progress=progress,
                                     manifest_dir=Path(manifest_dir) if manifest_dir is not None else None,
@@ -73,7 +74,7 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
         _commit(tmp, final)
         return entry
     except BaseException:
-        _remove_empty(created)
+        remove_empty(created)
         raise
 
 
@@ -97,7 +98,7 @@ def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", b
         # A file recorded as exports/x.onnx must resolve inside the run, or the runtime refuses to load it.
         raise ConfigError(f"{out_dir / EXPORTS_DIR}: is a symbolic link or not a folder; exports are written to a real "
                           f"{EXPORTS_DIR}/ folder inside the run (remove it, or export with -o to another directory)")
-    created = _missing_dirs(out_dir / EXPORTS_DIR)
+    created = missing_dirs(out_dir / EXPORTS_DIR)
     tmp = None
     try:
         entry, tmp, final = _export(loaded.generator, loaded.latent_dim, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
@@ -114,7 +115,7 @@ def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", b
     except BaseException:
         if tmp is not None:
             _unlink(tmp)
-        _remove_empty(created)
+        remove_empty(created)
         raise
     return entry
 
@@ -332,26 +333,6 @@ def _unlink(p: Path) -> None:
         p.unlink()
     except FileNotFoundError:
         pass
-
-
-def _missing_dirs(path: Path) -> list[Path]:
-    """The folders on the way to ``path`` that do not exist yet, deepest first (to undo on failure)."""
-    out = []
-    p = path
-    while not p.exists():
-        out.append(p)
-        if p.parent == p:
-            break
-        p = p.parent
-    return out
-
-
-def _remove_empty(dirs: list[Path]) -> None:
-    for d in dirs:
-        try:
-            d.rmdir()
-        except OSError:
-            break
 
 
 def _stem_of(run_dir: Path) -> str:

@@ -24,7 +24,7 @@ from torch import nn
 
 from edgegan.errors import ConfigError
 from edgegan.models import FAMILIES, Family
-from edgegan.models.dcgan import _dcgan_init
+from edgegan.models.dcgan import _dcgan_init, _up
 
 MAX_SIDE = 512
 MIN_SIDE = 4
@@ -82,7 +82,7 @@ class AnyShapeGenerator(nn.Module):
         layers: list[nn.Module] = [nn.ConvTranspose2d(args.latent_dim, widths[0], (h0, w0), 1, 0, bias=False),
                                    nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
         for cin, cout in zip(widths, widths[1:]):
-            layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers += _up(cin, cout)
         layers += [nn.Conv2d(widths[-1], args.nc, 1, 1, 0, bias=True), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         s = 2 ** args.stages
