@@ -2,16 +2,24 @@
 one process trains at the same global batch and seed, only rank 0 writes, and a run checkpointed by
 two processes resumes in one.
 
-The tolerance. Adam moves a weight by at most about ``lr`` per step (|m̂ / (√v̂ + ε)| ≲ 1), so
-``lr * steps`` bounds how far training moves any weight. Two processes differ from one only in the
-order of float32 reductions (gradients summed per rank then averaged across ranks; BatchNorm sums in
-two parts), about 1e-7 relative per gradient, which Adam turns into at most a small fraction of a step
-(more where a gradient is near zero: Adam divides by its size). We allow 1% of ``lr * steps``. The
-failures this test is for move weights by a sizeable part of it: measured on the 2-core EPYC, a
-2-process run whose BatchNorm uses each rank's half batch differs from one process by 6.5e-3
-(teacher, 8x lr*steps) and 3.5e-2 (student, 1.8x lr*steps); with statistics over the global batch
-the differences are 1.8e-7 (teacher, 1/44 of the tolerance) and 1.4e-5 (student, 1/15). The random
-streams must match bit for bit: every rank draws the whole global batch and keeps its slice.
+The tolerances. Adam moves a weight by at most about ``lr`` per step (|m̂ / (√v̂ + ε)| ≲ 1), so
+``lr * steps`` is the scale of how far training moves any weight, and both checks are fractions of it.
+Two processes differ from one only in the order of float32 reductions (gradients summed per rank then
+averaged across ranks; BatchNorm sums in two parts), about 1e-7 relative per gradient; Adam divides by
+the gradient's size, so a weight whose gradient nearly cancels can move by a sizeable part of a step
+either way, and which weights do depends on the CPU's kernels (issue 18). Measured, as fractions of
+``lr * steps`` (worst weight / root mean square over all weights):
+
+    what                                     teacher              student
+    global-batch BatchNorm, AVX2 (EPYC)      2.2e-4 / -           7.0e-4 / -
+    global-batch BatchNorm, AVX-512 (EPYC)   2.2e-4 / 3.8e-6      2.2e-2 / 4.4e-4
+    per-rank BatchNorm (the defect), AVX-512 8.1    / 0.42        2.0    / 0.35
+
+The worst weight must stay within MAX_FRACTION = 0.2 (9x the AVX-512 student's 2.2e-2, 10x below the
+defect's 2.0) and the RMS within RMS_FRACTION = 0.01 (23x its 4.4e-4, 35x below the defect's 0.35):
+each sits near the geometric middle of what it must tell apart, so another CPU's summation order
+passes and per-rank statistics fail both. The random streams must match bit for bit: every rank
+draws the whole global batch and keeps its slice.
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from edgegan.train import TrainConfig, train_gan
 HERE = Path(__file__).resolve().parent
 TEACHER = {"dataset": "mnist", "limit": 256, "d": 4, "steps": 4, "batch_size": 16, "sample_every": 2, "checkpoint_every": 2}
 STUDENT = {"d": 2, "loss": "best", "ema": 0.9, "steps": 4, "batch_size": 16, "eval_samples": 32, "checkpoint_every": 2}
-TOL_FRACTION = 0.01  # of lr * steps (module docstring)
+MAX_FRACTION = 0.2  # of lr * steps, for the worst weight (module docstring: measured on AVX2 and AVX-512)
+RMS_FRACTION = 0.01  # of lr * steps, for the root mean square over all trained weights
 
 
 def _args(options: dict) -> list[str]:
@@ -72,9 +81,10 @@ def _trained(run: Path) -> dict[str, torch.Tensor]:
 def _assert_match(one: Path, two: Path, lr: float, steps: int) -> float:
     a, b = _trained(one), _trained(two)
     assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
-    worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
-    tol = TOL_FRACTION * lr * steps
-    assert worst <= tol, f"{two} differs from {one} by {worst:.3g} > {tol:.3g}"
+    diff = torch.cat([(a[k].double() - b[k].double()).flatten() for k in a if a[k].is_floating_point()])
+    worst, rms = diff.abs().max().item(), diff.pow(2).mean().sqrt().item()
+    assert worst <= MAX_FRACTION * lr * steps, f"{two} differs from {one} by {worst:.3g} > {MAX_FRACTION * lr * steps:.3g}"
+    assert rms <= RMS_FRACTION * lr * steps, f"{two} differs from {one} by {rms:.3g} RMS > {RMS_FRACTION * lr * steps:.3g}"
     for k in a:  # counters (num_batches_tracked) exactly
         if not a[k].is_floating_point():
             assert torch.equal(a[k], b[k]), k
