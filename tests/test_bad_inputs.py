@@ -12,7 +12,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -447,19 +446,23 @@ def test_training_that_diverges_stops_with_a_typed_error_and_keeps_its_checkpoin
 
 
 def test_double_ctrl_c_is_one_line_and_the_checkpoint_survives(tmp_path):
+    """Each step waits for what the child did, never for a time (issue 18): the first checkpoint, then
+    the line that says the first Ctrl-C was handled (two signals sent together may arrive as one), then
+    the exit. HANG_GUARD only ends a child that hangs; the child is killed and reaped whatever happens."""
+    from tests.procs import HANG_GUARD, Lines, spawned, wait_until
+
     out = tmp_path / "run"
-    p = subprocess.Popen([*EXE, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2", "--steps",
-                          "100000", "--batch-size", "8", "--sample-every", "0", "--checkpoint-every", "5",
-                          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    deadline = time.monotonic() + 240
-    while not (out / "state.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
-    time.sleep(0.02)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "edgegan: interrupted", err
+    cmd = [*EXE, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2", "--steps", "100000",
+           "--batch-size", "8", "--sample-every", "0", "--checkpoint-every", "5", "--out", str(out)]
+    with spawned(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO) as p:
+        err = Lines(p)
+        assert wait_until(lambda: (out / "state.json").exists(), p, "first checkpoint"), err.close()
+        p.send_signal(signal.SIGINT)
+        assert err.wait_for("interrupt: stopping after this step"), err.close()  # the first press, handled
+        p.send_signal(signal.SIGINT)  # the second: stop now (or, if the step already ended, nothing more)
+        assert p.wait(timeout=HANG_GUARD) == 130, err.close()
+        text = err.close()
+    assert "Traceback" not in text and text.strip().splitlines()[-1] == "edgegan: interrupted", text
     from edgegan.checkpoint import read_training_state
 
     assert read_training_state(out)["step"] >= 5

@@ -8,7 +8,6 @@ import math
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from edgegan.distill import DistillConfig, distill, ema_decay, lr_at
 from edgegan.errors import ConfigError, TeacherError, UnknownNameError
 from edgegan.terms import RECIPES, TERMS, Context, FeatureTerm, GanTerm, PerceptualTerm, PixelTerm, Step, pair_stages, parse_terms
 from edgegan.train import TrainConfig, train_gan
+from tests.procs import Lines, spawned, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -301,25 +301,20 @@ def test_distill_killed_with_sigkill_resumes_to_the_uninterrupted_result(teacher
     base = [sys.executable, "-m", "edgegan.cli", "distill", "--teacher", str(teacher), "--terms", RESUME_TERMS,
             "--ema", "0.9", "--seed", "5", "--quiet"]
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*base, "--steps", "100000", "--checkpoint-every", "5", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = out / "state.json"
-    deadline = time.time() + 300  # a hang guard, not a speed requirement
-    with proc:
+
+    def at_step_10() -> bool:
         try:
-            while time.time() < deadline:
-                try:
-                    if json.loads(state.read_text())["step"] >= 10:
-                        break
-                except (FileNotFoundError, json.JSONDecodeError, KeyError):
-                    pass
-                assert proc.poll() is None, proc.stderr.read().decode()
-                time.sleep(0.05)
-            else:
-                pytest.fail("no checkpoint at step 10 within the hang guard")
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            return json.loads(state.read_text())["step"] >= 10
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return False
+
+    with spawned([*base, "--steps", "100000", "--checkpoint-every", "5", "--out", str(out)],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        err = Lines(proc)
+        assert wait_until(at_step_10, proc, "checkpoint at step 10"), err.close()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     saved = json.loads(state.read_text())["step"]
     assert saved >= 10 and saved % 5 == 0 and not (out / "manifest.json").exists()
     total = saved + 7

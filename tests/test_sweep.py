@@ -12,13 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from edgegan.errors import BudgetError, ConfigError, SweepError
 from edgegan.sweep import DONE_NAME, PLAN_NAME, SCHEMA, PickOptions, SweepConfig, make_plan, pick
+from tests.procs import spawned, wait_until
 
 TINY = ["--dataset", "digits", "--teacher", "4", "--teacher-steps", "40", "--d", "1,2", "--recipes", "mse",
         "--seeds", "2", "--steps", "20", "--batch-size", "16", "--baseline-lrs", "5e-4,2e-3", "--holdout", "100",
@@ -43,14 +43,9 @@ def swept(tmp_path_factory) -> tuple[Path, dict, dict[str, float]]:
     cmd = _cli(["sweep", "--out", str(out), "--quiet", *TINY])
     # Kill it (SIGKILL: no clean-up at all) once a few runs are finished and a student has started.
     log = out.parent / "first.log"
-    with open(log, "wb") as err:
-        p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and p.poll() is None:
-            if any(n.startswith("student") for n in _done(out)):
-                break
-            time.sleep(0.2)
-        alive = p.poll() is None
+    with open(log, "wb") as err, spawned(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err) as p:
+        wait_until(lambda: any(n.startswith("student") for n in _done(out)), p, "finished student run")
+        alive = p.poll() is None  # killed mid-sweep, or the test tests no resume
         p.send_signal(signal.SIGKILL)
         p.wait()
     assert alive, f"the sweep ended before it could be killed: {log.read_text()[-2000:]}"

@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ import torch
 from edgegan.distill import DistillConfig, distill
 from edgegan.errors import ConfigError, TeacherError
 from edgegan.train import TrainConfig, train_gan
+from tests.procs import Lines, spawned, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -95,25 +95,19 @@ def test_resume_after_kill(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgegan.cli", "train-teacher", "--dataset", "digits", "--d", "4", "--steps", "2000",
            "--checkpoint-every", "20", "--sample-every", "0", "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = out / "state.json"
-    deadline = time.time() + 120
-    with proc:
+
+    def at_step_20() -> bool:
         try:
-            while time.time() < deadline:
-                if state.exists():
-                    try:
-                        if json.loads(state.read_text())["step"] >= 20:
-                            break
-                    except (json.JSONDecodeError, KeyError):
-                        pass
-                assert proc.poll() is None, proc.stderr.read().decode()
-                time.sleep(0.05)
-            else:
-                pytest.fail("no checkpoint within 120 s")
-        finally:
-            proc.send_signal(signal.SIGKILL)  # a crash, not a polite stop
-            proc.wait()
+            return json.loads(state.read_text())["step"] >= 20
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return False
+
+    with spawned(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        err = Lines(proc)
+        assert wait_until(at_step_20, proc, "checkpoint at step 20"), err.close()
+        proc.send_signal(signal.SIGKILL)  # a crash, not a polite stop
+        proc.wait()
     saved = json.loads(state.read_text())["step"]
     assert 20 <= saved < 2000 and not (out / "manifest.json").exists()
     total = max(60, saved + 20)
