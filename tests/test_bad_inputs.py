@@ -452,7 +452,13 @@ def test_double_ctrl_c_is_one_line_and_the_checkpoint_survives(tmp_path):
     from tests.procs import HANG_GUARD, Lines, spawned, wait_until
 
     out = tmp_path / "run"
-    cmd = [*EXE, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2", "--steps", "100000",
+    # Ctrl-C as a terminal delivers it: a shell starts a foreground command with SIGINT at its default, but
+    # a background job (`make test &`, nohup, some CI runners) passes SIGINT on as *ignored*, and Python
+    # then installs no KeyboardInterrupt handler at all, so the child would train on (what the 120 s
+    # timeout of issue 18 met). Restore the default first, as the terminal's shell would.
+    exe = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                 "from edgegan.cli import main; sys.exit(main())"]
+    cmd = [*exe, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2", "--steps", "100000",
            "--batch-size", "8", "--sample-every", "0", "--checkpoint-every", "5", "--out", str(out)]
     with spawned(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO) as p:
         err = Lines(p)
