@@ -44,11 +44,14 @@ $(TFLITE_STAMP): runtime/pyproject.toml
 demo: install
 	$(BIN)/edgegan demo --out runs/demo
 
+# Two pytest workers (pytest-xdist), one test file each at a time (--dist loadfile: a file's module fixtures
+# are built once, in one worker); the 20 slowest tests are listed at the end (issue 18).
+TEST_JOBS ?= 2
 test: install tflite-venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=20
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not slow"
 
 # Benchmarks: each writes JSON + markdown (with machine and versions) under bench/results/.
 bench: install

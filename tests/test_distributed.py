@@ -45,6 +45,9 @@ TEACHER = {"dataset": "mnist", "limit": 256, "d": 4, "steps": 4, "batch_size": 1
 STUDENT = {"d": 2, "loss": "best", "ema": 0.9, "steps": 4, "batch_size": 16, "eval_samples": 32, "checkpoint_every": 2}
 MAX_FRACTION = 0.2  # of lr * steps, for the worst weight (module docstring: measured on AVX2 and AVX-512)
 RMS_FRACTION = 0.01  # of lr * steps, for the root mean square over all trained weights
+# The logged loss curves (global-batch means, 5-6 decimals): relative differences measured 0 (teacher) and
+# 6.4e-5 (student) on AVX-512 with global-batch BatchNorm, 1.2e-2 and 2.1e-1 with per-rank BatchNorm.
+CURVE_REL = 1e-3
 
 
 def _args(options: dict) -> list[str]:
@@ -95,7 +98,7 @@ def _assert_match(one: Path, two: Path, lr: float, steps: int) -> float:
 
 
 def _curve(run: Path, section: str) -> list:
-    """The loss curve, flattened (logged to 5-6 decimals, so compared to 2e-5)."""
+    """The loss curve, flattened (logged to 5-6 decimals: compared within CURVE_REL, or 1e-5 near zero)."""
     rows = json.loads((run / "manifest.json").read_text())[section]["loss_curve"]["rows"]
     return [v for row in rows for v in row]
 
@@ -125,7 +128,7 @@ def runs(tmp_path_factory, shared_data):
 def test_two_processes_train_the_teacher_one_trains(runs):
     root, _, _ = runs
     _assert_match(root / "t1", root / "t2", lr=TrainConfig().lr, steps=TEACHER["steps"])
-    assert _curve(root / "t2", "train") == pytest.approx(_curve(root / "t1", "train"), abs=2e-5)  # global-batch means
+    assert _curve(root / "t2", "train") == pytest.approx(_curve(root / "t1", "train"), rel=CURVE_REL, abs=1e-5)
     m = json.loads((root / "t2" / "manifest.json").read_text())
     assert m["train"]["distributed"] == {"world_size": 2, "backend": "gloo", "batch_global": 16, "batch_per_rank": 8}
     assert json.loads((root / "t1" / "manifest.json").read_text())["train"]["distributed"]["world_size"] == 1
@@ -140,7 +143,7 @@ def test_two_processes_distil_what_one_distils(runs):
     _assert_match(root / "s1", root / "s2", lr=DistillConfig(teacher="x").lr, steps=STUDENT["steps"])
     assert {k.split(".")[1] for k in _trained(root / "s2") if k.startswith("module.")} == {
         "student", "ema", "adaptors", "discriminator"}
-    assert _curve(root / "s2", "distill") == pytest.approx(_curve(root / "s1", "distill"), abs=2e-5)
+    assert _curve(root / "s2", "distill") == pytest.approx(_curve(root / "s1", "distill"), rel=CURVE_REL, abs=1e-5)
     assert json.loads((root / "s2" / "manifest.json").read_text())["distill"]["distributed"]["world_size"] == 2
 
 
