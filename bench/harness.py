@@ -106,7 +106,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
               threads: int = 1, progress: bool = True, baselines: list[str] | None = None,
               device_results: list[str | Path] | None = None, inception_weights: str | Path | None = None,
               options: BenchOptions | None = None, teacher: str | None = None,
-              teacher_weights: str | None = None) -> dict[str, Any]:
+              teacher_weights: str | None = None, trust_teacher: bool = False) -> dict[str, Any]:
     """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
     from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table.
 
@@ -116,7 +116,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     ``inception_weights``: pytorch-fid's weights file, checked against its pinned sha256 before anything
     is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there.
     ``teacher`` replaces the teacher the manifests record; a ``module:factory`` recorded there is never
-    run (issue 14): it must be given here, as the user typed it."""
+    run (issue 14): it must be given here, as the user typed it; a recorded TorchScript teacher (code,
+    issue 25) too, unless ``trust_teacher``."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_recorded
     from edgegan.sysinfo import machine
@@ -127,6 +128,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         seed, baselines, inception_weights = options.seed, list(options.baseline), options.inception_weights
         device_results = list(options.device_results)
         teacher, teacher_weights = options.teacher, options.teacher_weights
+        trust_teacher = options.trust_teacher
     inception = _inception_options(inception_weights)
     models = models or list(MODEL_GROUPS)
     bad = [m for m in models if m not in MODEL_GROUPS]
@@ -140,11 +142,12 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         if "distill" not in m:
             raise BenchError(f"{r}: not a distilled student run (no 'distill' section); bench compares a student "
                              "with its teacher")
-    if teacher is None:  # a recorded module:factory is refused before anything is written
+    if teacher is None:  # a recorded module:factory (or TorchScript file) is refused before anything is written
         from edgegan.sources import refuse_recorded_factory
 
         for _, m in manifests:
-            refuse_recorded_factory(m["distill"]["teacher"]["spec"], m["distill"]["teacher"].get("weights"))
+            t = m["distill"]["teacher"]
+            refuse_recorded_factory(t["spec"], t.get("weights"), t.get("kind"), allow_torchscript=trust_teacher)
     base_runs = [(b, read_manifest(b)) for b in baselines or []]
     for b, bm in base_runs:
         for r, m in manifests:
@@ -166,7 +169,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         if teacher is not None:  # typed by the user: the one place a module:factory may be run
             tinfo.update(spec=teacher, weights=teacher_weights)
             tinfo.pop("spec_from_run", None)
-        tsource = load_recorded(tinfo, run_dir, allow_factory=teacher is not None)
+        tsource = load_recorded(tinfo, run_dir, allow_factory=teacher is not None, allow_torchscript=trust_teacher)
         tinfo["kind"] = tsource.kind
         student = load_run(run_dir)
         ds_name, ds_dir = _dataset_of(m, tinfo, dataset, data_dir)
@@ -426,6 +429,9 @@ def _fmt(v: Any, spec: str = ".3g") -> str:
 
 
 def to_markdown(doc: dict) -> str:
+    from edgegan.text import md_safe
+
+    doc = md_safe(doc)  # names, files, labels and errors from files: one cell each, no control characters (issue 25)
     mc, st = doc["machine"], doc["settings"]
     lines = [f"# edgegan bench ({doc['created']})", "",
              f"Machine: {mc['cpu']} ({mc.get('isa', 'isa not recorded')}), {mc['cores']} cores; torch {doc['versions'].get('torch', '?')}, "
@@ -535,7 +541,10 @@ def _pareto(doc: dict, path: Path) -> None:
 
 def _record(run: str, m: dict, out: Path) -> None:
     from edgegan.manifest import write_manifest
+    from edgegan.safedir import manifest_lock
 
-    m = read_manifest(run)  # re-read: only the bench section changes
-    m["bench"] = {"created": now_iso(), "path": str(out.resolve() / "bench.json")}
-    write_manifest(Path(run) if Path(run).is_dir() else Path(run).parent, m)
+    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    with manifest_lock(run_dir):  # an export recording its file at the same time keeps its entry (issue 25)
+        m = read_manifest(run)  # re-read: only the bench section changes
+        m["bench"] = {"created": now_iso(), "path": str(out.resolve() / "bench.json")}
+        write_manifest(run_dir, m)

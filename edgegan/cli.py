@@ -217,6 +217,11 @@ def cli(debug: bool, threads: int | None) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not debug:
         _quiet_third_party()
+        from edgegan.text import OneLineFormatter
+
+        for h in logging.getLogger().handlers:  # log lines name files: one printable line each (issue 25)
+            if type(h) is logging.StreamHandler:
+                h.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
     _STATE["threads"] = threads  # applied by each command as it starts (_Command.invoke)
     from edgegan.utils import configure_threads
 
@@ -412,22 +417,27 @@ def _listing_commands() -> None:
         if as_json:
             click.echo(json.dumps(m, indent=2))
             return
+        from edgegan.text import one_line
+
+        def say(line: str) -> None:  # manifest values may hold control characters (issue 25)
+            click.echo(one_line(line))
+
         mod = m["model"]
-        click.echo(f"{m.get('kind', '?')}: {mod['family']} {mod['args']}, {mod['params']:,} params")
+        say(f"{m.get('kind', '?')}: {mod['family']} {mod['args']}, {mod['params']:,} params")
         if "dataset" in m:
-            click.echo(f"dataset: {m['dataset']['name']} ({m['dataset']['count']} images)")
+            say(f"dataset: {m['dataset']['name']} ({m['dataset']['count']} images)")
         if "train" in m:
-            click.echo(f"trained: {m['train']['step']} steps, {m['train']['seconds']:.1f}s")
+            say(f"trained: {m['train']['step']} steps, {m['train']['seconds']:.1f}s")
         if "distill" in m:
             dd = m["distill"]
             tp = f"{dd['teacher_params']:,}" if dd["teacher_params"] is not None else "?"
-            click.echo(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({tp} "
+            say(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({tp} "
                        f"params), ratio {dd['compression_ratio']}:1, MSE {dd['eval']['mse_start']:.4g} → "
                        f"{dd['eval']['mse_end']:.4g}")
         for ex in m.get("exports", []):
             par = ex.get("parity") or {}
             nbytes = f"{ex['bytes']:,}" if "bytes" in ex else "?"
-            click.echo(f"export: {ex['file']} ({ex.get('format', '?')} {ex.get('precision', '?')}, {nbytes} bytes, "
+            say(f"export: {ex['file']} ({ex.get('format', '?')} {ex.get('precision', '?')}, {nbytes} bytes, "
                        f"parity {'ok' if par.get('passed') else 'FAILED'})")
 
     @cli.command("datasets", short_help="list datasets and where their files are looked for")
@@ -606,11 +616,13 @@ def _or(v: Any, default: Any) -> Any:
 
 
 def _one_line(e: BaseException | str) -> str:
+    from edgegan.text import one_line  # the one place control characters are escaped (issue 25)
+
     try:
         text = e if isinstance(e, str) else str(e)
     except Exception:  # noqa: BLE001 - an exception whose str() fails still gets its line
         text = ""
-    return " ".join(text.split())[:2000] or (type(e).__name__ if not isinstance(e, str) else "error")
+    return one_line(text) or (type(e).__name__ if not isinstance(e, str) else "error")
 
 
 if __name__ == "__main__":  # pragma: no cover

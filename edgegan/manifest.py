@@ -251,8 +251,12 @@ def file_entry(path: str | os.PathLike, base: str | os.PathLike) -> dict[str, An
 
 
 def resolve(run_dir: str | os.PathLike, entry: dict[str, Any], *, verify: bool = True) -> Path:
-    """Absolute path of a manifest file entry, checking that it exists and matches its sha256."""
-    path = (Path(run_dir) / entry["path"]).resolve()
+    """Absolute path of a manifest file entry, checking that it lies inside the run (no absolute path,
+    no ``..``, no symbolic link out of it: issue 25, as the runtime does for exports), exists and
+    matches its sha256."""
+    from edgegan.safedir import inside
+
+    path = inside(run_dir, entry["path"], "file named in the manifest", CheckpointError).resolve()
     if not path.exists():
         raise CheckpointError(f"{path}: file named in the manifest is missing")
     if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:

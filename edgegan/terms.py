@@ -301,7 +301,9 @@ def _teacher_discriminator(ctx: Context):
     if not entry:
         raise TeacherError(f"{t.spec}: {why} (this run has no discriminator.safetensors)")
     D = build_discriminator(m["model"]["family"], **m["model"]["args"])
-    D.load_state_dict(load_tensors(Path(t.spec) / entry["path"]))
+    from edgegan.safedir import inside
+
+    D.load_state_dict(load_tensors(inside(t.spec, entry["path"], "discriminator", TeacherError)))
     return D
 
 

@@ -363,7 +363,9 @@ def test_28x28_torchscript_teacher_chain(gens, tmp_path):
     m = distill(quick(str(ts), family="anyshape"), tmp_path / "s", progress=False)
     assert m["model"]["output"]["shape"] == [1, 28, 28] and m["model"]["args"]["height"] == 28
     assert _export_and_run(tmp_path / "s").shape == (4, 28, 28, 1)
-    doc = _bench(tmp_path / "s", tmp_path / "b", "--dataset", "digits", "--models", "teacher,student,exports")
+    # TorchScript is code (issue 25): a recorded TorchScript teacher runs only with --trust-teacher (or typed)
+    doc = _bench(tmp_path / "s", tmp_path / "b", "--dataset", "digits", "--models", "teacher,student,exports",
+                 "--trust-teacher")
     rows = doc["results"][0]["models"]
     assert rows[0]["format"] == "torch" and rows[0]["macs"] is None  # TorchScript: unknown, shown as —
     assert "| — |" in (tmp_path / "b" / "bench.md").read_text()

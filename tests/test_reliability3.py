@@ -1,0 +1,247 @@
+"""Issue 25, the third reliability round: each class of failure an independent attack found, built
+here as the attacker built it, must end as one typed line, with nothing written outside the run,
+nothing lost, and in bounded time (refused before it runs: no timing is asserted; subprocess
+timeouts are only generous hang guards)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Tuple
+
+import pytest
+
+from tests.test_bad_inputs import (BENCH, CHECKPOINT, CONFIG, EXE, REPO, cli, copy_run, edit_manifest, one_line,
+                                   runs)  # noqa: F401 - runs is a fixture
+
+SWEEP = 11
+
+
+def _scripted_teacher(path: Path) -> Path:
+    """A TorchScript generator whose __setstate__ raises: if anything loads it, the message says so."""
+    import torch
+
+    class Loud(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(16, 3 * 32 * 32))
+
+        def forward(self, z):
+            return torch.tanh(z @ self.w).reshape(-1, 3, 32, 32)
+
+        @torch.jit.export
+        def __getstate__(self) -> Tuple[torch.Tensor, bool]:
+            return (self.w, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: Tuple[torch.Tensor, bool]) -> None:
+            raise RuntimeError("the archive's code ran")
+
+    torch.jit.script(Loud()).save(str(path))
+    return path
+
+
+# ------------------------------------------------------------------- 1. code from a manifest
+
+@pytest.mark.parametrize("where", ["recorded", "carried in the run, kind rewritten"])
+def test_a_recorded_torchscript_teacher_is_never_loaded(where, runs, tmp_path, capsys):
+    r = copy_run(runs / "s", tmp_path / "s")
+    if where == "recorded":
+        ts = _scripted_teacher(tmp_path / "teacher.pt")
+        edit_manifest(r, lambda m: m["distill"]["teacher"].update(kind="torchscript", spec=str(ts)))
+    else:  # inside the run, found through spec_from_run, and recorded as if it were ONNX
+        _scripted_teacher(r / "teacher.pt")
+        edit_manifest(r, lambda m: m["distill"]["teacher"].update(kind="onnx", spec=str(tmp_path / "gone.onnx"),
+                                                                  spec_from_run="teacher.pt"))
+    out = tmp_path / "b"
+    got, lines = cli(capsys, "bench", r, "--samples", "4", "--models", "teacher", "--out", out)
+    assert got == CHECKPOINT, lines
+    one_line(lines, "TorchScript teacher is code")
+    assert "--trust-teacher" in lines[0] and "TorchScript interpreter" not in lines[0]
+    assert not out.exists()
+    # --trust-teacher: now it is loaded, and its own code is what fails (proof the refusal came first)
+    got, lines = cli(capsys, "bench", r, "--samples", "4", "--models", "teacher", "--trust-teacher", "--out", out)
+    assert got == CHECKPOINT and "failed in the TorchScript interpreter" in lines[-1], lines
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------- 4. lost records
+
+def test_concurrent_records_of_one_run_are_all_kept(runs, tmp_path, monkeypatch):
+    """Six exports record their file at once; a slow manifest read widens the race to certain loss
+    without the lock (each would write back the manifest it read, without the others' entries)."""
+    from edgegan.export import exporter
+    from edgegan.manifest import read_manifest
+
+    r = copy_run(runs / "s", tmp_path / "s")
+    (r / "exports").mkdir()
+    real = exporter.read_manifest
+
+    def slow(path):
+        m = real(path)
+        time.sleep(0.2)
+        return m
+
+    monkeypatch.setattr(exporter, "read_manifest", slow)
+    errors = []
+
+    def one(k: int) -> None:
+        try:
+            tmp = r / "exports" / f".x{k}.tmp.onnx"
+            tmp.write_bytes(b"model %d" % k)
+            entry = {"file": f"exports/x{k}.onnx", "format": "onnx", "precision": f"p{k}"}
+            exporter.record_and_commit(r, entry, tmp, r / "exports" / f"x{k}.onnx")
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    files = sorted(e["file"] for e in read_manifest(r)["exports"])
+    assert files == [f"exports/x{k}.onnx" for k in range(6)]
+    assert sorted(p.name for p in (r / "exports").iterdir()) == [f"x{k}.onnx" for k in range(6)]
+
+
+@pytest.mark.slow
+def test_six_exports_at_once_are_all_recorded(runs, tmp_path):
+    r = copy_run(runs / "s", tmp_path / "s")
+    jobs = [("onnx", "none"), ("onnx", "fp16"), ("tflite", "none"), ("tflite", "fp16"), ("tflite", "weight-int8"),
+            ("tflite", "dynamic-int8")]
+    procs = [subprocess.Popen([*EXE, "--threads", "1", "export", str(r), "--format", f, "--quantize", q],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO) for f, q in jobs]
+    try:
+        errs = [p.communicate(timeout=600)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    assert [p.returncode for p in procs] == [0] * 6, errs
+    m = json.loads((r / "manifest.json").read_text())
+    recorded = sorted(e["file"] for e in m["exports"])
+    on_disk = sorted(f"exports/{p.name}" for p in (r / "exports").iterdir())
+    assert len(recorded) == 6 and recorded == on_disk
+
+
+# ------------------------------------------------------------------- 5. writes outside the run
+
+def test_a_symlink_swapped_in_for_exports_never_receives_a_file(runs, tmp_path, capsys):
+    """A thread swaps exports/ for a symbolic link to a folder outside the run, over and over, while
+    exports run: nothing ever lands outside; each export succeeds inside or fails with one line."""
+    r = copy_run(runs / "s", tmp_path / "s")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (r / "exports").mkdir()
+    stop = threading.Event()
+
+    def swap():
+        real, link = r / "exports.real", r / "exports"
+        while not stop.is_set():
+            try:
+                os.rename(link, real)
+                os.symlink(outside, link)
+                time.sleep(0.002)
+                os.unlink(link)
+                os.rename(real, link)
+            except OSError:
+                pass
+            time.sleep(0.002)
+
+    t = threading.Thread(target=swap)
+    t.start()
+    codes = []
+    try:
+        for _ in range(4):
+            got, lines = cli(capsys, "export", r, "--format", "onnx")
+            codes.append(got)
+            assert got == 0 or len(lines) == 1, lines
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    if (r / "exports.real").exists():  # the thread stopped mid-swap
+        if (r / "exports").is_symlink():
+            (r / "exports").unlink()
+        os.rename(r / "exports.real", r / "exports")
+    assert list(outside.iterdir()) == [], codes
+
+
+def test_weights_outside_the_run_are_refused(runs, tmp_path, capsys):
+    r = copy_run(runs / "s", tmp_path / "s")
+    other = copy_run(runs / "s", tmp_path / "other")
+    edit_manifest(r, lambda m: m["model"]["weights"].update(path="../other/generator.safetensors"))
+    got, lines = cli(capsys, "export", r, "--format", "onnx")
+    assert got == CHECKPOINT
+    one_line(lines, "must be a relative path inside the run")
+    (r / "generator.safetensors").unlink()
+    (r / "generator.safetensors").symlink_to(other / "generator.safetensors")
+    edit_manifest(r, lambda m: m["model"]["weights"].update(path="generator.safetensors"))
+    got, lines = cli(capsys, "export", r, "--format", "onnx")
+    assert got == CHECKPOINT
+    one_line(lines, "resolves outside the run")
+    assert not (r / "exports").exists()
+
+
+@pytest.mark.parametrize("how", ["absolute", "symlink", "fifo"])
+def test_bundle_packs_only_regular_files_inside_the_run(how, runs, tmp_path, capsys):
+    r = copy_run(runs / "s", tmp_path / "s")
+    secret = tmp_path / "secret.onnx"
+    secret.write_bytes(b"not yours")
+    (r / "exports").mkdir()
+    name = {"absolute": str(secret), "symlink": "exports/s.onnx", "fifo": "exports/s.onnx"}[how]
+    if how == "symlink":
+        (r / "exports" / "s.onnx").symlink_to(secret)
+    elif how == "fifo":
+        os.mkfifo(r / "exports" / "s.onnx")
+    edit_manifest(r, lambda m: m.update(exports=[{"file": name, "format": "onnx", "precision": "fp32", "bytes": 9,
+                                                  "sha256": "0" * 64, "parity": {"passed": True}}]))
+    out = tmp_path / "b.tar.gz"
+    got, lines = cli(capsys, "bundle", r, "-o", out)
+    assert got == 8, lines
+    one_line(lines, {"absolute": "inside the run", "symlink": "resolves outside the run", "fifo": "FIFO"}[how])
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------- 6. messages that lie
+
+def test_control_characters_from_files_are_escaped_on_stderr(runs, tmp_path, capsys):
+    spec = str(tmp_path / "t\x1b[2J\nedgegan: OK.onnx")
+    got, lines = cli(capsys, "distill", "--teacher", spec, "--steps", "1", "--out", tmp_path / "o")
+    assert got == CHECKPOINT
+    one_line(lines, "\\x1b[2J edgegan: OK.onnx")
+    assert "\x1b" not in lines[0]
+    r = copy_run(runs / "s", tmp_path / "s")
+    edit_manifest(r, lambda m: m.update(exports=[{"file": "exports/a\x1b[31m\nOK|b.onnx", "format": "onnx",
+                                                  "precision": "fp32", "bytes": 1, "sha256": "0" * 64,
+                                                  "parity": {"passed": True}}]))
+    capsys.readouterr()
+    from edgegan.cli import main
+
+    assert main(["info", str(r)]) == 0
+    text = capsys.readouterr().out
+    assert "\x1b" not in text and "a\\x1b[31m OK|b.onnx" in text
+
+
+def test_markdown_cells_from_files_stay_one_cell():
+    from edgegan.bench.harness import to_markdown
+
+    evil = "d=2 | fake | row |\n| teacher | torch | fp32 \x1b[32mOK"
+    row = {"name": evil, "kind": "export", "format": "onnx", "precision": "fp32", "params": 10, "macs": 1, "bytes": 1,
+           "compression": 1.0, "latency": {"error": evil}, "quality": {"metrics": {}},
+           "devices": {evil: {"p50_us": 1.0, "error": None}}}
+    doc = {"created": "now", "machine": {"cpu": evil, "cores": 1}, "settings": {"batch": 1, "threads": 1, "samples": 2},
+           "versions": {}, "results": [{"run": evil, "dataset": "digits", "models": [row]}],
+           "devices": [{"label": evil, "file": evil, "machine": {"platform": evil}, "settings": {}}]}
+    md = to_markdown(doc)
+    assert "\x1b" not in md
+    table = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert len(table) == 3  # header, rule, one row: no forged row
+    cells = [c for c in table[2].replace("\\|", "").split("|")]
+    assert len(cells) == len(table[0].replace("\\|", "").split("|"))
