@@ -239,8 +239,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
            "settings": {"batch": batch, "threads": threads, "samples": samples, "seed": seed},
            "seconds": round(time.perf_counter() - t_start, 1), "results": results}
     merge_device_results(doc, devices)
+    md = to_markdown(doc)  # before any file: a table that cannot be made leaves no bench.json (issue 25)
     atomic_write_json(out / "bench.json", doc)
-    md = to_markdown(doc)
     atomic_write_bytes(out / "bench.md", md.encode())
     if grids:
         from edgegan.viz import save_comparison
@@ -270,6 +270,9 @@ def load_device_results(paths: list[str | Path]) -> list[dict[str, Any]]:
         if not isinstance(d, dict) or d.get("schema") != DEVICE_SCHEMA or not isinstance(d.get("models"), list):
             raise BenchError(f"{p}: not a device-results file (schema {DEVICE_SCHEMA}, written by a bundle's "
                              "run_bench.py)")
+        from edgegan.schema import DEVICE_RESULTS, check
+
+        check(d, DEVICE_RESULTS, str(p), BenchError)  # types, finite non-negative numbers (issue 25)
         d["_path"] = str(p)
         docs.append(d)
     return docs

@@ -399,11 +399,13 @@ def _sweep_commands() -> None:
         if as_json:
             click.echo(json.dumps(res, indent=2))
             return
+        from edgegan.text import one_line  # names read from sweep.json and device.json (issue 25)
+
         p, m = res["pick"], res["metric"]
-        click.echo(f"pick: d={p['d']} {p['recipe']} seed {p['seed']}: {p['file']} ({p['bytes']:,} bytes, "
-                   f"p50 {_or(p['p50_us'], float('nan')):,.1f} µs on {p['latency_from']}, {m['key']} {p['quality']:.4g})")
+        click.echo(one_line(f"pick: d={p['d']} {p['recipe']} seed {p['seed']}: {p['file']} ({p['bytes']:,} bytes, "
+                   f"p50 {_or(p['p50_us'], float('nan')):,.1f} µs on {p['latency_from']}, {m['key']} {p['quality']:.4g})"))
         for o in res["others"]:
-            click.echo(f"  d={o['d']} {o['recipe']} seed {o['seed']}: {'; '.join(o['why'])}")
+            click.echo("  " + one_line(f"d={o['d']} {o['recipe']} seed {o['seed']}: {'; '.join(o['why'])}"))
 
 
 def _listing_commands() -> None:

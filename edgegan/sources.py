@@ -401,8 +401,15 @@ def _from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: 
     from edgegan.checkpoint import load_tensors
     from edgegan.errors import CheckpointError
 
+    import torch
+
     fn, where = _import_factory(spec, import_dir)
-    module = fn()
+    try:
+        module = fn()
+    except Exception as e:  # noqa: BLE001 - the user's code: its failure is a teacher error, one line
+        raise TeacherError(f"{spec}: the factory failed ({type(e).__name__}: {e})") from None
+    if not isinstance(module, torch.nn.Module):  # issue 25: a factory returning a function, a tensor, None
+        raise TeacherError(f"{spec}: the factory returned {type(module).__name__}, not a torch.nn.Module")
     if weights is not None:
         if not os.path.exists(weights):
             raise TeacherError(f"{weights}: teacher weights file does not exist")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import statistics as stats
 import time
@@ -32,6 +33,8 @@ from typing import Any, Callable
 from edgegan.config import DATASET_NAMES, opt
 from edgegan.errors import BudgetError, ConfigError, SweepError
 from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions
+
+MAX_JSON_BYTES = 64 << 20  # a sweep's plan, run results and table
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +198,12 @@ def _write_or_check_plan(cfg: SweepConfig, out: Path, plan: list[dict[str, Any]]
     p = out / PLAN_NAME
     doc = {"schema": SCHEMA, "config": asdict(cfg), "runs": plan}
     if p.exists():
-        import json
-
         try:
-            old = json.loads(p.read_text())
-        except (OSError, ValueError) as e:
-            raise SweepError(f"{p}: unreadable sweep plan ({e}); use another --out") from None
+            old = read_json(p, "sweep plan")
+        except SweepError as e:
+            raise SweepError(f"{e}; use another --out") from None
+        if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
+            raise SweepError(f"{p}: not a sweep plan; use another --out")
         if old.get("config") != doc["config"]:
             changed = sorted(k for k in doc["config"] if (old.get("config") or {}).get(k) != doc["config"][k])
             raise SweepError(f"{out}: a sweep with other settings ({', '.join(changed)}) is there; continue it with the "
@@ -300,12 +303,13 @@ class Sweep:
         return self.out / "runs" / run_id
 
     def result(self, run_id: str) -> dict[str, Any]:
-        import json
-
         d = self.run_dir(run_id)
         if not (d / DONE_NAME).exists():
             raise SweepError(f"{d}: run not finished")
-        return json.loads((d / RESULT_NAME).read_text())
+        res = read_json(d / RESULT_NAME, "sweep run result")
+        if not isinstance(res, dict):
+            raise SweepError(f"{d / RESULT_NAME}: not a sweep run result (a JSON object)")
+        return res
 
     def teacher_spec(self) -> str:
         if self.cfg.teacher_depth() is not None:
@@ -760,19 +764,32 @@ class PickOptions:
 
 
 def read_table(sweep_dir: str | Path) -> dict[str, Any]:
-    import json
+    """``sweep.json``: a bounded regular file, checked against its declared schema before any work
+    (issue 25: a NaN headline won the pick, wrong types and deep nesting were internal errors)."""
+    from edgegan.schema import SWEEP_TABLE, check
 
     p = Path(sweep_dir)
     p = p / TABLE_NAME if p.is_dir() else p
-    if not p.is_file():
+    if not os.path.lexists(p):
         raise SweepError(f"{sweep_dir}: no {TABLE_NAME} (run edgegan sweep --out {sweep_dir} to finish it)")
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise SweepError(f"{p}: unreadable sweep table ({e})") from None
-    if doc.get("schema") != SCHEMA:
-        raise SweepError(f"{p}: not a sweep table (schema {doc.get('schema')!r}, expected {SCHEMA})")
+    doc = read_json(p, "sweep table")
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise SweepError(f"{p}: not a sweep table (schema {got!r}, expected {SCHEMA})")
+    check(doc, SWEEP_TABLE, str(p), SweepError)
     return doc
+
+
+def read_json(p: Path, what: str) -> Any:
+    """A sweep's JSON file (plan, a run's result, the table) through the bounded, non-blocking
+    regular-file reader: a FIFO, /dev/zero or deep nesting is a SweepError (issue 25)."""
+    from edgegan.errors import CheckpointError
+    from edgegan.manifest import load_json
+
+    try:
+        return load_json(p, what, MAX_JSON_BYTES)
+    except CheckpointError as e:
+        raise SweepError(str(e)) from None
 
 
 def pick(sweep_dir: str | Path, options: PickOptions) -> dict[str, Any]:

@@ -245,3 +245,166 @@ def test_markdown_cells_from_files_stay_one_cell():
     assert len(table) == 3  # header, rule, one row: no forged row
     cells = [c for c in table[2].replace("\\|", "").split("|")]
     assert len(cells) == len(table[0].replace("\\|", "").split("|"))
+
+
+# ------------------------------------------------------------------- 3. FIFOs a sweep reads
+
+@pytest.mark.parametrize("name", ["sweep.json", "plan.json"])
+def test_a_fifo_in_a_sweep_is_refused_without_blocking(name, tmp_path, capsys):
+    d = tmp_path / "sw"
+    d.mkdir()
+    os.mkfifo(d / name)  # opened without O_NONBLOCK, this would wait for a writer forever
+    if name == "sweep.json":
+        got, lines = cli(capsys, "pick", d)
+    else:
+        got, lines = cli(capsys, "sweep", "--dataset", "digits", "--teacher", "2", "--d", "1", "--recipes", "mse",
+                         "--seeds", "1", "--steps", "1", "--out", d)
+    assert got == SWEEP, lines
+    one_line(lines, "is a FIFO, not a regular file")
+
+
+def test_a_fifo_as_a_sweep_run_result_is_refused(tmp_path):
+    from edgegan.errors import SweepError
+    from edgegan.sweep import Sweep, SweepConfig
+
+    s = Sweep(SweepConfig(), tmp_path, progress=False)
+    d = s.run_dir("student-d2-mse-s0")
+    d.mkdir(parents=True)
+    os.mkfifo(d / "result.json")
+    (d / "DONE").write_text("")
+    with pytest.raises(SweepError, match="FIFO"):
+        s.result("student-d2-mse-s0")
+
+
+# ------------------------------------------------------------------- 7. pick and bench inputs
+
+def _sweep_table(tmp_path: Path, edit=None) -> Path:
+    from edgegan.sweep import SCHEMA
+
+    def run(d, p50, nbytes, kid):
+        return {"seed": 0, "id": f"student-d{d}-mse-s0", "file": f"runs/d{d}.tflite", "sha256": f"sha{d}",
+                "bytes": nbytes, "p50_us": p50, "headline": kid, "headline_deployed": kid}
+
+    rows = [{"d": d, "recipes": {"mse": {"runs": [run(d, p50, b, k)]}}}
+            for d, p50, b, k in ((2, 50.0, 10_000, 0.30), (4, 120.0, 40_000, 0.10))]
+    doc = {"schema": SCHEMA, "config": {"target": "tflite:int8"}, "rows": rows,
+           "headline": {"key": "classifier_kid", "label": "KID", "higher_is_better": False}}
+    if edit is not None:
+        edit(doc)
+    text = json.dumps(doc)  # Python writes NaN as the bare token NaN, as a tampered file may hold it
+    d = tmp_path / "sw"
+    d.mkdir()
+    (d / "sweep.json").write_text(text)
+    return d
+
+
+def _run0(doc):
+    return doc["rows"][0]["recipes"]["mse"]["runs"][0]
+
+
+TAMPERED_TABLES = {
+    "NaN headline": (lambda doc: _run0(doc).update(headline_deployed=float("nan")), "headline_deployed"),
+    "infinite latency": (lambda doc: _run0(doc).update(p50_us=float("inf")), "p50_us"),
+    "negative bytes": (lambda doc: _run0(doc).update(bytes=-5), "bytes"),
+    "d a string": (lambda doc: doc["rows"][0].update(d="2"), "rows[0].d"),
+    "rows an object": (lambda doc: doc.update(rows={"d": 2}), "rows should be a list"),
+    "runs missing": (lambda doc: doc["rows"][0]["recipes"]["mse"].pop("runs"), "is missing"),
+    "headline a list": (lambda doc: doc.update(headline=[1]), "headline should be an object"),
+    "higher_is_better a string": (lambda doc: doc["headline"].update(higher_is_better="no"), "higher_is_better"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED_TABLES))
+def test_pick_refuses_a_tampered_sweep_table(case, tmp_path, capsys):
+    edit, pattern = TAMPERED_TABLES[case]
+    got, lines = cli(capsys, "pick", _sweep_table(tmp_path, edit))
+    assert got == SWEEP, lines
+    one_line(lines, pattern)
+
+
+def test_pick_refuses_deep_nesting_and_huge_integers(tmp_path, capsys):
+    d = _sweep_table(tmp_path)
+    (d / "sweep.json").write_text("[" * 100_000 + "]" * 100_000)
+    got, lines = cli(capsys, "pick", d)
+    assert got == SWEEP
+    one_line(lines, "nested too deeply")
+    (d / "sweep.json").write_text('{"schema": ' + "9" * 5000 + "}")
+    got, lines = cli(capsys, "pick", d)
+    assert got == SWEEP
+    one_line(lines, "not valid JSON")
+
+
+HOSTILE_DEVICES = {
+    "negative latency": ({"models": [{"sha256": "x", "latency": {"p50_us": -3.0}}]}, "p50_us"),
+    "NaN latency": ({"models": [{"sha256": "x", "latency": {"p50_us": float("nan")}}]}, "p50_us"),
+    "model a string": ({"models": ["x"]}, "models[0] should be an object"),
+    "machine a string": ({"machine": "pi", "models": []}, "machine should be an object"),
+    "emulated a string": ({"machine": {"emulated": "no"}, "models": []}, "emulated"),
+    "latency a list": ({"models": [{"sha256": "x", "latency": [1]}]}, "latency should be an object"),
+    "cpu a number": ({"machine": {"cpu": 7}, "models": []}, "machine.cpu"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_DEVICES))
+def test_bench_refuses_hostile_device_results_before_writing(case, runs, tmp_path, capsys):
+    body, pattern = HOSTILE_DEVICES[case]
+    p = tmp_path / "device.json"
+    p.write_text(json.dumps({"schema": "edgegan.device-results/1", **body}))
+    out = tmp_path / "b"
+    got, lines = cli(capsys, "bench", runs / "s", "--samples", "4", "--device-results", p, "--out", out)
+    assert got == BENCH, lines
+    one_line(lines, pattern)
+    assert not out.exists()
+    got, lines = cli(capsys, "pick", _sweep_table(tmp_path), "--device-results", p)
+    assert got == BENCH, lines
+
+
+# ------------------------------------------------------------------- 8. untyped errors
+
+def test_manifest_nul_byte_dict_and_huge_integer_are_typed(runs, tmp_path, capsys):
+    cases = [
+        (lambda m: m["model"]["weights"].update(path="generator.safetensors\0.x"), "holds a NUL character"),
+        (lambda m: m["distill"]["teacher"].update(spec_from_run={"a": 1}), "spec_from_run should be str"),
+        (lambda m: m["model"]["args"].update(d=10**30), "beyond 64 bits"),
+    ]
+    for k, (edit, pattern) in enumerate(cases):
+        r = copy_run(runs / "s", tmp_path / f"s{k}")
+        edit_manifest(r, edit)
+        got, lines = cli(capsys, "export", r, "--format", "onnx")
+        assert got == CHECKPOINT, (pattern, lines)
+        one_line(lines, pattern)
+    r = copy_run(runs / "s", tmp_path / "digits")
+    text = (r / "manifest.json").read_text().replace('"params": ', '"params": ' + "1" * 5000 + ", \"x\": ", 1)
+    (r / "manifest.json").write_text(text)
+    got, lines = cli(capsys, "info", r)
+    assert got == CHECKPOINT
+    one_line(lines, "not valid JSON")
+
+
+def test_idx_of_255_dimensions_and_npz_string_labels_are_dataset_errors(tmp_path, capsys):
+    import struct
+
+    import numpy as np
+
+    d = tmp_path / "mnist"
+    d.mkdir()
+    (d / "train-images-idx3-ubyte").write_bytes(b"\0\0\x08\xff" + struct.pack(">255I", *([1] * 255)) + b"\0")
+    (d / "train-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + struct.pack(">I", 1) + b"\0")
+    got, lines = cli(capsys, "train-teacher", "--dataset", "mnist", "--data-dir", d, "--d", "2", "--steps", "1",
+                     "--out", tmp_path / "o1")
+    assert got == 3, lines
+    one_line(lines, "IDX file of 255 dimensions")
+    np.savez(tmp_path / "x.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array(["a", "b", "c", "d"]))
+    got, lines = cli(capsys, "train-teacher", "--dataset", "folder", "--data-dir", tmp_path / "x.npz", "--d", "2",
+                     "--steps", "1", "--out", tmp_path / "o2")
+    assert got == 3, lines
+    one_line(lines, "'labels' must be integers")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_a_factory_that_returns_no_module_is_a_teacher_error(tmp_path, capsys):
+    got, lines = cli(capsys, "distill", "--teacher", "tests.factories:not_a_module", "--steps", "1",
+                     "--out", tmp_path / "o")
+    assert got == CHECKPOINT, lines
+    one_line(lines, "not a torch.nn.Module")
+    assert not (tmp_path / "o").exists()

@@ -153,3 +153,20 @@ def test_onnx_loops_and_recursion_are_refused(onnx_model, tmp_path):
     for name, (path, match) in cases.items():
         out = got[path.name]
         assert out.startswith("TYPED ModelFileError") and match in out, f"{name}: {out}"
+
+
+# ---------------------------------------------------------------- a latent of another array type (issue 25, item 8)
+
+
+@needs_litert
+@pytest.mark.tflite
+def test_a_matrix_latent_on_an_int8_model_is_an_ordinary_array(tflite_int8io_model):
+    import edgegan_runtime as rt
+
+    if tflite_int8io_model is None:
+        pytest.skip("no int8 model on this machine")
+    with rt.load(tflite_int8io_model) as g:
+        z = rt.latent(3, g.latent_dim, 0)
+        assert np.array_equal(g.generate_from(np.matrix(z)), g.generate_from(z))
+        masked = np.ma.masked_array(z, mask=np.zeros_like(z, bool))
+        assert np.array_equal(g.generate_from(masked), g.generate_from(z))
