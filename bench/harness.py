@@ -149,6 +149,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
             t = m["distill"]["teacher"]
             refuse_recorded_factory(t["spec"], t.get("weights"), t.get("kind"), allow_torchscript=trust_teacher)
     base_runs = [(b, read_manifest(b)) for b in baselines or []]
+    _check_memory(manifests, models, len(base_runs), samples)
     for b, bm in base_runs:
         for r, m in manifests:
             if bm["model"]["output"]["shape"] != m["model"]["output"]["shape"]:
@@ -250,6 +251,42 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     for r, m in manifests:  # the bench section of each student's manifest, nobody else's
         _record(r, m, out)
     return {**doc, "json_path": str(out / "bench.json"), "markdown_path": str(out / "bench.md")}
+
+
+# bench keeps every model's images of one run in memory while it scores them (float32, plus about as
+# much again in the metrics' working copies): checked against the memory available before any work,
+# so that --samples 100000 on a small machine is refused with the numbers instead of swapping or being
+# killed (issue 25).
+MEMORY_FACTOR = 2
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel reports as available (MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(manifests: list, models: list[str], n_baselines: int, samples: int) -> None:
+    avail = available_memory()
+    if avail is None:
+        return
+    for run, m in manifests:
+        c, h, w = m["model"]["output"]["shape"]
+        kind = m["distill"]["teacher"].get("kind")
+        sets = (("teacher" in models) * (2 if kind == "edgegan" else 1) + ("student" in models)
+                + ("exports" in models) * len(m.get("exports") or []) + n_baselines + 1)  # + the teacher's reference
+        need = samples * c * h * w * 4 * sets * MEMORY_FACTOR
+        if need > avail:
+            most = max(2, samples * avail // need)
+            raise BenchError(f"{run}: --samples {samples:,} keeps {sets} sets of {samples:,} images of {c}x{h}x{w} in "
+                             f"memory, about {need / 2**30:.1f} GiB, and {avail / 2**30:.1f} GiB is available; "
+                             f"use --samples {most:,} or fewer, or fewer --models")
 
 
 DEVICE_SCHEMA = "edgegan.device-results/1"  # written by the bundle's script (edgegan/bundle_script.py)

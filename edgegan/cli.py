@@ -177,9 +177,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON (
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():  # '' would be the current directory (issue 25)
+        raise click.BadParameter("must name a folder, not be empty (use . for the current directory)")
+    return value
+
+
 def out_option(required: bool, help: str, default: str | None = None) -> Callable:
     return click.option("--out", "-o", required=required, default=default, show_default=default is not None,
-                        metavar="DIR", help=help)
+                        metavar="DIR", help=help, callback=_not_empty)
 
 
 # ------------------------------------------------------------------------------ the group
@@ -343,7 +349,8 @@ def _bench_commands() -> None:
     @click.argument("run")
     @click.option("--target", default="aarch64", show_default=True, metavar="CPU",
                   help="the board's CPU family: aarch64 or x86_64")
-    @click.option("--out", "-o", required=True, metavar="FILE", help="bundle to write, e.g. bundle.tar.gz")
+    @click.option("--out", "-o", required=True, metavar="FILE", help="bundle to write, e.g. bundle.tar.gz",
+                  callback=_not_empty)
     @click.option("--export", "exports", multiple=True, metavar="E",
                   help="include only this export (format:precision or file name); repeatable (default: all that passed)")
     @click.option("--wheels", metavar="DIR", help="folder of the target's interpreter wheels to include")

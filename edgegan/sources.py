@@ -332,10 +332,21 @@ def _from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
         import onnxruntime as ort
     except ImportError as e:
         raise TeacherError(f"{p}: ONNX teachers need onnxruntime and onnx (pip install 'edgegan[export]'): {e}") from None
+    from edgegan_runtime.checks import MAX_BYTES
+    from edgegan_runtime.errors import ModelFileError
+    from edgegan_runtime.fileio import read_regular
+    from edgegan_runtime.onnx_check import check_structure
+
+    # Read once, bounded, and run from those bytes with the runtime's structural checks first: no
+    # external data is read from beside the file (issue 25), no loop, no attribute that crashes ORT.
+    data = read_regular(p, MAX_BYTES, "teacher file", error=TeacherError)
     try:
-        model = onnx.load(str(p))
+        model = onnx.load_model_from_string(data)
+        check_structure(model, str(p))
         onnx.checker.check_model(model)
-        sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except ModelFileError as e:
+        raise TeacherError(str(e)) from None
     except Exception as e:  # noqa: BLE001
         raise TeacherError(f"{p}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     inputs = sess.get_inputs()

@@ -408,3 +408,64 @@ def test_a_factory_that_returns_no_module_is_a_teacher_error(tmp_path, capsys):
     assert got == CHECKPOINT, lines
     one_line(lines, "not a torch.nn.Module")
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------- 9. memory
+
+def test_bench_refuses_samples_that_will_not_fit_in_memory(runs, tmp_path, capsys, monkeypatch):
+    """The memory a bench needs is estimated before any work and compared with what the machine has
+    (here: 64 MiB, set by the test, so the outcome does not depend on this machine)."""
+    from edgegan.bench import harness
+
+    monkeypatch.setattr(harness, "available_memory", lambda: 64 << 20)
+    out = tmp_path / "b"
+    got, lines = cli(capsys, "bench", runs / "s", "--samples", "100000", "--out", out)
+    assert got == BENCH, lines
+    one_line(lines, "--samples 100,000 keeps")
+    assert "GiB is available" in lines[0] and "use --samples" in lines[0]
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------- 10. small ones
+
+def test_an_empty_out_is_a_usage_error(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    got, lines = cli(capsys, "export", runs / "s", "--format", "onnx", "--out", "")
+    assert got == CONFIG
+    one_line(lines, "must name a folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_removes_stale_temporaries_of_any_export(runs, tmp_path, capsys):
+    r = copy_run(runs / "s", tmp_path / "s")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (r / "exports").mkdir()
+    stale = r / "exports" / f".s-tflite-int8.{dead.pid}.abc123.tmp.tflite"  # another file's killed export
+    stale.write_bytes(b"half a model")
+    got, lines = cli(capsys, "export", r, "--format", "onnx")
+    assert got == 0, lines
+    assert sorted(p.name for p in (r / "exports").iterdir()) == ["s-onnx-fp32.onnx"]
+
+
+def test_an_onnx_teacher_never_reads_external_data_beside_it(tmp_path, capsys):
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    (tmp_path / "secret.bin").write_bytes(np.zeros(16 * 3 * 8 * 8, np.float32).tobytes())
+    w = numpy_helper.from_array(np.zeros((16, 3 * 8 * 8), np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = onnx.TensorProto.EXTERNAL
+    for k, v in (("location", "secret.bin"), ("offset", "0"), ("length", str(16 * 3 * 8 * 8 * 4))):
+        w.external_data.add(key=k, value=v)
+    shape = numpy_helper.from_array(np.array([-1, 3, 8, 8], np.int64), "shape")
+    g = helper.make_graph([helper.make_node("MatMul", ["z", "w"], ["y"]), helper.make_node("Reshape", ["y", "shape"], ["img"])],
+                          "t", [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, ["N", 16])],
+                          [helper.make_tensor_value_info("img", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])], [w, shape])
+    p = tmp_path / "teacher.onnx"
+    p.write_bytes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    got, lines = cli(capsys, "distill", "--teacher", p, "--steps", "1", "--out", tmp_path / "o")
+    assert got == CHECKPOINT, lines
+    one_line(lines, "external data")
+    assert not (tmp_path / "o").exists()
