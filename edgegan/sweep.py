@@ -35,6 +35,7 @@ from edgegan.errors import BudgetError, ConfigError, SweepError
 from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions
 
 MAX_JSON_BYTES = 64 << 20  # a sweep's plan, run results and table
+DEFAULT_HOLDOUT = 1000  # held-out training images for the baselines' learning rate, at most
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ class SweepConfig:
     batch_size: int = opt(64, "latents (students) or images (baselines) per step")
     baseline_lrs: str = opt("2e-4,5e-4,1e-3,2e-3", "baseline generator learning rates tried (discriminator: 2e-4); "
                             "the best on the held-out split is used")
-    holdout: int = opt(1000, "last training images kept from the baselines to choose their learning rate")
+    holdout: int | None = opt(None, "last training images kept from the baselines to choose their learning rate "
+                              "(default: 1000, or a sixth of the training images where that is fewer)")
     samples: int = opt(2000, "images per model for the metrics")
     latent_pool: int = opt(4096, "students draw z from this many fixed latents whose teacher outputs are computed "
                            "once per seed for all students (0: fresh z every step, the paper)")
@@ -137,6 +139,8 @@ class SweepConfig:
         for name, lo in (("seeds", 1), ("steps", 1), ("batch_size", 1), ("teacher_steps", 1), ("holdout", 2),
                          ("samples", 4), ("latent_pool", 0)):
             v = getattr(self, name)
+            if v is None and name == "holdout":
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
         if self.latent_pool and self.latent_pool < self.batch_size:
@@ -227,10 +231,13 @@ class Scorer:
 
         self.cfg = cfg
         train = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split="train")
-        if cfg.holdout >= len(train) // 2:
-            raise ConfigError(f"holdout {cfg.holdout} is too large for {len(train)} training images")
+        # Sized from the data unless given (issue 25: a fixed 1,000 failed on datasets smaller than 2,000).
+        self.n_holdout = cfg.holdout if cfg.holdout is not None else min(DEFAULT_HOLDOUT, len(train) // 6)
+        if self.n_holdout < 2 or self.n_holdout >= len(train) // 2:
+            raise ConfigError(f"holdout {self.n_holdout} does not fit {len(train)} training images (it must be at least 2 "
+                              "and less than half of them)")
         self.n_train = len(train)
-        self.train_limit = len(train) - cfg.holdout  # baselines train on the first images only
+        self.train_limit = len(train) - self.n_holdout  # baselines train on the first images only
         held = ImageDataset(train.name, train.images[self.train_limit:],
                             None if train.labels is None else train.labels[self.train_limit:], train.num_classes,
                             train.source, "train-holdout")
@@ -557,7 +564,7 @@ def write_table(sw: Sweep, plan: list[dict[str, Any]]) -> dict[str, Any]:
         "reference": tq["reference"], "classifier": tq["classifier"], "samples": cfg.samples, "swd_config": SWEEP_SWD,
         "teacher": {k: t[k] for k in ("spec", "params", "d", "steps", "latent_dim")} | {
             "metrics": {k: m.value(tq["metrics"]) for k, m in METRICS.items()}},
-        "baseline_tuning": {"lrs": list(cfg.lrs()), "d_lr": 2e-4, "holdout_images": cfg.holdout,
+        "baseline_tuning": {"lrs": list(cfg.lrs()), "d_lr": 2e-4, "holdout_images": sw.scorer.n_holdout,
                             "train_images": sw.scorer.train_limit},
         "rows": rows,
         "seconds": round(sum(r.get("wall_seconds", 0) for r in results.values()), 1),

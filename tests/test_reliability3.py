@@ -469,3 +469,49 @@ def test_an_onnx_teacher_never_reads_external_data_beside_it(tmp_path, capsys):
     assert got == CHECKPOINT, lines
     one_line(lines, "external data")
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------- found while checking earlier issues
+
+def test_the_family_follows_the_teachers_shape_when_not_given(tmp_path, capsys):
+    """A 24x24 teacher: dcgan (square 32 or 64) cannot make it, so the student is anyshape; typed
+    --family dcgan is still refused with the reason (never silently changed)."""
+    common = ("distill", "--teacher", "tests.factories:odd_size", "--latent-dim", "16", "--d", "1", "--steps", "1",
+              "--batch-size", "8", "--eval-samples", "8", "--checkpoint-every", "0", "--quiet")
+    got, lines = cli(capsys, *common, "--family", "dcgan", "--out", tmp_path / "a")
+    assert got == CHECKPOINT
+    one_line(lines, "--family anyshape")
+    got, lines = cli(capsys, *common, "--out", tmp_path / "b")
+    assert got == 0, lines
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert m["model"]["family"] == "anyshape" and m["model"]["output"]["shape"] == [3, 24, 24]
+
+
+def test_resume_of_a_finished_run_reports_it_complete(runs, tmp_path, capsys, caplog):
+    args = ("distill", "--teacher", runs / "t", "--d", "1", "--steps", "2", "--batch-size", "8", "--eval-samples", "8",
+            "--checkpoint-every", "1", "--out", tmp_path / "s", "--quiet")
+    got, lines = cli(capsys, *args)
+    assert got == 0, lines
+    before = (tmp_path / "s" / "manifest.json").read_bytes()
+    got, lines = cli(capsys, *args, "--resume")
+    assert got == 0, lines
+    assert "the run is complete (step 2 of --steps 2)" in caplog.text
+    assert (tmp_path / "s" / "manifest.json").read_bytes() == before  # nothing rewritten
+    got, lines = cli(capsys, *[a if a != "2" else "1" for a in args], "--resume")  # fewer steps: still an error
+    assert got == CONFIG
+    one_line(lines, "already at step 2 > --steps 1")
+
+
+def test_the_sweeps_held_out_split_is_sized_from_the_data(tmp_path):
+    import numpy as np
+
+    from edgegan.errors import ConfigError
+    from edgegan.sweep import Scorer, SweepConfig
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "small.npz", images=rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8))
+    base = dict(dataset="folder", data_dir=str(tmp_path / "small.npz"), samples=8)
+    s = Scorer(SweepConfig(**base), progress=False)  # 250 training images: a sixth is held out
+    assert s.n_holdout == 41 and s.train_limit == 250 - 41
+    with pytest.raises(ConfigError, match="holdout 1000 does not fit 250 training images"):
+        Scorer(SweepConfig(**base, holdout=1000), progress=False)
