@@ -286,8 +286,6 @@ for _t in (PixelTerm, GanTerm, FeatureTerm, PerceptualTerm):
 
 def _teacher_discriminator(ctx: Context):
     """The discriminator saved beside an edgegan teacher run; refused with the reason otherwise."""
-    from pathlib import Path
-
     from edgegan.checkpoint import load_tensors
     from edgegan.manifest import read_manifest
     from edgegan.models import build_discriminator
