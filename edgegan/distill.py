@@ -158,7 +158,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
 
     from edgegan.checkpoint import read_training_state, restore_training_state
     from edgegan.distributed import setup
-    from edgegan.models import build_generator, get_family, student_args
+    from edgegan.models import build_generator, choose_family, get_family, student_args
     from edgegan.sources import load_generator
     from edgegan.terms import TERMS, Context, pair_stages
     from edgegan.utils import seed_everything
@@ -205,11 +205,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
                            f"{teacher.latent_dim}; leave --latent-dim out (it is read from the teacher)")
     C, H, W = teacher.output_shape
     if cfg.family is None:  # chosen from the teacher's shape (issue 25): the paper's dcgan where it fits
-        try:
-            student_args("dcgan", cfg.d, (C, H, W), teacher.latent_dim)
-            cfg = replace(cfg, family="dcgan")
-        except ConfigError:
-            cfg = replace(cfg, family="anyshape")
+        cfg = replace(cfg, family=choose_family(None, cfg.d, (C, H, W), teacher.latent_dim))
         log.info("student family %s for the teacher's %dx%dx%d images", cfg.family, C, H, W)
     try:
         args = student_args(cfg.family, cfg.d, (C, H, W), teacher.latent_dim)

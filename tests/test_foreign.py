@@ -275,7 +275,8 @@ def test_sigmoid_teacher_is_mapped_and_matches_the_tanh_twin(gens, tmp_path):
     assert ms["distill"]["eval"]["mse_end"] == pytest.approx(mt["distill"]["eval"]["mse_end"], rel=1e-3, abs=1e-6)
     assert ms["distill"]["eval"]["mse_end"] < 0.5 * ms["distill"]["eval"]["mse_start"]
     # the recorded mapping is what a later command applies
-    again = load_recorded(ms["distill"]["teacher"], tmp_path / "s_sig")
+    # (a recorded TorchScript teacher is code: loaded only when trusted, as bench --trust-teacher does; issue 25)
+    again = load_recorded(ms["distill"]["teacher"], tmp_path / "s_sig", allow_torchscript=True)
     assert again.range_source == "given" and again.range == (0.0, 1.0)
     np.testing.assert_allclose(again.forward(z).numpy(), sig.forward(z).numpy(), atol=1e-6)
     from edgegan.checkpoint import load_run
