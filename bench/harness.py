@@ -106,7 +106,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
               threads: int = 1, progress: bool = True, baselines: list[str] | None = None,
               device_results: list[str | Path] | None = None, inception_weights: str | Path | None = None,
               options: BenchOptions | None = None, teacher: str | None = None,
-              teacher_weights: str | None = None) -> dict[str, Any]:
+              teacher_weights: str | None = None, trust_teacher: bool = False) -> dict[str, Any]:
     """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
     from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table.
 
@@ -116,7 +116,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     ``inception_weights``: pytorch-fid's weights file, checked against its pinned sha256 before anything
     is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there.
     ``teacher`` replaces the teacher the manifests record; a ``module:factory`` recorded there is never
-    run (issue 14): it must be given here, as the user typed it."""
+    run (issue 14): it must be given here, as the user typed it; a recorded TorchScript teacher (code,
+    issue 25) too, unless ``trust_teacher``."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_recorded
     from edgegan.sysinfo import machine
@@ -127,6 +128,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         seed, baselines, inception_weights = options.seed, list(options.baseline), options.inception_weights
         device_results = list(options.device_results)
         teacher, teacher_weights = options.teacher, options.teacher_weights
+        trust_teacher = options.trust_teacher
     inception = _inception_options(inception_weights)
     models = models or list(MODEL_GROUPS)
     bad = [m for m in models if m not in MODEL_GROUPS]
@@ -140,12 +142,14 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         if "distill" not in m:
             raise BenchError(f"{r}: not a distilled student run (no 'distill' section); bench compares a student "
                              "with its teacher")
-    if teacher is None:  # a recorded module:factory is refused before anything is written
+    if teacher is None:  # a recorded module:factory (or TorchScript file) is refused before anything is written
         from edgegan.sources import refuse_recorded_factory
 
         for _, m in manifests:
-            refuse_recorded_factory(m["distill"]["teacher"]["spec"], m["distill"]["teacher"].get("weights"))
+            t = m["distill"]["teacher"]
+            refuse_recorded_factory(t["spec"], t.get("weights"), t.get("kind"), allow_torchscript=trust_teacher)
     base_runs = [(b, read_manifest(b)) for b in baselines or []]
+    _check_memory(manifests, models, len(base_runs), samples)
     for b, bm in base_runs:
         for r, m in manifests:
             if bm["model"]["output"]["shape"] != m["model"]["output"]["shape"]:
@@ -166,7 +170,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         if teacher is not None:  # typed by the user: the one place a module:factory may be run
             tinfo.update(spec=teacher, weights=teacher_weights)
             tinfo.pop("spec_from_run", None)
-        tsource = load_recorded(tinfo, run_dir, allow_factory=teacher is not None)
+        tsource = load_recorded(tinfo, run_dir, allow_factory=teacher is not None, allow_torchscript=trust_teacher)
         tinfo["kind"] = tsource.kind
         student = load_run(run_dir)
         ds_name, ds_dir = _dataset_of(m, tinfo, dataset, data_dir)
@@ -236,8 +240,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
            "settings": {"batch": batch, "threads": threads, "samples": samples, "seed": seed},
            "seconds": round(time.perf_counter() - t_start, 1), "results": results}
     merge_device_results(doc, devices)
+    md = to_markdown(doc)  # before any file: a table that cannot be made leaves no bench.json (issue 25)
     atomic_write_json(out / "bench.json", doc)
-    md = to_markdown(doc)
     atomic_write_bytes(out / "bench.md", md.encode())
     if grids:
         from edgegan.viz import save_comparison
@@ -247,6 +251,42 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
     for r, m in manifests:  # the bench section of each student's manifest, nobody else's
         _record(r, m, out)
     return {**doc, "json_path": str(out / "bench.json"), "markdown_path": str(out / "bench.md")}
+
+
+# bench keeps every model's images of one run in memory while it scores them (float32, plus about as
+# much again in the metrics' working copies): checked against the memory available before any work,
+# so that --samples 100000 on a small machine is refused with the numbers instead of swapping or being
+# killed (issue 25).
+MEMORY_FACTOR = 2
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel reports as available (MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(manifests: list, models: list[str], n_baselines: int, samples: int) -> None:
+    avail = available_memory()
+    if avail is None:
+        return
+    for run, m in manifests:
+        c, h, w = m["model"]["output"]["shape"]
+        kind = m["distill"]["teacher"].get("kind")
+        sets = (("teacher" in models) * (2 if kind == "edgegan" else 1) + ("student" in models)
+                + ("exports" in models) * len(m.get("exports") or []) + n_baselines + 1)  # + the teacher's reference
+        need = samples * c * h * w * 4 * sets * MEMORY_FACTOR
+        if need > avail:
+            most = max(2, samples * avail // need)
+            raise BenchError(f"{run}: --samples {samples:,} keeps {sets} sets of {samples:,} images of {c}x{h}x{w} in "
+                             f"memory, about {need / 2**30:.1f} GiB, and {avail / 2**30:.1f} GiB is available; "
+                             f"use --samples {most:,} or fewer, or fewer --models")
 
 
 DEVICE_SCHEMA = "edgegan.device-results/1"  # written by the bundle's script (edgegan/bundle_script.py)
@@ -267,6 +307,9 @@ def load_device_results(paths: list[str | Path]) -> list[dict[str, Any]]:
         if not isinstance(d, dict) or d.get("schema") != DEVICE_SCHEMA or not isinstance(d.get("models"), list):
             raise BenchError(f"{p}: not a device-results file (schema {DEVICE_SCHEMA}, written by a bundle's "
                              "run_bench.py)")
+        from edgegan.schema import DEVICE_RESULTS, check
+
+        check(d, DEVICE_RESULTS, str(p), BenchError)  # types, finite non-negative numbers (issue 25)
         d["_path"] = str(p)
         docs.append(d)
     return docs
@@ -426,6 +469,9 @@ def _fmt(v: Any, spec: str = ".3g") -> str:
 
 
 def to_markdown(doc: dict) -> str:
+    from edgegan.text import md_safe
+
+    doc = md_safe(doc)  # names, files, labels and errors from files: one cell each, no control characters (issue 25)
     mc, st = doc["machine"], doc["settings"]
     lines = [f"# edgegan bench ({doc['created']})", "",
              f"Machine: {mc['cpu']} ({mc.get('isa', 'isa not recorded')}), {mc['cores']} cores; torch {doc['versions'].get('torch', '?')}, "
@@ -535,7 +581,10 @@ def _pareto(doc: dict, path: Path) -> None:
 
 def _record(run: str, m: dict, out: Path) -> None:
     from edgegan.manifest import write_manifest
+    from edgegan.safedir import manifest_lock
 
-    m = read_manifest(run)  # re-read: only the bench section changes
-    m["bench"] = {"created": now_iso(), "path": str(out.resolve() / "bench.json")}
-    write_manifest(Path(run) if Path(run).is_dir() else Path(run).parent, m)
+    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    with manifest_lock(run_dir):  # an export recording its file at the same time keeps its entry (issue 25)
+        m = read_manifest(run)  # re-read: only the bench section changes
+        m["bench"] = {"created": now_iso(), "path": str(out.resolve() / "bench.json")}
+        write_manifest(run_dir, m)

@@ -19,6 +19,8 @@ class BenchOptions:
                                     "needed for a module:factory teacher, which runs only when typed here (a manifest "
                                     "never names code to run)")
     teacher_weights: str | None = opt(None, "safetensors weights for a module:factory --teacher")
+    trust_teacher: bool = opt(False, "run a TorchScript teacher that the students' manifests record (TorchScript is "
+                                     "code: without this it runs only when typed with --teacher)")
     samples: int = opt(2000, "images per model for the quality metrics", bounds=Bounds(2, 100_000))
     dataset: str | None = opt(None, "reference images (default: the teacher's dataset)", choices=DATASET_NAMES)
     data_dir: str | None = opt(None, "folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)")

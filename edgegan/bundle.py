@@ -37,6 +37,11 @@ from typing import Any, Sequence
 
 from edgegan.errors import BundleError, ConfigError, UnknownNameError
 from edgegan.manifest import FILE_MODE, atomic_write_bytes, now_iso, read_manifest, versions
+from edgegan.safedir import inside
+from edgegan_runtime.checks import MAX_BYTES
+from edgegan_runtime.fileio import read_regular
+
+MAX_WHEEL_BYTES = 1 << 30
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +105,10 @@ def make_bundle(run: str | os.PathLike, *, out: str | os.PathLike, target: str =
     files: dict[str, bytes] = {}
     models = []
     for e in entries:
-        src = run_dir / e["file"]
-        data = src.read_bytes()
+        # Inside the run (no absolute path, no .., no symbolic link out of it), a regular file of bounded
+        # size: a manifest must not make the bundle pack another file of this machine (issue 25).
+        src = inside(run_dir, e["file"], "export file", BundleError)
+        data = read_regular(src, MAX_BYTES, "export file", error=BundleError)
         if hashlib.sha256(data).hexdigest() != e.get("sha256"):
             raise BundleError(f"{src}: sha256 differs from the manifest (re-export it)")
         rel = f"model/exports/{src.name}"
@@ -120,7 +127,7 @@ def make_bundle(run: str | os.PathLike, *, out: str | os.PathLike, target: str =
     files["run_bench.py"] = SCRIPT.read_bytes()
     included, named = _wheels(tgt, entries, wheels)
     for w in included:
-        files[f"wheels/{w.name}"] = w.read_bytes()
+        files[f"wheels/{w.name}"] = read_regular(w, MAX_WHEEL_BYTES, "wheel", error=BundleError)
     files["README.txt"] = _readme(top, tgt, named).encode()
     doc = {"schema": SCHEMA, "created": now_iso(), "run": stem, "target": tgt.name, "target_note": tgt.note,
            "model_sha256": m["model"].get("weights", {}).get("sha256"), "manifest": "model/manifest.json",

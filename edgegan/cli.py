@@ -177,9 +177,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON (
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():  # '' would be the current directory (issue 25)
+        raise click.BadParameter("must name a folder, not be empty (use . for the current directory)")
+    return value
+
+
 def out_option(required: bool, help: str, default: str | None = None) -> Callable:
     return click.option("--out", "-o", required=required, default=default, show_default=default is not None,
-                        metavar="DIR", help=help)
+                        metavar="DIR", help=help, callback=_not_empty)
 
 
 # ------------------------------------------------------------------------------ the group
@@ -217,6 +223,11 @@ def cli(debug: bool, threads: int | None) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not debug:
         _quiet_third_party()
+        from edgegan.text import OneLineFormatter
+
+        for h in logging.getLogger().handlers:  # log lines name files: one printable line each (issue 25)
+            if type(h) is logging.StreamHandler:
+                h.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
     _STATE["threads"] = threads  # applied by each command as it starts (_Command.invoke)
     from edgegan.utils import configure_threads
 
@@ -338,7 +349,8 @@ def _bench_commands() -> None:
     @click.argument("run")
     @click.option("--target", default="aarch64", show_default=True, metavar="CPU",
                   help="the board's CPU family: aarch64 or x86_64")
-    @click.option("--out", "-o", required=True, metavar="FILE", help="bundle to write, e.g. bundle.tar.gz")
+    @click.option("--out", "-o", required=True, metavar="FILE", help="bundle to write, e.g. bundle.tar.gz",
+                  callback=_not_empty)
     @click.option("--export", "exports", multiple=True, metavar="E",
                   help="include only this export (format:precision or file name); repeatable (default: all that passed)")
     @click.option("--wheels", metavar="DIR", help="folder of the target's interpreter wheels to include")
@@ -394,11 +406,13 @@ def _sweep_commands() -> None:
         if as_json:
             click.echo(json.dumps(res, indent=2))
             return
+        from edgegan.text import one_line  # names read from sweep.json and device.json (issue 25)
+
         p, m = res["pick"], res["metric"]
-        click.echo(f"pick: d={p['d']} {p['recipe']} seed {p['seed']}: {p['file']} ({p['bytes']:,} bytes, "
-                   f"p50 {_or(p['p50_us'], float('nan')):,.1f} µs on {p['latency_from']}, {m['key']} {p['quality']:.4g})")
+        click.echo(one_line(f"pick: d={p['d']} {p['recipe']} seed {p['seed']}: {p['file']} ({p['bytes']:,} bytes, "
+                   f"p50 {_or(p['p50_us'], float('nan')):,.1f} µs on {p['latency_from']}, {m['key']} {p['quality']:.4g})"))
         for o in res["others"]:
-            click.echo(f"  d={o['d']} {o['recipe']} seed {o['seed']}: {'; '.join(o['why'])}")
+            click.echo("  " + one_line(f"d={o['d']} {o['recipe']} seed {o['seed']}: {'; '.join(o['why'])}"))
 
 
 def _listing_commands() -> None:
@@ -412,22 +426,27 @@ def _listing_commands() -> None:
         if as_json:
             click.echo(json.dumps(m, indent=2))
             return
+        from edgegan.text import one_line
+
+        def say(line: str) -> None:  # manifest values may hold control characters (issue 25)
+            click.echo(one_line(line))
+
         mod = m["model"]
-        click.echo(f"{m.get('kind', '?')}: {mod['family']} {mod['args']}, {mod['params']:,} params")
+        say(f"{m.get('kind', '?')}: {mod['family']} {mod['args']}, {mod['params']:,} params")
         if "dataset" in m:
-            click.echo(f"dataset: {m['dataset']['name']} ({m['dataset']['count']} images)")
+            say(f"dataset: {m['dataset']['name']} ({m['dataset']['count']} images)")
         if "train" in m:
-            click.echo(f"trained: {m['train']['step']} steps, {m['train']['seconds']:.1f}s")
+            say(f"trained: {m['train']['step']} steps, {m['train']['seconds']:.1f}s")
         if "distill" in m:
             dd = m["distill"]
             tp = f"{dd['teacher_params']:,}" if dd["teacher_params"] is not None else "?"
-            click.echo(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({tp} "
+            say(f"distilled from {dd['teacher']['kind']} {dd['teacher']['spec']} ({tp} "
                        f"params), ratio {dd['compression_ratio']}:1, MSE {dd['eval']['mse_start']:.4g} → "
                        f"{dd['eval']['mse_end']:.4g}")
         for ex in m.get("exports", []):
             par = ex.get("parity") or {}
             nbytes = f"{ex['bytes']:,}" if "bytes" in ex else "?"
-            click.echo(f"export: {ex['file']} ({ex.get('format', '?')} {ex.get('precision', '?')}, {nbytes} bytes, "
+            say(f"export: {ex['file']} ({ex.get('format', '?')} {ex.get('precision', '?')}, {nbytes} bytes, "
                        f"parity {'ok' if par.get('passed') else 'FAILED'})")
 
     @cli.command("datasets", short_help="list datasets and where their files are looked for")
@@ -606,11 +625,13 @@ def _or(v: Any, default: Any) -> Any:
 
 
 def _one_line(e: BaseException | str) -> str:
+    from edgegan.text import one_line  # the one place control characters are escaped (issue 25)
+
     try:
         text = e if isinstance(e, str) else str(e)
     except Exception:  # noqa: BLE001 - an exception whose str() fails still gets its line
         text = ""
-    return " ".join(text.split())[:2000] or (type(e).__name__ if not isinstance(e, str) else "error")
+    return one_line(text) or (type(e).__name__ if not isinstance(e, str) else "error")
 
 
 if __name__ == "__main__":  # pragma: no cover

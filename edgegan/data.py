@@ -261,6 +261,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DatasetError(f"{path}: not an IDX file of unsigned bytes (bad magic {raw[:4].hex()})")
     ndim = raw[3]
+    if not 1 <= ndim <= 4:  # images (N, H, W) and labels (N,); numpy stops at 64 dimensions (issue 25)
+        raise DatasetError(f"{path}: IDX file of {ndim} dimensions (expected 1 for labels, 3 for images)")
     head = 4 + 4 * ndim
     if len(raw) < head:
         raise DatasetError(f"{path}: truncated IDX header")
@@ -342,6 +344,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
+MAX_CLASSES = 100_000  # labels of an npz: class indices (the classifier has one output per class)
+
+
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with np.load(io.BytesIO(_read(path)), allow_pickle=False) as z:
@@ -359,6 +364,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DatasetError(f"{path}: 'images' have no pixels (height x width {x.shape[1]}x{x.shape[2]})")
     if y is not None and (y.ndim != 1 or len(y) != len(x)):
         raise DatasetError(f"{path}: 'labels' must be (N,) matching images, got {y.shape}")
+    if y is not None and (y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= MAX_CLASSES))):
+        got = f"{y.dtype}" if y.dtype.kind not in "iu" else f"{y.min()}..{y.max()}"
+        raise DatasetError(f"{path}: 'labels' must be integers 0..{MAX_CLASSES - 1}, got {got}")  # issue 25
     return x, y
 
 

@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ class DistillConfig:
                                  "from it (an edgegan run records its own: a different value is an error)", bounds=LATENT)
     teacher_range: str | None = opt(None, "the teacher's output range LO,HI, e.g. 0,1 for a Sigmoid head (default: "
                                     "measured on a probe batch); the student learns it mapped to [-1, 1], recorded")
-    family: str = opt("dcgan", "student family", choices=FAMILY_NAMES)
+    family: str | None = opt(None, "student family (default: dcgan where it makes the teacher's images, square 32 or "
+                             "64, else anyshape)", choices=FAMILY_NAMES)
     d: int = opt(2, "student depth factor", bounds=DEPTH)
     loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
                     "feature term); see edgegan/terms.py", choices=LOSSES)
@@ -157,13 +158,14 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
 
     from edgegan.checkpoint import read_training_state, restore_training_state
     from edgegan.distributed import setup
-    from edgegan.models import build_generator, get_family, student_args
+    from edgegan.models import build_generator, choose_family, get_family, student_args
     from edgegan.sources import load_generator
     from edgegan.terms import TERMS, Context, pair_stages
     from edgegan.utils import seed_everything
 
     out = Path(out)
-    get_family(cfg.family)
+    if cfg.family is not None:
+        get_family(cfg.family)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
     device = world.device
     recipe = cfg.recipe()
@@ -177,13 +179,20 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             old = DistillConfig(**prev["config"])
         except (TypeError, ConfigError) as e:
             raise CheckpointError(f"{out}/state.json: its config is not a distillation config ({e})") from None
+        if cfg.family is None:  # not given again: the family the run chose
+            cfg = replace(cfg, family=old.family)
         diff = {k for k, v in asdict(cfg).items() if getattr(old, k) != v} - _RESUMABLE
         if diff:
             raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
         start_step, history = int(prev["step"]), prev["history"]
         # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
-        if start_step > cfg.steps or (start_step == cfg.steps and (out / MANIFEST_NAME).is_file()):
-            raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
+        if start_step == cfg.steps and (out / MANIFEST_NAME).is_file():  # the same command again: done (issue 25)
+            from edgegan.manifest import read_manifest
+
+            log.warning("%s: the run is complete (step %d of --steps %d); nothing to do", out, start_step, cfg.steps)
+            return read_manifest(out) if world.is_main else None
+        if start_step > cfg.steps:
+            raise ConfigError(f"{out}: run is already at step {start_step} > --steps {cfg.steps}; raise --steps to continue")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
 
@@ -195,6 +204,9 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         raise TeacherError(f"{cfg.teacher}: --latent-dim {cfg.latent_dim} but the teacher takes z of size "
                            f"{teacher.latent_dim}; leave --latent-dim out (it is read from the teacher)")
     C, H, W = teacher.output_shape
+    if cfg.family is None:  # chosen from the teacher's shape (issue 25): the paper's dcgan where it fits
+        cfg = replace(cfg, family=choose_family(None, cfg.d, (C, H, W), teacher.latent_dim))
+        log.info("student family %s for the teacher's %dx%dx%d images", cfg.family, C, H, W)
     try:
         args = student_args(cfg.family, cfg.d, (C, H, W), teacher.latent_dim)
     except ConfigError as e:

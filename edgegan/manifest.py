@@ -173,7 +173,7 @@ def load_json(path: str | os.PathLike, what: str, limit: int) -> Any:
     raw = read_regular(path, limit, what, error=CheckpointError)
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError) as e:  # ValueError: a JSON error, or an integer of > 4,300 digits
         raise CheckpointError(f"{path}: corrupt {what}, not valid JSON ({e})") from None
     except RecursionError:
         raise CheckpointError(f"{path}: corrupt {what}, JSON nested too deeply") from None
@@ -194,6 +194,10 @@ _TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...], bool], ...] = (
     (("distill", "teacher", "spec"), str, _REQUIRED), (("distill", "teacher", "kind"), str, _REQUIRED),
     (("distill", "teacher", "latent_dim"), (int, type(None)), _OPTIONAL),
     (("distill", "teacher", "weights"), (str, type(None)), _OPTIONAL),
+    (("distill", "teacher", "import_dir"), (str, type(None)), _OPTIONAL),
+    (("distill", "teacher", "spec_from_run"), (str, type(None)), _OPTIONAL),
+    (("distill", "teacher", "latent_shape"), (list, type(None)), _OPTIONAL),
+    (("distill", "teacher", "range"), (dict, type(None)), _OPTIONAL),
     (("distill", "teacher_params"), (int, type(None)), _REQUIRED),
     (("distill", "compression_ratio"), (int, float, type(None)), _REQUIRED),
     (("distill", "eval"), dict, _REQUIRED), (("distill", "eval", "mse_start"), (int, float), _REQUIRED),
@@ -204,7 +208,29 @@ _TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...], bool], ...] = (
 )
 
 
+def _check_values(node: Any, path: Path, where: str = "") -> None:
+    """Every string without NUL (it ends a path in C: a file named by it is another file) and every
+    integer within 64 bits, anywhere in the manifest (issue 25); iterative, so any depth is fine."""
+    todo = [(where, node)]
+    while todo:
+        at, v = todo.pop()
+        if isinstance(v, str):
+            if "\0" in v:
+                raise CheckpointError(f"{path}: manifest field {at or '(top)'} holds a NUL character")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if abs(v) >= 1 << 63:
+                raise CheckpointError(f"{path}: manifest field {at or '(top)'} holds an integer beyond 64 bits")
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if "\0" in k:
+                    raise CheckpointError(f"{path}: manifest field name in {at or '(top)'} holds a NUL character")
+                todo.append((f"{at}.{k}" if at else k, x))
+        elif isinstance(v, list):
+            todo.extend((f"{at}[{i}]", x) for i, x in enumerate(v))
+
+
 def _check_types(data: dict[str, Any], path: Path) -> None:
+    _check_values(data, path)
     for keys, tp, required in _TYPES:
         node: Any = data
         for i, k in enumerate(keys):
@@ -251,8 +277,12 @@ def file_entry(path: str | os.PathLike, base: str | os.PathLike) -> dict[str, An
 
 
 def resolve(run_dir: str | os.PathLike, entry: dict[str, Any], *, verify: bool = True) -> Path:
-    """Absolute path of a manifest file entry, checking that it exists and matches its sha256."""
-    path = (Path(run_dir) / entry["path"]).resolve()
+    """Absolute path of a manifest file entry, checking that it lies inside the run (no absolute path,
+    no ``..``, no symbolic link out of it: issue 25, as the runtime does for exports), exists and
+    matches its sha256."""
+    from edgegan.safedir import inside
+
+    path = inside(run_dir, entry["path"], "file named in the manifest", CheckpointError).resolve()
     if not path.exists():
         raise CheckpointError(f"{path}: file named in the manifest is missing")
     if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:

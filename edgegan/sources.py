@@ -85,7 +85,14 @@ def mapping_text(rng: tuple[float, float]) -> str:
 
 
 class FactoryRefused(TeacherError):
-    """A ``module:factory`` read from a manifest, not typed by the user: never imported."""
+    """Code named by a file, not typed by the user: a ``module:factory`` read from a manifest (never
+    imported) or a TorchScript teacher recorded there (never loaded: ``torch.jit.load`` runs the
+    archive's code, issue 25)."""
+
+
+TORCHSCRIPT_HINT = ("a TorchScript teacher is code (loading it runs the archive's own code) and runs only when typed "
+                    "on the command line (a manifest never names code to run); pass --teacher {spec} again, or "
+                    "--trust-teacher, or hand teachers over as ONNX")
 
 
 @dataclass
@@ -123,12 +130,14 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
                    device: str = "cpu", latent_rank: int | None = None,
                    output_range: tuple[float, float] | str | None = None,
                    import_dir: str | None = None, check_range: bool = True,
-                   allow_factory: bool = True) -> GeneratorSource:
+                   allow_factory: bool = True, allow_torchscript: bool | None = None) -> GeneratorSource:
     """Load ``spec``; ``latent_rank`` and ``output_range`` skip the probes (as recorded in a manifest);
     ``import_dir``: where a module:factory's module is found when it is not importable otherwise;
     ``check_range`` False skips the probe batch where the range is known (a latency probe's load time);
     ``allow_factory=False`` for a spec read from a file (a manifest): a manifest must never name
-    code to run, so a ``module:factory`` there is refused before anything is imported (issue 14)."""
+    code to run, so a ``module:factory`` there is refused before anything is imported (issue 14), and
+    so is a TorchScript file, before ``torch.jit.load`` runs its code (issue 25), unless
+    ``allow_torchscript`` (``bench --trust-teacher``; default: as ``allow_factory``)."""
     if latent_rank is not None and latent_rank not in LATENT_RANKS:
         raise ConfigError(f"latent rank must be 2 (N, L) or 4 (N, L, 1, 1), got {latent_rank!r}")
     rng = parse_range(output_range)
@@ -153,11 +162,13 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
         if p.stat().st_size == 0:
             raise TeacherError(f"{spec}: teacher file is empty")
         p = p.resolve()
-        with open(p, "rb") as f:
-            head = f.read(4)
+        head = _head(p, spec)
         if p.suffix == ".onnx" or (head[:1] == b"\x08" and p.suffix not in (".pt", ".ts", ".pth")):
             src = _from_onnx(p, latent_dim)
         elif head[:2] == b"PK":  # TorchScript archives are zip files
+            # issue 25: torch.jit.load runs the archive's __setstate__, then bench runs its forward
+            if not (allow_factory if allow_torchscript is None else allow_torchscript):
+                raise FactoryRefused(f"{spec}: " + TORCHSCRIPT_HINT.format(spec=spec))
             src = _from_torchscript(p, latent_dim, latent_rank, device)
         else:
             raise TeacherError(f"{spec}: unrecognised teacher file (not ONNX, not a TorchScript archive)")
@@ -166,7 +177,8 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
 
 
 def load_recorded(teacher: dict[str, Any], run_dir: str | os.PathLike | None = None,
-                  device: str = "cpu", check_range: bool = True, allow_factory: bool = False) -> GeneratorSource:
+                  device: str = "cpu", check_range: bool = True, allow_factory: bool = False,
+                  allow_torchscript: bool = False) -> GeneratorSource:
     """The teacher a student's manifest records (``distill.teacher``), with its latent shape and range
     as recorded; a file moved with its run is found relative to the run (``spec_from_run``). A recorded
     ``module:factory`` is refused unless ``allow_factory`` (the user typed it again: a manifest never
@@ -182,15 +194,40 @@ def load_recorded(teacher: dict[str, Any], run_dir: str | os.PathLike | None = N
     return load_generator(spec, weights=teacher.get("weights"), latent_dim=teacher.get("latent_dim"), device=device,
                           latent_rank=rank, output_range=tuple(rng) if rng else None,
                           import_dir=teacher.get("import_dir"), check_range=check_range,
-                          allow_factory=allow_factory)
+                          allow_factory=allow_factory, allow_torchscript=allow_factory or allow_torchscript)
 
 
-def refuse_recorded_factory(spec: str, weights: str | None = None) -> None:
-    """Raise FactoryRefused if ``spec``, read from a file, names a ``module:factory`` (issue 14)."""
-    if isinstance(spec, str) and _is_factory(spec) and not Path(spec).exists():
+def refuse_recorded_factory(spec: str, weights: str | None = None, kind: str | None = None,
+                            allow_torchscript: bool = False) -> None:
+    """Raise FactoryRefused if ``spec``, read from a file, names code: a ``module:factory`` (issue 14)
+    or a TorchScript file (recorded as such, or a zip archive where the spec points; issue 25)."""
+    if not isinstance(spec, str):
+        return
+    if _is_factory(spec) and not Path(spec).exists():
         raise FactoryRefused(f"{spec}: a module:factory teacher is run only when typed on the command line "
                              f"(a manifest never names code to run); pass --teacher {spec}"
                              + (f" --teacher-weights {weights}" if weights else "") + " again")
+    p = Path(spec)
+    if allow_torchscript:
+        return
+    if kind == "torchscript" or (p.is_file() and p.name != MANIFEST_NAME and _head(p, spec)[:2] == b"PK"):
+        raise FactoryRefused(f"{spec}: " + TORCHSCRIPT_HINT.format(spec=spec))
+
+
+def _head(p: Path, spec: str) -> bytes:
+    """The first bytes of a teacher file, read without blocking (a FIFO swapped in is refused)."""
+    import stat
+
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise TeacherError(f"{spec}: cannot read the teacher ({e.strerror or type(e).__name__})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TeacherError(f"{spec}: teacher is not a regular file")
+        return os.read(fd, 4)
+    finally:
+        os.close(fd)
 
 
 def _is_factory(spec: str) -> bool:
@@ -295,10 +332,21 @@ def _from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
         import onnxruntime as ort
     except ImportError as e:
         raise TeacherError(f"{p}: ONNX teachers need onnxruntime and onnx (pip install 'edgegan[export]'): {e}") from None
+    from edgegan_runtime.checks import MAX_BYTES
+    from edgegan_runtime.errors import ModelFileError
+    from edgegan_runtime.fileio import read_regular
+    from edgegan_runtime.onnx_check import check_structure
+
+    # Read once, bounded, and run from those bytes with the runtime's structural checks first: no
+    # external data is read from beside the file (issue 25), no loop, no attribute that crashes ORT.
+    data = read_regular(p, MAX_BYTES, "teacher file", error=TeacherError)
     try:
-        model = onnx.load(str(p))
+        model = onnx.load_model_from_string(data)
+        check_structure(model, str(p))
         onnx.checker.check_model(model)
-        sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except ModelFileError as e:
+        raise TeacherError(str(e)) from None
     except Exception as e:  # noqa: BLE001
         raise TeacherError(f"{p}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     inputs = sess.get_inputs()
@@ -364,8 +412,15 @@ def _from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: 
     from edgegan.checkpoint import load_tensors
     from edgegan.errors import CheckpointError
 
+    import torch
+
     fn, where = _import_factory(spec, import_dir)
-    module = fn()
+    try:
+        module = fn()
+    except Exception as e:  # noqa: BLE001 - the user's code: its failure is a teacher error, one line
+        raise TeacherError(f"{spec}: the factory failed ({type(e).__name__}: {e})") from None
+    if not isinstance(module, torch.nn.Module):  # issue 25: a factory returning a function, a tensor, None
+        raise TeacherError(f"{spec}: the factory returned {type(module).__name__}, not a torch.nn.Module")
     if weights is not None:
         if not os.path.exists(weights):
             raise TeacherError(f"{weights}: teacher weights file does not exist")

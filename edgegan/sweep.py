@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import statistics as stats
 import time
@@ -32,6 +33,9 @@ from typing import Any, Callable
 from edgegan.config import DATASET_NAMES, opt
 from edgegan.errors import BudgetError, ConfigError, SweepError
 from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions
+
+MAX_JSON_BYTES = 64 << 20  # a sweep's plan, run results and table
+DEFAULT_HOLDOUT = 1000  # held-out training images for the baselines' learning rate, at most
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +116,8 @@ class SweepConfig:
     batch_size: int = opt(64, "latents (students) or images (baselines) per step")
     baseline_lrs: str = opt("2e-4,5e-4,1e-3,2e-3", "baseline generator learning rates tried (discriminator: 2e-4); "
                             "the best on the held-out split is used")
-    holdout: int = opt(1000, "last training images kept from the baselines to choose their learning rate")
+    holdout: int | None = opt(None, "last training images kept from the baselines to choose their learning rate "
+                              "(default: 1000, or a sixth of the training images where that is fewer)")
     samples: int = opt(2000, "images per model for the metrics")
     latent_pool: int = opt(4096, "students draw z from this many fixed latents whose teacher outputs are computed "
                            "once per seed for all students (0: fresh z every step, the paper)")
@@ -134,6 +139,8 @@ class SweepConfig:
         for name, lo in (("seeds", 1), ("steps", 1), ("batch_size", 1), ("teacher_steps", 1), ("holdout", 2),
                          ("samples", 4), ("latent_pool", 0)):
             v = getattr(self, name)
+            if v is None and name == "holdout":
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
         if self.latent_pool and self.latent_pool < self.batch_size:
@@ -195,12 +202,12 @@ def _write_or_check_plan(cfg: SweepConfig, out: Path, plan: list[dict[str, Any]]
     p = out / PLAN_NAME
     doc = {"schema": SCHEMA, "config": asdict(cfg), "runs": plan}
     if p.exists():
-        import json
-
         try:
-            old = json.loads(p.read_text())
-        except (OSError, ValueError) as e:
-            raise SweepError(f"{p}: unreadable sweep plan ({e}); use another --out") from None
+            old = read_json(p, "sweep plan")
+        except SweepError as e:
+            raise SweepError(f"{e}; use another --out") from None
+        if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
+            raise SweepError(f"{p}: not a sweep plan; use another --out")
         if old.get("config") != doc["config"]:
             changed = sorted(k for k in doc["config"] if (old.get("config") or {}).get(k) != doc["config"][k])
             raise SweepError(f"{out}: a sweep with other settings ({', '.join(changed)}) is there; continue it with the "
@@ -224,10 +231,13 @@ class Scorer:
 
         self.cfg = cfg
         train = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split="train")
-        if cfg.holdout >= len(train) // 2:
-            raise ConfigError(f"holdout {cfg.holdout} is too large for {len(train)} training images")
+        # Sized from the data unless given (issue 25: a fixed 1,000 failed on datasets smaller than 2,000).
+        self.n_holdout = cfg.holdout if cfg.holdout is not None else min(DEFAULT_HOLDOUT, len(train) // 6)
+        if self.n_holdout < 2 or self.n_holdout >= len(train) // 2:
+            raise ConfigError(f"holdout {self.n_holdout} does not fit {len(train)} training images (it must be at least 2 "
+                              "and less than half of them)")
         self.n_train = len(train)
-        self.train_limit = len(train) - cfg.holdout  # baselines train on the first images only
+        self.train_limit = len(train) - self.n_holdout  # baselines train on the first images only
         held = ImageDataset(train.name, train.images[self.train_limit:],
                             None if train.labels is None else train.labels[self.train_limit:], train.num_classes,
                             train.source, "train-holdout")
@@ -300,12 +310,13 @@ class Sweep:
         return self.out / "runs" / run_id
 
     def result(self, run_id: str) -> dict[str, Any]:
-        import json
-
         d = self.run_dir(run_id)
         if not (d / DONE_NAME).exists():
             raise SweepError(f"{d}: run not finished")
-        return json.loads((d / RESULT_NAME).read_text())
+        res = read_json(d / RESULT_NAME, "sweep run result")
+        if not isinstance(res, dict):
+            raise SweepError(f"{d / RESULT_NAME}: not a sweep run result (a JSON object)")
+        return res
 
     def teacher_spec(self) -> str:
         if self.cfg.teacher_depth() is not None:
@@ -553,7 +564,7 @@ def write_table(sw: Sweep, plan: list[dict[str, Any]]) -> dict[str, Any]:
         "reference": tq["reference"], "classifier": tq["classifier"], "samples": cfg.samples, "swd_config": SWEEP_SWD,
         "teacher": {k: t[k] for k in ("spec", "params", "d", "steps", "latent_dim")} | {
             "metrics": {k: m.value(tq["metrics"]) for k, m in METRICS.items()}},
-        "baseline_tuning": {"lrs": list(cfg.lrs()), "d_lr": 2e-4, "holdout_images": cfg.holdout,
+        "baseline_tuning": {"lrs": list(cfg.lrs()), "d_lr": 2e-4, "holdout_images": sw.scorer.n_holdout,
                             "train_images": sw.scorer.train_limit},
         "rows": rows,
         "seconds": round(sum(r.get("wall_seconds", 0) for r in results.values()), 1),
@@ -760,19 +771,32 @@ class PickOptions:
 
 
 def read_table(sweep_dir: str | Path) -> dict[str, Any]:
-    import json
+    """``sweep.json``: a bounded regular file, checked against its declared schema before any work
+    (issue 25: a NaN headline won the pick, wrong types and deep nesting were internal errors)."""
+    from edgegan.schema import SWEEP_TABLE, check
 
     p = Path(sweep_dir)
     p = p / TABLE_NAME if p.is_dir() else p
-    if not p.is_file():
+    if not os.path.lexists(p):
         raise SweepError(f"{sweep_dir}: no {TABLE_NAME} (run edgegan sweep --out {sweep_dir} to finish it)")
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise SweepError(f"{p}: unreadable sweep table ({e})") from None
-    if doc.get("schema") != SCHEMA:
-        raise SweepError(f"{p}: not a sweep table (schema {doc.get('schema')!r}, expected {SCHEMA})")
+    doc = read_json(p, "sweep table")
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise SweepError(f"{p}: not a sweep table (schema {got!r}, expected {SCHEMA})")
+    check(doc, SWEEP_TABLE, str(p), SweepError)
     return doc
+
+
+def read_json(p: Path, what: str) -> Any:
+    """A sweep's JSON file (plan, a run's result, the table) through the bounded, non-blocking
+    regular-file reader: a FIFO, /dev/zero or deep nesting is a SweepError (issue 25)."""
+    from edgegan.errors import CheckpointError
+    from edgegan.manifest import load_json
+
+    try:
+        return load_json(p, what, MAX_JSON_BYTES)
+    except CheckpointError as e:
+        raise SweepError(str(e)) from None
 
 
 def pick(sweep_dir: str | Path, options: PickOptions) -> dict[str, Any]:

@@ -175,12 +175,13 @@ class GanTerm(Term):
         super().__init__(ctx)
         import torch
 
-        from edgegan.models import build_discriminator, student_args
+        from edgegan.models import build_discriminator, choose_family, student_args
 
         cfg = ctx.config
         C, H, W = ctx.teacher.output_shape
-        self.D = build_discriminator(cfg.family, **student_args(cfg.family, cfg.d, (C, H, W), ctx.teacher.latent_dim,
-                                                                d_disc=cfg.d_disc)).to(ctx.device)
+        family = choose_family(cfg.family, cfg.d, (C, H, W), ctx.teacher.latent_dim)
+        self.D = build_discriminator(family, **student_args(family, cfg.d, (C, H, W), ctx.teacher.latent_dim,
+                                                            d_disc=cfg.d_disc)).to(ctx.device)
         self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.d_beta1, 0.999))
         self.D_run = self.D  # what the steps call: D itself, or D wrapped for data-parallel training
 
@@ -286,8 +287,6 @@ for _t in (PixelTerm, GanTerm, FeatureTerm, PerceptualTerm):
 
 def _teacher_discriminator(ctx: Context):
     """The discriminator saved beside an edgegan teacher run; refused with the reason otherwise."""
-    from pathlib import Path
-
     from edgegan.checkpoint import load_tensors
     from edgegan.manifest import read_manifest
     from edgegan.models import build_discriminator
@@ -301,7 +300,9 @@ def _teacher_discriminator(ctx: Context):
     if not entry:
         raise TeacherError(f"{t.spec}: {why} (this run has no discriminator.safetensors)")
     D = build_discriminator(m["model"]["family"], **m["model"]["args"])
-    D.load_state_dict(load_tensors(Path(t.spec) / entry["path"]))
+    from edgegan.safedir import inside
+
+    D.load_state_dict(load_tensors(inside(t.spec, entry["path"], "discriminator", TeacherError)))
     return D
 
 

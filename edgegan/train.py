@@ -98,8 +98,13 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
             raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
         start_step, history = prev["step"], prev["history"]
         # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
-        if start_step > cfg.steps or (start_step == cfg.steps and (out / MANIFEST_NAME).is_file()):
-            raise ConfigError(f"{out}: run is already at step {start_step} >= --steps {cfg.steps}; raise --steps to continue")
+        if start_step == cfg.steps and (out / MANIFEST_NAME).is_file():  # the same command again: done (issue 25)
+            from edgegan.manifest import read_manifest
+
+            log.warning("%s: the run is complete (step %d of --steps %d); nothing to do", out, start_step, cfg.steps)
+            return read_manifest(out) if world.is_main else None
+        if start_step > cfg.steps:
+            raise ConfigError(f"{out}: run is already at step {start_step} > --steps {cfg.steps}; raise --steps to continue")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
 

@@ -29,13 +29,14 @@ import numpy as np
 import torch
 
 from edgegan.checkpoint import load_run
-from edgegan.errors import ConfigError, ExportError, OutputError, ParityError
+from edgegan.errors import ConfigError, EdgeganError, ExportError, OutputError, ParityError
 from edgegan.export import parity
 from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
 from edgegan.outputs import missing_dirs, remove_empty
+from edgegan.safedir import SafeDir, manifest_lock
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +105,7 @@ def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", b
         entry, tmp, final = _export(loaded.generator, loaded.latent_dim, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
                                     progress=progress, manifest_dir=out_dir, expected_output=loaded.output_shape,
                                     model_sha256=loaded.manifest["model"]["weights"].get("sha256"))
-        if separate:
-            _copy_run(run_dir, out_dir, loaded.manifest)
-        before = record(out_dir, entry)  # recorded first: a failure here leaves no unrecorded file
-        try:
-            _commit(tmp, final)
-        except BaseException:
-            write_manifest(out_dir, before)
-            raise
+        record_and_commit(out_dir, entry, tmp, final, copy_from=(run_dir, loaded.manifest) if separate else None)
     except BaseException:
         if tmp is not None:
             _unlink(tmp)
@@ -260,8 +254,9 @@ def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int
 
 
 def _commit(tmp: Path, final: Path) -> None:
-    try:
-        os.replace(tmp, final)
+    try:  # renamed through the folder's descriptor, opened again with O_NOFOLLOW (issue 25)
+        with SafeDir(final.parent) as d:
+            d.replace(tmp.name, final.name)
     except OSError as e:
         _unlink(tmp)
         raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
@@ -284,15 +279,19 @@ def _temp_prefix(final: Path) -> str:
     return f".{final.stem}."
 
 
+_TEMP = re.compile(r"\.(?P<stem>.+)\.(?P<pid>\d+)\.\w+\.tmp\.\w+")
+
+
 def _remove_stale_temps(final: Path) -> None:
-    """Temporaries of ``final`` left by an export that was killed (SIGKILL during the parity check):
-    their name carries the writer's process id; those whose process is gone are removed."""
-    prefix, suffix = _temp_prefix(final), f".tmp{final.suffix}"
-    for p in final.parent.glob(f"{prefix}*{suffix}"):
-        pid = p.name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
-            continue
-        _unlink(p)
+    """Temporaries left in ``final``'s folder by exports that were killed (SIGKILL during the parity
+    check), of any file (issue 25): their name carries the writer's process id; those whose process
+    is gone are removed."""
+    with SafeDir(final.parent) as d:
+        for name in d.names():
+            m = _TEMP.fullmatch(name)
+            if m is None or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+                continue
+            d.unlink(name)
 
 
 def _alive(pid: int) -> bool:
@@ -308,30 +307,21 @@ def _alive(pid: int) -> bool:
 def _write_temp(final: Path, data: bytes) -> Path:
     # Same folder (so the rename is atomic), hidden name with our process id (so a later export can
     # tell an orphan from a file being written), and the real extension: the runtime picks the type from it.
+    # Created through a descriptor of the folder opened with O_NOFOLLOW: a symbolic link swapped in for
+    # exports/ after its check cannot send the file outside the run (issue 25).
     try:
-        fd, name = tempfile.mkstemp(prefix=f"{_temp_prefix(final)}{os.getpid()}.", suffix=f".tmp{final.suffix}",
-                                    dir=final.parent)
+        with SafeDir(final.parent) as d:
+            name = d.write_temp(f"{_temp_prefix(final)}{os.getpid()}.", f".tmp{final.suffix}", data, FILE_MODE)
     except OSError as e:
-        raise OutputError(f"{final.parent}: cannot write ({e.strerror or type(e).__name__})") from None
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; a model file is as readable as any other output
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        _unlink(Path(name))
         raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
-    except BaseException:
-        _unlink(Path(name))
-        raise
-    return Path(name)
+    return final.parent / name
 
 
 def _unlink(p: Path) -> None:
-    try:
-        p.unlink()
-    except FileNotFoundError:
+    try:  # through the folder's descriptor where it is still a real folder (issue 25)
+        with SafeDir(p.parent) as d:
+            d.unlink(p.name)
+    except (EdgeganError, OSError):
         pass
 
 
@@ -341,6 +331,22 @@ def _stem_of(run_dir: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------- manifest
+
+def record_and_commit(out_dir: Path, entry: dict[str, Any], tmp: Path, final: Path,
+                      copy_from: tuple[Path, dict[str, Any]] | None = None) -> None:
+    """Record ``entry`` in ``out_dir``'s manifest, then rename ``tmp`` to ``final``; a failed rename puts
+    the manifest back. Under the manifest's lock: concurrent exports of one run each keep their entry
+    (issue 25: 3 of 30 were lost). ``copy_from``: (run, its manifest) to copy into a separate ``-o``."""
+    with manifest_lock(out_dir):
+        if copy_from is not None:
+            _copy_run(copy_from[0], out_dir, copy_from[1])
+        before = record(out_dir, entry)  # recorded first: a failure here leaves no unrecorded file
+        try:
+            _commit(tmp, final)
+        except BaseException:
+            write_manifest(out_dir, before)
+            raise
+
 
 def record(manifest_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
     """Add ``entry`` to ``manifest_dir``'s manifest, replacing an entry of the same format and precision;

@@ -30,3 +30,8 @@ def nan_teacher():
     with torch.no_grad():
         next(g.parameters()).fill_(float("nan"))
     return g
+
+
+def not_a_module():
+    """A factory that returns a function, not a generator module (issue 25: an internal error before)."""
+    return lambda z: z

@@ -284,8 +284,11 @@ def test_resume_refuses_changed_settings_and_finished_runs(teacher, tmp_path):
     distill(DistillConfig(teacher=str(teacher), steps=4, checkpoint_every=2), out, progress=False)
     with pytest.raises(ConfigError, match=r"changed settings \['d'\]"):
         distill(DistillConfig(teacher=str(teacher), d=3, steps=8), out, resume=True, progress=False)
-    with pytest.raises(ConfigError, match="already at step 4"):
-        distill(DistillConfig(teacher=str(teacher), steps=4, checkpoint_every=2), out, resume=True, progress=False)
+    # the same command again reports the finished run (issue 25); fewer steps than it ran is an error
+    again = distill(DistillConfig(teacher=str(teacher), steps=4, checkpoint_every=2), out, resume=True, progress=False)
+    assert again == json.loads((out / "manifest.json").read_text())
+    with pytest.raises(ConfigError, match="already at step 4 > --steps 3"):
+        distill(DistillConfig(teacher=str(teacher), steps=3, checkpoint_every=2), out, resume=True, progress=False)
     with pytest.raises(ConfigError, match="not empty"):
         distill(DistillConfig(teacher=str(teacher), steps=8), out, progress=False)
     from edgegan.errors import CheckpointError

@@ -275,7 +275,8 @@ def test_sigmoid_teacher_is_mapped_and_matches_the_tanh_twin(gens, tmp_path):
     assert ms["distill"]["eval"]["mse_end"] == pytest.approx(mt["distill"]["eval"]["mse_end"], rel=1e-3, abs=1e-6)
     assert ms["distill"]["eval"]["mse_end"] < 0.5 * ms["distill"]["eval"]["mse_start"]
     # the recorded mapping is what a later command applies
-    again = load_recorded(ms["distill"]["teacher"], tmp_path / "s_sig")
+    # (a recorded TorchScript teacher is code: loaded only when trusted, as bench --trust-teacher does; issue 25)
+    again = load_recorded(ms["distill"]["teacher"], tmp_path / "s_sig", allow_torchscript=True)
     assert again.range_source == "given" and again.range == (0.0, 1.0)
     np.testing.assert_allclose(again.forward(z).numpy(), sig.forward(z).numpy(), atol=1e-6)
     from edgegan.checkpoint import load_run
@@ -359,11 +360,13 @@ def test_28x28_torchscript_teacher_chain(gens, tmp_path):
     _, mod = gens
     ts = to_torchscript(mod.mnist28(), torch.randn(2, 16), tmp_path / "m.pt")
     with pytest.raises(TeacherError, match="--family anyshape"):
-        distill(quick(str(ts)), tmp_path / "refused", progress=False)
-    m = distill(quick(str(ts), family="anyshape"), tmp_path / "s", progress=False)
+        distill(quick(str(ts), family="dcgan"), tmp_path / "refused", progress=False)
+    m = distill(quick(str(ts)), tmp_path / "s", progress=False)  # no --family: chosen from the shape (issue 25)
     assert m["model"]["output"]["shape"] == [1, 28, 28] and m["model"]["args"]["height"] == 28
     assert _export_and_run(tmp_path / "s").shape == (4, 28, 28, 1)
-    doc = _bench(tmp_path / "s", tmp_path / "b", "--dataset", "digits", "--models", "teacher,student,exports")
+    # TorchScript is code (issue 25): a recorded TorchScript teacher runs only with --trust-teacher (or typed)
+    doc = _bench(tmp_path / "s", tmp_path / "b", "--dataset", "digits", "--models", "teacher,student,exports",
+                 "--trust-teacher")
     rows = doc["results"][0]["models"]
     assert rows[0]["format"] == "torch" and rows[0]["macs"] is None  # TorchScript: unknown, shown as —
     assert "| — |" in (tmp_path / "b" / "bench.md").read_text()

@@ -62,6 +62,20 @@ def build_discriminator(family: str, **args: Any):
     return fam.build_discriminator(fam.make_args(**args))
 
 
+def choose_family(family: str | None, d: int, shape: tuple[int, int, int], latent_dim: int) -> str:
+    """``family``, or where it is None (not given) the paper's dcgan if it makes ``shape``, else anyshape
+    (issue 25: a 28x28 teacher with no --family was refused with advice to pass --family anyshape)."""
+    if family is not None:
+        return family
+    from edgegan.errors import ConfigError
+
+    try:
+        student_args("dcgan", d, shape, latent_dim)
+        return "dcgan"
+    except ConfigError:
+        return "anyshape"
+
+
 def student_args(family: str, d: int, shape: tuple[int, int, int], latent_dim: int, **extra: Any) -> dict[str, Any]:
     """Args of a ``family`` student of width factor ``d`` making images ``shape`` (C, H, W) from z of
     ``latent_dim``, validated (ConfigError when the family cannot make that shape)."""

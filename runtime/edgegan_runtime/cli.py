@@ -84,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except RuntimeModelError as e:
-        print(f"edgegan-runtime: error: {e}", file=sys.stderr)
+        from edgegan_runtime.text import one_line
+
+        print(f"edgegan-runtime: error: {one_line(e)}", file=sys.stderr)
         return 1
     except MemoryError:
         print("edgegan-runtime: error: out of memory", file=sys.stderr)

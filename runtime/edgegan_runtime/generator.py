@@ -304,6 +304,8 @@ class Generator:
     def _check_z(self, z: np.ndarray) -> np.ndarray:
         if not isinstance(z, np.ndarray):
             z = np.asarray(z)
+        if type(z) is not np.ndarray:  # np.matrix (whose * is a matrix product), masked arrays (issue 25)
+            z = z.view(np.ndarray)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise InputError(f"{self.path}: z must have shape (N, {self.latent_dim}), got {z.shape}")
         if z.dtype != np.float32:

@@ -27,6 +27,10 @@ MAX_ELEMENTS = 1 << 31  # one tensor (initializer or inferred activation, per im
 MAX_WINDOW = 4096  # kernel size, stride, dilation, pad of a convolution or pooling
 MAX_GROUP = 1 << 16
 MAX_GRAPHS = 256  # subgraphs (If/Loop bodies, functions) in one file
+# Loops run as long as their data says (a Loop with an endless trip count hangs the caller, issue 25);
+# edgegan's exporter writes none, so they are refused wherever they appear.
+LOOP_OPS = ("Loop", "Scan", "SequenceMap")
+MAX_INLINED_NODES = 1 << 20  # nodes of the graph once model-local functions are inlined (as onnxruntime does)
 # TensorProto.DataType -> bits per element (None: variable size, strings)
 _BITS = {1: 32, 2: 8, 3: 8, 4: 16, 5: 16, 6: 32, 7: 64, 8: None, 9: 8, 10: 16, 11: 64, 12: 32, 13: 64,
          14: 64, 15: 128, 16: 16, 17: 8, 18: 8, 19: 8, 20: 8, 21: 4, 22: 4, 23: 4}
@@ -254,6 +258,7 @@ def check_structure(model, name: str) -> None:
         graphs = _graphs(model)
     except ModelFileError as e:
         raise ModelFileError(f"{name}: {e}") from None
+    _check_calls(model, graphs, name)
     for label, g in graphs:
         if len(getattr(g, "sparse_initializer", ())):
             raise ModelFileError(f"{name}: {label}: sparse initializers are not supported")
@@ -279,6 +284,47 @@ def check_structure(model, name: str) -> None:
                 raise ModelFileError(f"{name}: {label}: {vi.name!r} has a dimension out of range {dims}")
         for node in g.node:
             _check_node(node, name, label, shapes)
+
+
+def _check_calls(model, graphs, name: str) -> None:
+    """No loop anywhere; model-local functions call each other without a cycle and inline to at most
+    MAX_INLINED_NODES nodes (a function calling itself makes onnxruntime's inliner recurse forever)."""
+    for label, g in graphs:
+        for node in g.node:
+            if node.op_type in LOOP_OPS and node.domain in ("", "ai.onnx"):
+                raise ModelFileError(f"{name}: {label}: a {node.op_type} node, whose trip count is data; edgegan "
+                                     "files never contain loops")
+    funcs = {(f.domain, f.name): f for f in model.functions}
+    if not funcs:
+        return
+    cost: dict = {}
+    for key in funcs:
+        stack = [(key, False)]
+        on_path: set = set()
+        while stack:
+            k, done = stack.pop()
+            if done:
+                on_path.discard(k)
+                total = 0
+                for node in funcs[k].node:
+                    callee = (node.domain, node.op_type)
+                    total += cost.get(callee, 1) if callee in funcs else 1
+                cost[k] = min(total, MAX_INLINED_NODES + 1)
+                if cost[k] > MAX_INLINED_NODES:
+                    raise ModelFileError(f"{name}: function {k[1]!r} inlines to more than {MAX_INLINED_NODES} nodes")
+                continue
+            if k in cost:
+                continue
+            if k in on_path:
+                raise ModelFileError(f"{name}: function {k[1]!r} calls itself (unbounded recursion)")
+            on_path.add(k)
+            stack.append((k, True))
+            for node in funcs[k].node:
+                callee = (node.domain, node.op_type)
+                if callee in funcs and callee not in cost:
+                    if callee in on_path:
+                        raise ModelFileError(f"{name}: function {callee[1]!r} calls itself (unbounded recursion)")
+                    stack.append((callee, False))
 
 
 def check_shapes(model, name: str) -> None:

@@ -292,6 +292,7 @@ def _check_model(v: _Verifier, model: Obj) -> None:
             raise v.fail("metadata names a buffer out of range")
     for k, sg in enumerate(subgraphs):
         _check_subgraph(v, sg, k, len(opcodes), buffers, opcodes)
+    _check_control_flow(v, subgraphs, opcodes)
     for sig in model.get(18, []):
         k = sig.get(12, 0)
         if k >= len(subgraphs):
@@ -300,6 +301,65 @@ def _check_model(v: _Verifier, model: Obj) -> None:
         for tm in sig.get(4, []) + sig.get(6, []):
             if tm.get(6, 0) >= nt:
                 raise v.fail(f"signature names tensor {tm.get(6, 0)} of {nt}")
+
+
+# Operators that run other subgraphs (issue 25). edgegan's exporter writes none of them. A loop runs as
+# long as its data says (WHILE with 2**31 iterations hangs the caller): refused. The rest must name
+# subgraphs in range, form no cycle (IF, WHILE or CALL_ONCE recursing into subgraph 0 overflows the
+# interpreter's native stack: SIGSEGV) and run at most MAX_SUBGRAPH_RUNS subgraphs per call of the model.
+_LOOPS = {119: "WHILE", 200: "STABLEHLO_WHILE"}
+_CALLS = {31: ("CALL", "CallOptions", (4,)), 118: ("IF", "IfOptions", (4, 6)), 129: ("CALL_ONCE", "CallOnceOptions", (4,))}
+_SUBGRAPH_OPS = {173: "STABLEHLO_CUSTOM_CALL", 174: "STABLEHLO_REDUCE", 190: "STABLEHLO_SCATTER",
+                 198: "STABLEHLO_REDUCE_WINDOW", 199: "STABLEHLO_SORT", 206: "STABLEHLO_COMPOSITE", 209: "STABLEHLO_CASE"}
+MAX_SUBGRAPH_RUNS = 1000
+
+
+def _check_control_flow(v: _Verifier, subgraphs: list[Obj], opcodes: list[Obj]) -> None:
+    n = len(subgraphs)
+    calls: list[list[int]] = [[] for _ in range(n)]
+    for k, sg in enumerate(subgraphs):
+        for j, op in enumerate(sg.get(10, [])):
+            oc = opcodes[op.get(4, 0)]
+            code = max(oc.get(4, 0), oc.get(10, 0))
+            if code in _LOOPS:
+                raise v.fail(f"subgraph {k}: operator {j} is a {_LOOPS[code]} loop, whose trip count is data; edgegan "
+                             "files never contain loops")
+            if code in _SUBGRAPH_OPS:
+                raise v.fail(f"subgraph {k}: operator {j} ({_SUBGRAPH_OPS[code]}) runs other subgraphs; edgegan files "
+                             "never contain it")
+            if code in _CALLS:
+                name, kind, slots = _CALLS[code]
+                opts = op.get(12)
+                if opts is None or opts.kind != kind:
+                    raise v.fail(f"subgraph {k}: operator {j} ({name}) without its {kind}")
+                for slot in slots:
+                    callee = _signed32(opts.get(slot, 0))
+                    if not 0 <= callee < n:
+                        raise v.fail(f"subgraph {k}: operator {j} ({name}) calls subgraph {callee} of {n}")
+                    calls[k].append(callee)
+    if not any(calls):
+        return
+    # Kahn's algorithm over "k calls c": whatever is never freed lies on a cycle.
+    callers = [0] * n
+    for cs in calls:
+        for c in cs:
+            callers[c] += 1
+    order, free = [], [k for k in range(n) if callers[k] == 0]
+    while free:
+        k = free.pop()
+        order.append(k)
+        for c in calls[k]:
+            callers[c] -= 1
+            if callers[c] == 0:
+                free.append(c)
+    if len(order) < n:
+        cycle = sorted(k for k in range(n) if callers[k] > 0)
+        raise v.fail(f"subgraph calls form a cycle (unbounded recursion) through subgraphs {cycle[:8]}")
+    runs = [1] * n  # subgraphs run by one call of k, an upper bound (IF counts both branches)
+    for k in reversed(order):
+        runs[k] = min(MAX_SUBGRAPH_RUNS + 1, 1 + sum(runs[c] for c in calls[k]))
+        if runs[k] > MAX_SUBGRAPH_RUNS:
+            raise v.fail(f"subgraph {k} runs more than {MAX_SUBGRAPH_RUNS} subgraphs per call")
 
 
 def _check_subgraph(v: _Verifier, sg: Obj, k: int, nopcodes: int, buffers: list[Obj], opcodes: list[Obj]) -> None:

@@ -40,7 +40,8 @@ def _clamp32(v: int) -> int:
 # ================================================================ ONNX
 
 ONNX_KINDS = ("attr", "attr", "attr", "init_dims", "init_dims_bytes", "init_type", "io_shape", "value_info",
-              "node_op", "node_io", "node_order", "subgraph", "subgraph_external", "quant", "const_values", "opset")
+              "node_op", "node_io", "node_order", "subgraph", "subgraph_external", "quant", "const_values", "opset",
+              "loop")
 _CONV_ATTRS = ("group", "strides", "dilations", "pads", "kernel_shape", "output_padding", "output_shape", "auto_pad")
 _OPS = ("Conv", "ConvTranspose", "Relu", "Tanh", "Gemm", "MatMul", "Add", "Mul", "Reshape", "Transpose", "Identity",
         "BatchNormalization", "Unsqueeze", "Squeeze", "Flatten", "MaxPool", "AveragePool", "Softmax", "Concat",
@@ -332,19 +333,37 @@ def _m_opset(m, rng) -> bool:
     return True
 
 
+def _m_loop(m, rng) -> bool:
+    """A Loop whose trip count is hostile (issue 25: an endless one hung), its body an Identity."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    trips = rng.choice([2**31, 2**63 - 1, -1, 0, 3])
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"])], "body",
+                             [helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c_in", onnx.TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", onnx.TensorProto.BOOL, [])])
+    m.graph.initializer.append(numpy_helper.from_array(np.array(trips, np.int64), "loop_trips"))
+    m.graph.initializer.append(numpy_helper.from_array(np.array(True), "loop_go"))
+    m.graph.node.insert(rng.randrange(len(m.graph.node) + 1), helper.make_node("Loop", ["loop_trips", "loop_go"], [],
+                                                                               body=body))
+    return True
+
+
 _ONNX_MUTATIONS: dict[str, Callable] = {
     "attr": _m_attr, "init_dims": _m_init_dims, "init_dims_bytes": lambda m, r: _m_init_dims(m, r, False),
     "init_type": _m_init_type, "io_shape": _m_io_shape, "value_info": _m_value_info, "node_op": _m_node_op,
     "node_io": _m_node_io, "node_order": _m_node_order, "subgraph": lambda m, r: _if_wrap(m, r, False),
     "subgraph_external": lambda m, r: _if_wrap(m, r, True), "quant": _m_quant, "const_values": _m_const_values,
     "opset": _m_opset,
+    "loop": _m_loop,
 }
 
 
 # ================================================================ TFLite
 
 TFLITE_KINDS = ("shape", "shape", "shape", "shape_sig", "type", "buffer", "buffer_bytes", "opcode", "op_io",
-                "options", "options", "quant", "quant", "subgraph_io", "signature", "const_values")
+                "options", "options", "quant", "quant", "subgraph_io", "signature", "const_values", "control_flow")
 
 
 def mutate_tflite(data: bytes, rng: random.Random, tries: int = 20) -> tuple[str, bytes]:
@@ -556,8 +575,46 @@ def _t_const_values(model, rng, schema) -> bool:
     return True
 
 
+def _t_control_flow(model, rng, schema) -> bool:
+    """An IF, WHILE or CALL_ONCE naming a subgraph (itself, another, one out of range; issue 25: recursion
+    overflowed the interpreter's stack, a WHILE of 2**31 trips hung), optionally after a copied subgraph."""
+    import copy
+
+    if rng.random() < 0.5:
+        model.subgraphs.append(copy.deepcopy(rng.choice(model.subgraphs)))
+    code = rng.choice([118, 119, 129])
+    oc = schema.OperatorCodeT()
+    oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
+    model.operatorCodes.append(oc)
+    k = rng.randrange(len(model.subgraphs))
+    sg = model.subgraphs[k]
+    callee = rng.choice([0, k, len(model.subgraphs) - 1, len(model.subgraphs), 2**31 - 1, -1])
+    if sg.inputs is None or len(sg.inputs) == 0:
+        return False
+    op = schema.OperatorT()
+    op.opcodeIndex = len(model.operatorCodes) - 1
+    op.inputs = np.array([int(sg.inputs[0])], np.int32)
+    op.outputs = np.array([], np.int32)
+    if code == 118:
+        opts = schema.IfOptionsT()
+        opts.thenSubgraphIndex, opts.elseSubgraphIndex = callee, rng.choice([0, callee])
+        op.builtinOptionsType = schema.BuiltinOptions.IfOptions
+    elif code == 119:
+        opts = schema.WhileOptionsT()
+        opts.condSubgraphIndex, opts.bodySubgraphIndex = callee, rng.choice([0, callee])
+        op.builtinOptionsType = schema.BuiltinOptions.WhileOptions
+    else:
+        opts = schema.CallOnceOptionsT()
+        opts.initSubgraphIndex = callee
+        op.builtinOptionsType = schema.BuiltinOptions.CallOnceOptions
+    op.builtinOptions = opts
+    sg.operators.insert(rng.randrange(len(sg.operators) + 1), op)
+    return True
+
+
 _TFLITE_MUTATIONS: dict[str, Callable] = {
     "shape": _t_shape, "shape_sig": _t_shape_sig, "type": _t_type, "buffer": _t_buffer,
     "buffer_bytes": _t_buffer_bytes, "opcode": _t_opcode, "op_io": _t_op_io, "options": _t_options,
     "quant": _t_quant, "subgraph_io": _t_subgraph_io, "signature": _t_signature, "const_values": _t_const_values,
+    "control_flow": _t_control_flow,
 }
