@@ -36,6 +36,8 @@ try {
   out.error = await page.evaluate(() => window.edgegan.error || null);
   if (out.state === "ready") {
     out.firstImageMs = await page.evaluate(() => window.edgegan.firstImageMs);
+    out.timeline = await page.evaluate(() => ({ ...window.edgegan.timeline,
+      dom_content_loaded: performance.getEntriesByType("navigation")[0]?.domContentLoadedEventEnd }));
     await page.waitForSelector("#check[data-state=pass], #check[data-state=fail]", { timeout: CEILING });
     out.check = await page.getAttribute("#check", "data-state");
     out.threadsNote = await page.textContent("#threads");
@@ -57,6 +59,8 @@ try {
     await page.waitForSelector("body[data-state=ready], body[data-state=error]", { timeout: CEILING });
     await page.waitForSelector("#check[data-state=pass], #check[data-state=fail]", { timeout: CEILING });
     out.offline = { state: await page.getAttribute("body", "data-state"), check: await page.getAttribute("#check", "data-state") };
+    out.offlineFirstImageMs = await page.evaluate(() => window.edgegan.firstImageMs);
+    out.offlineTimeline = await page.evaluate(() => window.edgegan.timeline);
   }
 } finally {
   await ctx.close();

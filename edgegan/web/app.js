@@ -5,7 +5,7 @@ import { loadGenerator, latent, toPixels, threadsAvailable, imageData } from "./
 
 const GRID_N = 8;
 const $ = (id) => document.getElementById(id);
-const api = (window.edgegan = { firstImageMs: null, site: null, generators: {} });
+const api = (window.edgegan = { firstImageMs: null, site: null, generators: {}, timeline: {} });
 
 function fail(msg) {
   document.body.dataset.state = "error";
@@ -16,7 +16,7 @@ function fail(msg) {
 
 async function generator(name) {
   const entry = api.site.models.find((m) => m.name === name);
-  if (!api.generators[name]) api.generators[name] = loadGenerator(api.site, entry);
+  if (!api.generators[name]) api.generators[name] = loadGenerator(api.site, entry, { timeline: api.timeline });
   return api.generators[name];
 }
 
@@ -33,7 +33,7 @@ async function showGrid(name, seed) {
     c.getContext("2d").putImageData(im, 0, 0);
     return c;
   }));
-  if (api.firstImageMs === null) api.firstImageMs = performance.now(); // since navigation start
+  if (api.firstImageMs === null) api.firstImageMs = api.timeline.first_image = performance.now(); // since navigation start
   $("latency").textContent = `${(ms / GRID_N).toFixed(2)} ms per image (${GRID_N} in one call, seed ${seed})`;
   return g;
 }
@@ -189,6 +189,7 @@ async function main() {
   const r = await fetch("site.json");
   if (!r.ok) throw new Error(`site.json: HTTP ${r.status}`);
   const site = (api.site = await r.json());
+  api.timeline.site_json = performance.now();
   const sel = $("model");
   for (const m of site.models) sel.append(new Option(`${m.name} (${m.bytes.toLocaleString("en")} bytes)`, m.name));
   const { isolated, threads } = threadsAvailable();

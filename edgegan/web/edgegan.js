@@ -197,17 +197,21 @@ export class Generator {
 }
 
 /** Fetch a model of the site, check its sha256 and contract, and open it in onnxruntime-web. */
-export async function loadGenerator(site, entry, { base = document.baseURI, threads = null } = {}) {
+export async function loadGenerator(site, entry, { base = document.baseURI, threads = null, timeline = {} } = {}) {
   checkContract(entry.contract, entry.name);
   const th = threads ?? threadsAvailable().threads;
-  const ort = await loadOrt(new URL(site.runtime.path, base).href, th);
+  // The runtime's module and the model download at the same time.
+  const ortP = loadOrt(new URL(site.runtime.path, base).href, th).then((o) => ((timeline.runtime_module = performance.now()), o));
   const res = await fetch(new URL(entry.file, base));
   if (!res.ok) throw new Error(`${entry.file}: HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   const sha = await sha256Hex(bytes);
+  timeline.model_fetched = performance.now();
   if (sha !== null && sha !== entry.sha256) throw new Error(`${entry.file}: sha256 differs from site.json (corrupt or replaced)`);
+  const ort = await ortP;
   const session = await ort.InferenceSession.create(bytes, {
     executionProviders: ["wasm"], graphOptimizationLevel: "all",
   });
+  timeline.session = performance.now(); // includes compiling the WebAssembly on the first model
   return new Generator(ort, session, entry, sha);
 }
