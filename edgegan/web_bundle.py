@@ -9,7 +9,7 @@ Layout of ``site/`` (serve it from any static server; it works offline once load
     edgegan.js              the ES module: loadGenerator, the latent sampler and the pixel rule
                             (edgegan_runtime's, bit for bit), generate(n, {seed}) -> ImageData[]
     sw.js                   a service worker that caches every file below (offline after the first visit)
-    manifest.webmanifest, icon.png   installable as a PWA (the icon is the host's first reference image)
+    manifest.webmanifest, icon.png, icon-512.png   installable as a PWA (the host's first reference image)
     site.json               schema edgegan.web-site/1: models (file, sha256, bytes, contract, thresholds,
                             reference files), reference latents, runtime, sha256 of every file
     models/*.onnx           the run's ONNX exports
@@ -96,7 +96,8 @@ def make_site(run: str | os.PathLike, *, out: str | os.PathLike, exports: Sequen
         files[f"ort/{Path(f).name}"] = (pkg / f).read_bytes()
     for a in ASSETS:
         files[a] = (WEB_DIR / a).read_bytes()
-    files["icon.png"] = _icon(files[models[0]["reference"]["pixels"]], models[0]["contract"])
+    for size, name in ((192, "icon.png"), (512, "icon-512.png")):  # the two sizes browsers ask to install a PWA
+        files[name] = _icon(files[models[0]["reference"]["pixels"]], models[0]["contract"], size)
     doc = {"schema": SCHEMA, "created": now_iso(), "run": _stem(run_dir),
            "model_sha256": m["model"].get("weights", {}).get("sha256"), "models": models,
            "reference": {"n": REFERENCE_N, "seed": REFERENCE_SEED, "host": _host()},
@@ -153,11 +154,13 @@ def _model(run_dir: Path, e: dict[str, Any], files: dict[str, bytes]) -> dict[st
     import edgegan_runtime as rt
     from edgegan_runtime.png import encode_png, grid
 
+    from edgegan_runtime.fileio import read_regular
+
     src = run_dir / e["file"]
-    try:
-        data = src.read_bytes()
-    except OSError as ex:
-        raise BundleError(f"{src}: cannot read ({ex.strerror or type(ex).__name__})") from None
+    if not src.resolve().is_relative_to(run_dir.resolve()):
+        raise BundleError(f"{src}: the manifest names a file outside the run {run_dir}; nothing of it goes on a page")
+    # Bounded, non-blocking, regular files only: a FIFO or /dev/zero where the export was is refused.
+    data = read_regular(src, MAX_MODEL_BYTES, "model file", error=BundleError)
     if hashlib.sha256(data).hexdigest() != e.get("sha256"):
         raise BundleError(f"{src}: sha256 differs from the manifest (re-export it)")
     try:
@@ -187,8 +190,8 @@ def _model(run_dir: Path, e: dict[str, Any], files: dict[str, bytes]) -> dict[st
                           "grid": f"reference/{stem}.png", "shape": list(x.shape)}}
 
 
-def _icon(pixels: bytes, contract: dict[str, Any]) -> bytes:
-    """A 192x192 PNG of the host's first reference image (nearest-neighbour), for the PWA manifest."""
+def _icon(pixels: bytes, contract: dict[str, Any], size: int) -> bytes:
+    """A size x size PNG of the host's first reference image (nearest-neighbour), for the PWA manifest."""
     import numpy as np
 
     from edgegan_runtime.png import encode_png
@@ -196,8 +199,8 @@ def _icon(pixels: bytes, contract: dict[str, Any]) -> bytes:
     c, h, w = contract["output"]["shape"][1:]
     img = np.frombuffer(pixels, np.uint8)[: h * w * c].reshape(h, w, c)
     img = img if c in (1, 3) else img[..., :1]
-    ys = (np.arange(192) * h) // 192
-    xs = (np.arange(192) * w) // 192
+    ys = (np.arange(size) * h) // size
+    xs = (np.arange(size) * w) // size
     return encode_png(np.ascontiguousarray(img[ys][:, xs]))
 
 

@@ -191,6 +191,45 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(run, tmp_path, monkeyp
     _nothing_written(tmp_path, out)
 
 
+def test_exports_outside_the_run_or_not_regular_files_are_refused(run, tmp_path):
+    if web_deps_reason():
+        pytest.skip(web_deps_reason())
+    from edgegan.web_bundle import make_site
+
+    m = json.loads((run / "manifest.json").read_text())
+    e = next(x for x in m["exports"] if x["precision"] == "fp32")
+    r = tmp_path / "r"
+    r.mkdir()
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes((run / e["file"]).read_bytes())
+    fifo = r / "fifo.onnx"
+    os.mkfifo(fifo)
+    for name, msg in (("../elsewhere.onnx", "names a file outside the run"), ("fifo.onnx", "not a regular file")):
+        (r / "manifest.json").write_text(json.dumps({**m, "exports": [{**e, "file": name}]}))
+        with pytest.raises(BundleError, match=msg):
+            make_site(r, out=tmp_path / "site")
+        _nothing_written(tmp_path, tmp_path / "site")
+
+
+@needs_node
+def test_js_refuses_a_contract_it_cannot_read():
+    script = f"""
+        import {{ checkContract }} from {json.dumps(JS)};
+        const ok = {{ latent: {{ sampler: {{ name: "splitmix64-box-muller", version: 1 }} }},
+                     pixels: {{ name: "clip-rint-127.5", version: 1 }}, output: {{ shape: [null, 1, 32, 32] }} }};
+        const msgs = [];
+        for (const c of [ok, null, {{ ...ok, pixels: undefined }}, {{ ...ok, latent: {{ sampler: {{ name: "pcg", version: 1 }} }} }},
+                         {{ ...ok, pixels: {{ name: "clip-rint-127.5", version: 2 }} }}]) {{
+          try {{ checkContract(c, "m.onnx"); msgs.push("ok"); }} catch (e) {{ msgs.push(e.message); }}
+        }}
+        console.log(JSON.stringify(msgs));
+    """
+    assert json.loads(run_node(script)) == [
+        "ok", "m.onnx: no readable edgegan.contract", "m.onnx: no readable edgegan.contract",
+        "m.onnx: made for latent sampler pcg v1; this page implements splitmix64-box-muller v1",
+        "m.onnx: made for pixel rule clip-rint-127.5 v2; this page implements clip-rint-127.5 v1"]
+
+
 def test_a_file_without_a_readable_contract_is_refused(run, tmp_path):
     """An ONNX file whose edgegan.contract was stripped (as files exported before contracts): the page could
     not know its sampler or pixel rule, so no site is made."""
