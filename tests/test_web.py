@@ -34,13 +34,15 @@ CEILING_S = 900  # a generous ceiling for one node process on a loaded 2-core ma
 needs_node = pytest.mark.skipif(NODE is None, reason="no node (Node.js) on this machine to run edgegan.js")
 
 
-def web_deps_reason() -> str | None:
-    """Why the site cannot be built or driven here (None: it can)."""
+def _skip_note() -> str:
     skip = WEB / "SKIP"
-    if skip.exists():
-        return f"make web-deps skipped: {skip.read_text().strip()}"
+    return f" (make web-deps: {skip.read_text().strip()})" if skip.exists() else ""
+
+
+def web_deps_reason() -> str | None:
+    """Why the site cannot be built here (None: it can); the browser also needs chromium."""
     if not (WEB / "node_modules" / "onnxruntime-web" / "package.json").exists():
-        return "edgegan/web/node_modules lacks onnxruntime-web: run `make web-deps`"
+        return "edgegan/web/node_modules lacks onnxruntime-web: run `make web-deps`" + _skip_note()
     return None
 
 
@@ -295,7 +297,10 @@ def serve(folder: Path):
 def browser(site, tmp_path_factory):
     """Drive the site in headless Chromium once; the driver's JSON, device.json and the screenshot."""
     if NODE is None or CHROMIUM is None:
-        pytest.skip("no node or no chromium on this machine (make web-deps installs Debian's chromium as root)")
+        pytest.skip("no node or no chromium on this machine (make web-deps installs Debian's chromium as root)"
+                    + _skip_note())
+    if not (WEB / "node_modules" / "playwright-core" / "package.json").exists():
+        pytest.skip("edgegan/web/node_modules lacks playwright-core: run `make web-deps`" + _skip_note())
     from edgegan_runtime.probe import cpu_name
 
     tmp = tmp_path_factory.mktemp("browser")
