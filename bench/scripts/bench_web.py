@@ -175,7 +175,11 @@ NOTES = [
     "indicative only. onnxruntime-web 1.31.1 against the native onnxruntime 1.32.0 of this venv.",
     "- The first image of a first visit waits for 15 MB of WebAssembly to be fetched and compiled (`session` in "
     "the timeline); the goal of 1 s was met on return visits (0.56–0.83 s, service worker cache) and missed on "
-    "first visits (1.2–2.4 s) at this load. Measured on this machine at load average 16: no quieter minute came.",
+    "first visits (1.2–2.4 s) at this load. Measured on this machine at load average 16: no quieter minute came. "
+    "Apart (a page that only fetches and compiles the .wasm, 3 fresh profiles, load average 20): Python's "
+    "http.server took 190–510 ms to serve the 14.8 MB file and WebAssembly.compile 160–300 ms; the rest of "
+    "`session` is onnxruntime-web's start-up. A server that compresses (the .wasm gzips well) or a return "
+    "visit (service worker) removes most of the fetch.",
     "- No cross-origin isolation on a plain static server: one thread. Serving with `Cross-Origin-Opener-Policy: "
     "same-origin` and `Cross-Origin-Embedder-Policy: require-corp` lets the page use up to 4 (not measured here).",
     "- The students: `runs/mnist-d2` is a d=2 student distilled for 300 steps from a d=16 MNIST teacher trained "
