@@ -162,7 +162,7 @@ NOTES = [
     "| mnist d=2 fp32 | runs; 550–2,115 µs | runs; 350 µs |",
     "",
     "Chosen: **onnxruntime-web**, the one that runs both the fp32 and the int8 files edgegan ships "
-    "(ConvTranspose included) with the host's pixels. LiteRT.js is 3–4× faster per image on fp32 and its "
+    "(ConvTranspose included) with the host's pixels. LiteRT.js is 1.6–6× faster per image on fp32 (same minutes, noisy machine) and its "
     "WebAssembly is smaller (9.4 MB against 14.8 MB), so it is the better runtime for a fp32-only page, and "
     "the one to revisit when it accepts int8 input tensors; two runtimes on one page would double its weight.",
     "",
