@@ -169,7 +169,6 @@ async function measure(label) {
     bundle: { run: site.run, target: "web", created: site.created, model_sha256: site.model_sha256 },
     machine: { cpu, browser: browserName(), machine: navigator.platform || null, cores: navigator.hardwareConcurrency || null,
                platform: navigator.userAgent, emulated: false, cross_origin_isolated: isolated },
-    python: null,
     versions: { [site.runtime.name]: site.runtime.version },
     backends: [site.runtime.name],
     checks: { sha256: "checked by the page with WebCrypto where available" },
