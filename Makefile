@@ -13,7 +13,7 @@ TFLITE_PY ?= $(shell command -v python3.11 2>/dev/null || echo $(PY))
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed
 
-.PHONY: install tflite-venv demo test test-fast bench bench-mnist bench-recipes clean
+.PHONY: install tflite-venv web-deps demo test test-fast bench bench-mnist bench-recipes clean
 
 install: $(STAMP)
 
@@ -41,13 +41,32 @@ $(TFLITE_STAMP): runtime/pyproject.toml
 	@test ! -f $(TFLITE_VENV)/SKIP || echo "tflite-runtime venv skipped: $$(cat $(TFLITE_VENV)/SKIP)"
 	touch $(TFLITE_STAMP)
 
+# The web target (issue 23): onnxruntime-web for the site and playwright-core for the browser test, by
+# npm ci against edgegan/web/package-lock.json, and Debian's chromium (apt-get, as root) where it is missing.
+# Where either cannot be had, the reason goes to edgegan/web/SKIP and the browser test skips with it.
+WEB := edgegan/web
+web-deps: $(WEB)/node_modules/.installed
+
+$(WEB)/node_modules/.installed: $(WEB)/package-lock.json
+	@rm -f $(WEB)/SKIP
+	@if ! test -x /usr/bin/chromium && ! command -v chromium > /dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } > $(WEB)/apt.log 2>&1 \
+	      || echo "apt-get could not install chromium: $$(tail -n 1 $(WEB)/apt.log)" > $(WEB)/SKIP; \
+	  else echo "no chromium, and no root apt-get to install it" > $(WEB)/SKIP; fi; \
+	fi
+	@if ! command -v npm > /dev/null 2>&1; then echo "no npm (Node.js) to install onnxruntime-web and playwright-core" >> $(WEB)/SKIP; \
+	elif ! (cd $(WEB) && npm ci --no-audit --no-fund > npm.log 2>&1); then echo "npm ci failed: $$(tail -n 1 $(WEB)/npm.log)" >> $(WEB)/SKIP; fi
+	@test ! -f $(WEB)/SKIP || echo "web test set-up skipped: $$(cat $(WEB)/SKIP)"
+	@mkdir -p $(WEB)/node_modules && touch $@
+
 demo: install
 	$(BIN)/edgegan demo --out runs/demo
 
 # Two pytest workers (pytest-xdist), one test file each at a time (--dist loadfile: a file's module fixtures
 # are built once, in one worker); the 20 slowest tests are listed at the end (issue 18).
 TEST_JOBS ?= 2
-test: install tflite-venv
+test: install tflite-venv web-deps
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=20
 
 test-fast: install

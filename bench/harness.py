@@ -319,6 +319,8 @@ def device_label(d: dict[str, Any]) -> str:
     """The board's CPU as the column says it; an emulator is never shown as the device."""
     mc = d.get("machine") or {}
     cpu = str(mc.get("cpu") or mc.get("machine") or "device")
+    if mc.get("browser"):  # the web page's device.json (edgegan/web/app.js): the browser runs it, on this CPU
+        cpu = f"{mc['browser']} on {cpu}"
     return f"{cpu} (emulated)" if mc.get("emulated") and "emulated" not in cpu else cpu
 
 

@@ -348,21 +348,30 @@ def _bench_commands() -> None:
     @cli.command("bundle", short_help="pack a run's exports, the runtime and its probe into a bundle for a board")
     @click.argument("run")
     @click.option("--target", default="aarch64", show_default=True, metavar="CPU",
-                  help="the board's CPU family: aarch64 or x86_64")
-    @click.option("--out", "-o", required=True, metavar="FILE", help="bundle to write, e.g. bundle.tar.gz",
+                  help="the board's CPU family: aarch64 or x86_64; or web: a static site that generates in the browser")
+    @click.option("--out", "-o", required=True, metavar="FILE", help="bundle to write, e.g. bundle.tar.gz (web: a folder)",
                   callback=_not_empty)
     @click.option("--export", "exports", multiple=True, metavar="E",
                   help="include only this export (format:precision or file name); repeatable (default: all that passed)")
     @click.option("--wheels", metavar="DIR", help="folder of the target's interpreter wheels to include")
     @click.option("--no-reference", is_flag=True, help="do not store this host's images for the board to compare")
+    @click.option("--web-runtime", metavar="DIR", help="web: folder with node_modules/onnxruntime-web "
+                  "(default: edgegan/web after `make web-deps`)")
     @json_option
     def bundle_cmd(run: str, target: str, out: str, exports: tuple[str, ...], wheels: str | None, no_reference: bool,
-                   as_json: bool) -> None:
+                   web_runtime: str | None, as_json: bool) -> None:
         """Bundle RUN (a run directory with exports) for a board: on it, `python3 run_bench.py -o device.json`
         checks the files, compares images with this host's, writes sample grids and runs the probe; merge the
         JSON here with `edgegan bench ... --device-results device.json`."""
         from edgegan.bundle import make_bundle
 
+        if target == "web":
+            _web_bundle(run, out, exports, wheels, no_reference, web_runtime, as_json)
+            return
+        if web_runtime is not None:
+            from edgegan.errors import ConfigError
+
+            raise ConfigError("--web-runtime is for --target web")
         b = make_bundle(run, out=out, target=target, exports=list(exports) or None, wheels=wheels,
                         reference=not no_reference)
         if as_json:
@@ -375,6 +384,22 @@ def _bench_commands() -> None:
         for n in b["notes"]:
             click.echo(f"note: {n}")
         click.echo(f"on the board: tar xzf {Path(b['path']).name} && python3 {b['top']}/run_bench.py -o device.json")
+
+
+def _web_bundle(run: str, out: str, exports: tuple[str, ...], wheels: str | None, no_reference: bool,
+                web_runtime: str | None, as_json: bool) -> None:
+    """`bundle --target web`: the static site (edgegan/web_bundle.py)."""
+    from edgegan.errors import ConfigError
+    from edgegan.web_bundle import make_site
+
+    if wheels is not None or no_reference:
+        raise ConfigError("--wheels and --no-reference are for board targets, not --target web")
+    b = make_site(run, out=out, exports=list(exports) or None, web_runtime=web_runtime)
+    if as_json:
+        click.echo(json.dumps(b, indent=2, default=str))
+        return
+    click.echo(f"{b['path']}: {b['files']} files, {b['bytes']:,} bytes, models {', '.join(b['models'])} on {b['runtime']}")
+    click.echo(f"serve it, e.g.: python3 -m http.server -d {b['path']} 8000, and open http://localhost:8000/")
 
 
 def _sweep_commands() -> None:

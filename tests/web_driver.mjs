@@ -1,0 +1,69 @@
+// The browser side of tests/test_web.py: open an edgegan site in headless Chromium (Debian's, through
+// playwright-core from edgegan/web/node_modules), wait for the page's own states, collect its images for
+// the reference latents, take a screenshot, download device.json, and reload offline.
+//
+//   node web_driver.mjs SITE_URL OUT.json SCREENSHOT.png DEVICE.json "DEVICE LABEL"
+//
+// Writes OUT.json: {firstImageMs, state, threadsNote, models: {name: {floats, pixels, parity}}, offline}.
+// Every wait has a generous ceiling (the test must not depend on CPU load); the browser is closed in
+// `finally`.
+import { createRequire } from "node:module";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const webDir = process.env.EDGEGAN_WEB_DIR || path.join(here, "..", "edgegan", "web");
+const { chromium } = createRequire(path.join(webDir, "package.json"))("playwright-core");
+const [url, outPath, shotPath, devicePath, deviceLabel] = process.argv.slice(2);
+const CEILING = 180_000;
+const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+const userDataDir = fs.mkdtempSync(path.join(path.dirname(outPath), "chromium-profile-"));
+const ctx = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: ARGS, acceptDownloads: true,
+  viewport: { width: 1000, height: 1100 },
+});
+const out = { console: [] };
+try {
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => out.console.push(`pageerror: ${e.message}`));
+  await page.goto(url);
+  await page.waitForSelector("body[data-state=ready], body[data-state=error]", { timeout: CEILING });
+  out.state = await page.getAttribute("body", "data-state");
+  out.error = await page.evaluate(() => window.edgegan.error || null);
+  if (out.state === "ready") {
+    out.firstImageMs = await page.evaluate(() => window.edgegan.firstImageMs);
+    out.timeline = await page.evaluate(() => ({ ...window.edgegan.timeline,
+      dom_content_loaded: performance.getEntriesByType("navigation")[0]?.domContentLoadedEventEnd }));
+    await page.waitForSelector("#check[data-state=pass], #check[data-state=fail]", { timeout: CEILING });
+    out.check = await page.getAttribute("#check", "data-state");
+    out.threadsNote = await page.textContent("#threads");
+    out.models = {};
+    const names = await page.evaluate(() => window.edgegan.site.models.map((m) => m.name));
+    for (const n of names) out.models[n] = await page.evaluate((name) => window.edgegan.reference(name), n);
+    await page.screenshot({ path: shotPath, fullPage: true });
+    await page.fill("#device-label", deviceLabel);
+    const download = page.waitForEvent("download", { timeout: CEILING });
+    await page.click("#measure");
+    await page.waitForSelector("#download:not([hidden])", { timeout: CEILING });
+    await page.click("#download");
+    await (await download).saveAs(devicePath);
+    // Offline: once the service worker controls the page, the site must load with no network at all.
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: CEILING });
+    await ctx.setOffline(true);
+    await page.reload();
+    await page.waitForSelector("body[data-state=ready], body[data-state=error]", { timeout: CEILING });
+    await page.waitForSelector("#check[data-state=pass], #check[data-state=fail]", { timeout: CEILING });
+    out.offline = { state: await page.getAttribute("body", "data-state"), check: await page.getAttribute("#check", "data-state") };
+    out.offlineFirstImageMs = await page.evaluate(() => window.edgegan.firstImageMs);
+    out.offlineTimeline = await page.evaluate(() => window.edgegan.timeline);
+  }
+} finally {
+  await ctx.close();
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+fs.writeFileSync(outPath, JSON.stringify(out));
