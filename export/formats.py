@@ -89,8 +89,8 @@ class FormatSpec:
 FP32 = Thresholds(max_abs=1e-4)
 FP16 = Thresholds(max_abs=1e-2, psnr_db=50.0)
 INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
-INT8 = Thresholds(max_abs=0.5, psnr_db=30.0)
-INT16X8 = Thresholds(max_abs=0.5, psnr_db=30.0)
+INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.20)
+INT16X8 = Thresholds(psnr_db=42.0, p999_abs=0.12, changed_pixels=0.06)
 
 FORMATS: Registry[FormatSpec] = Registry("export format")
 

@@ -199,7 +199,7 @@ CALIBRATION_STATS = ("moving-average", "minmax", "mean")
 def _mean_update(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     if not qsv:
         return {**new, "batches": 1}
-    n = qsv["batches"]
+    n = qsv.get("batches", 1)
     return {"min": (qsv["min"] * n + new["min"]) / (n + 1), "max": (qsv["max"] * n + new["max"]) / (n + 1),
             "batches": n + 1}
 

@@ -26,6 +26,7 @@ PSNR_CAP = 200.0  # dB reported for (near-)identical outputs, keeping the manife
 # quantization steps (2/255 each for uint8 images in [-1, 1]); a saturating kernel is off by ~1-2.
 KERNEL_MAX_ABS = 0.05
 KERNEL_REFERENCE = "the file's QDQ arithmetic simulated in float (onnxruntime, graph optimizations off)"
+PERCENTILE_MIN_VALUES = 10_000  # >= 10 values above the 99.9th percentile
 STATS = ("max_abs", "mean_abs", "psnr_db", "p99_abs", "p999_abs", "changed_pixels")
 
 
@@ -60,7 +61,10 @@ def compare(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
             "changed_pixels": float(np.mean(levels > CHANGED_LEVELS))}
 
 
-def failures(stats: dict[str, float], t: Thresholds) -> list[str]:
+def failures(stats: dict[str, float], t: Thresholds, values: int | None = None) -> list[str]:
+    """What ``stats`` break of ``t``. The 99.9th percentile is judged only on runs of at least
+    ``PERCENTILE_MIN_VALUES`` values (``values``; None: any): on one 32×32 image it is the worst pixel
+    again, which is what it replaces. The 64-latent run always has enough."""
     out = []
     if any(math.isnan(v) for v in stats.values()):
         out.append("output is not finite")
@@ -68,7 +72,8 @@ def failures(stats: dict[str, float], t: Thresholds) -> list[str]:
         out.append(f"max_abs {stats['max_abs']:.3g} > {t.max_abs:g}")
     if t.psnr_db is not None and not stats["psnr_db"] >= t.psnr_db:
         out.append(f"psnr {stats['psnr_db']:.2f} dB < {t.psnr_db:g} dB")
-    if t.p999_abs is not None and not stats["p999_abs"] <= t.p999_abs:
+    if t.p999_abs is not None and (values is None or values >= PERCENTILE_MIN_VALUES) \
+            and not stats["p999_abs"] <= t.p999_abs:
         out.append(f"p99.9 abs {stats['p999_abs']:.3g} > {t.p999_abs:g}")
     if t.changed_pixels is not None and not stats["changed_pixels"] <= t.changed_pixels:
         out.append(f"{stats['changed_pixels']:.2%} of 8-bit pixels off by > {CHANGED_LEVELS} levels "
@@ -113,7 +118,7 @@ def check(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], *, la
     got_all = np.concatenate([g.reshape(len(g), -1) for g, _ in outs])
     want_all = np.concatenate([w.reshape(len(w), -1) for _, w in outs])
     total = compare(got_all, want_all)
-    problems = {label: failures(s, thresholds) for label, s in per.items()}
+    problems = {label: failures(s, thresholds, values=g.size) for (label, s), (g, _) in zip(per.items(), outs)}
     if kernel_reference is not None:
         k = compare(outs[0][0], kernel_reference(z[:n]))
         section["kernels"] = {"reference": KERNEL_REFERENCE, **k, "max_abs_limit": KERNEL_MAX_ABS}

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--counts", default="256,1024")
     ap.add_argument("--quantize", default="int8")
+    ap.add_argument("--stats", default=",".join(litert_adapter.CALIBRATION_STATS))
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     default = litert_adapter.CALIBRATION_STAT
     with tempfile.TemporaryDirectory(prefix="edgegan-int8-calib-") as tmp:
         for run in a.runs:
-            for stat in litert_adapter.CALIBRATION_STATS:
+            for stat in a.stats.split(","):
                 for n in (int(c) for c in a.counts.split(",")):
                     litert_adapter.CALIBRATION_STAT = stat
                     try:

@@ -41,6 +41,7 @@ def _break_channel(model: bytes, factor: float) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
 
+    model = litert_adapter.add_metadata(model, {})  # constants past 256 KiB back inside the flatbuffer
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     done = set()
     for sg in m.subgraphs:
