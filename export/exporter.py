@@ -31,7 +31,7 @@ import torch
 from edgegan.checkpoint import load_run
 from edgegan.errors import ConfigError, ExportError, OutputError, ParityError
 from edgegan.export import parity, quant_report
-from edgegan.export.formats import AUTO_KEEP_FLOAT, CALIBRATION_BATCH, PARITY_N, ExportOptions
+from edgegan.export.formats import AUTO_KEEP_FLOAT, CALIBRATION_BATCH, CHECK_LATENTS, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
@@ -149,7 +149,14 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
                             metadata=_file_metadata(stem, final.name, opts, latent_dim, out_shape, model_sha256))
     t2 = time.perf_counter()
     kernel_reference = fields.pop("kernel_reference", None)
+    broken = quant_report.channel_failures(fields.get("layers"), prec.thresholds)  # before anything is written
+    if broken and not opts.allow_mismatch:
+        raise ParityError(f"{final.name}: the quantized file has a broken layer against the float file: {broken[0]}")
     tmp, par = _check(data, final, reference, latent_dim, opts, kernel_reference)
+    if broken:
+        par.update(passed=False, failures={**par.get("failures", {}), "layers": broken})
+        log.warning("%s: %s; keeping it because allow_mismatch is set; marked failed in the manifest",
+                    final.name, broken[0])
     t3 = time.perf_counter()
 
     tool_versions = {**versions(), **fields.pop("versions")}
@@ -224,7 +231,8 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
     res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches, precision=label,
                                        calibration=calibration, calibration_batch=CALIBRATION_BATCH,
                                        progress=progress, metadata=metadata, keep_float=opts.keep_float or (),
-                                       report=opts.report, auto_keep=AUTO_KEEP_FLOAT)
+                                       report=opts.report, auto_keep=AUTO_KEEP_FLOAT,
+                                       check_latents=CHECK_LATENTS if opts.precision.thresholds.channel_err_db else None)
     quant_report.check_io(res.quantization, opts.precision, res.recipe)  # the file is what its name says
     return res.data, {"signatures": res.signatures, "quantization": res.quantization, "recipe": res.recipe,
                       "recipe_why": None, **({"layers": res.layers} if res.layers is not None else {}),

@@ -19,7 +19,10 @@ from edgegan.registry import Registry
 MIN_CALIBRATION = 256  # latents; fewer under-estimates activation ranges (issue #1, point 3)
 CALIBRATION_BATCH = 64  # latents per calibration step; small batches shrink moving-average ranges
 PARITY_N = 64  # latents compared with PyTorch per export (plus one run per fixed batch size)
-AUTO_KEEP_FLOAT = 1  # layers --keep-float auto leaves in float (placeholder, set below from measurements)
+CHECK_LATENTS = 64  # calibration latents of the per-layer broken-channel check when --report is not asked
+# --keep-float auto leaves this many layers in float: the one the per-layer report says loses the most SNR.
+# Measured (int8-parity.md, int8+auto rows): +0.1 to +1.6 dB PSNR for 3-6 % more bytes.
+AUTO_KEEP_FLOAT = 1
 
 
 CHANGED_LEVELS = 2  # an 8-bit pixel counts as changed when it moves by more than this many levels of 255
@@ -39,10 +42,14 @@ class Thresholds:
     psnr_db: float | None = None
     p999_abs: float | None = None
     changed_pixels: float | None = None
+    # Per-layer check (TFLite static precisions): the worst channel of any layer, its error power in dB
+    # against the layer's mean channel power, float file vs quantized file (quant_report.worst_channel).
+    channel_err_db: float | None = None
 
     def to_dict(self) -> dict[str, float]:
         return {k: v for k, v in (("max_abs", self.max_abs), ("psnr_db", self.psnr_db), ("p999_abs", self.p999_abs),
-                                  ("changed_pixels", self.changed_pixels)) if v is not None}
+                                  ("changed_pixels", self.changed_pixels), ("channel_err_db", self.channel_err_db))
+                if v is not None}
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,27 @@ class FormatSpec:
 FP32 = Thresholds(max_abs=1e-4)
 FP16 = Thresholds(max_abs=1e-2, psnr_db=50.0)
 INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
+# Quantized files are judged by many pixels, not the single worst one (issue #22): sharp students (--loss
+# best/joint) put a few edge pixels on tanh's steep part, where one output step moves them by 1.2-1.5 while
+# the image is right (39-44 dB). Measured by bench/scripts/int8_parity.py (bench/results/int8-parity.md) on
+# MNIST and CIFAR-10 students (mse, joint, best; d = 2, 8, 32; 200 steps, and a sharper d=2 best at 1,500)
+# and face64 students (mse, joint), TFLite int8 and ONNX int8, over the 64-latent run and each signature:
+#   correct files: PSNR 43.3-53.3 dB, p99.9 <= 0.10, <= 7.9 % of 8-bit pixels off by > 2 levels (the
+#                  1,500-step d=2 best student; MNIST d=2 is the noisiest: few channels, sharp edges);
+#   injected defects (dead or saturating x4 channel in the last hidden layer; ranges calibrated on latents
+#                  x 0.25): 14.9-45.5 dB, 7.9-98 % changed pixels. At d = 32 one broken channel of 64 is an
+#                  image change (37-45 dB, 7.9-54 % changed) as large as a sharp d=2 student's int8 noise:
+#                  no image-level limit separates them, so the image limits are set for correct files
+#                  (PSNR >= 35 dB, 8 dB under the sharpest; p99.9 <= 0.25, an error confined to > 0.1 % of
+#                  the pixels; <= 20 % changed, 2.5x the sharpest) and the channel is caught per layer:
+#   worst channel of any layer, error power against the layer's mean channel power (float vs quantized
+#                  file, --report's numbers): correct files <= -24.4 dB (the latent's own int8 step), the
+#                  d=32 broken channels -2.5 dB (dead) and -5.8 dB (x4): limit -12 dB.
 INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.20)
-INT16X8 = Thresholds(psnr_db=42.0, p999_abs=0.12, changed_pixels=0.06)
+TFLITE_INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.20, channel_err_db=-12.0)
+# int16x8 (a16w8) files measured 46.1-66.6 dB, p99.9 <= 0.075, <= 5.7 % changed (the sharp d=2 student: its
+# int8 weights, not its activations, dominate): the int8 limits, which a 16-bit file should clear by far.
+INT16X8 = TFLITE_INT8
 
 FORMATS: Registry[FormatSpec] = Registry("export format")
 
@@ -116,7 +142,7 @@ FORMATS.add("tflite", FormatSpec(
         Precision("none", "fp32", FP32, description="float32"),
         Precision("fp16", "fp16", FP16, description="float16 weights (ai-edge-quantizer float casting)"),
         Precision("dynamic-int8", "dynamic-int8", INT8, description="int8 weights, activations quantized at run time"),
-        Precision("int8", "int8", INT8, static=True, io_dtype="int8", layers=True,
+        Precision("int8", "int8", TFLITE_INT8, static=True, io_dtype="int8", layers=True,
                   description="int8 weights (per channel) and activations, int8 input/output (scales in the manifest)"),
         Precision("int16x8", "int16x8", INT16X8, static=True, io_dtype="int16", layers=True,
                   description="int8 weights (per channel), int16 activations and input/output (ai-edge-quantizer a16w8)"),
@@ -286,6 +312,7 @@ _THRESHOLD_TEXT = {
     "psnr_db": lambda v: f"PSNR >= {v:g} dB",
     "p999_abs": lambda v: f"p99.9 abs <= {v:g}",
     "changed_pixels": lambda v: f"<= {v:.2%} of 8-bit pixels off by > {CHANGED_LEVELS}",
+    "channel_err_db": lambda v: f"every layer's worst channel error <= {v:g} dB of its mean channel power",
 }
 
 

@@ -333,9 +333,11 @@ def add_metadata(model: bytes, entries: dict[str, str]) -> bytes:
 def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[int, ...], precision: str,
                   calibration: np.ndarray | None, calibration_batch: int, progress: bool = False,
                   metadata: dict[str, str] | None = None, keep_float: tuple[str, ...] = (),
-                  report: bool = False, auto_keep: int = 1) -> TFLiteResult:
+                  report: bool = False, auto_keep: int = 1, check_latents: int | None = None) -> TFLiteResult:
     """The whole TFLite path for a prepared module: convert, quantize (with ``keep_float`` layers left in
-    float; ``("auto",)``: the ``auto_keep`` layers that lose the most), add ``metadata``, read I/O quantization."""
+    float; ``("auto",)``: the ``auto_keep`` layers that lose the most), add ``metadata``, read I/O quantization.
+    ``check_latents``: without ``report``, the per-layer numbers are still computed on that many calibration
+    latents (the exporter's broken-channel check)."""
     from edgegan.export import quant_report
 
     float_model = convert(module, latent_dim, batches, progress=progress)
@@ -358,12 +360,13 @@ def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[in
         data, recipe = make(kept)
         if auto or report:
             layers = _report(float_model, data, batches, calibration, kept)
+        elif check_latents and calibration is not None:
+            layers = _report(float_model, data, batches, calibration[:check_latents], kept)
         if auto:
             kept = tuple(quant_report.most_sensitive(layers, auto_keep))
-            if kept:
+            if kept:  # the report describes the file written, with those layers in float
                 data, recipe = make(kept)
-                layers = _report(float_model, data, batches, calibration, kept) if report else \
-                    {**layers, "kept_float": list(kept)}
+                layers = _report(float_model, data, batches, calibration, kept)
             layers["auto"] = True
         if kept:
             recipe = f"{recipe} + float {','.join(kept)}"

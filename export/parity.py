@@ -145,7 +145,7 @@ def describe(section: dict) -> str:
         return section["error"]
     lines = []
     for label, why in section.get("failures", {}).items():
-        s = section["runs"].get(label) or section[label]  # "kernels" sits beside the runs
+        s = section["runs"].get(label) or section.get(label) or {}  # "kernels" sits beside the runs
         nums = (f"max_abs={_fmt(s.get('max_abs'))} mean_abs={_fmt(s.get('mean_abs'))} psnr={_fmt(s.get('psnr_db'))} dB"
                 + (f" p99.9={_fmt(s['p999_abs'])} changed={_fmt(s['changed_pixels'])}" if "p999_abs" in s else ""))
         lines.append(f"  {label}: {'; '.join(why)} ({nums})")

@@ -79,6 +79,8 @@ class _Acc:
     noise: float = 0.0
     max_abs: float = 0.0
     ref_max_abs: float = 0.0
+    ch_signal: np.ndarray | None = None  # per channel (the last axis: TFLite tensors are NHWC)
+    ch_noise: np.ndarray | None = None
 
     def add(self, ref: np.ndarray, got: np.ndarray) -> None:
         r, g = ref.astype(np.float64), got.astype(np.float64)
@@ -87,10 +89,23 @@ class _Acc:
         self.noise += float(np.sum(d * d))
         self.max_abs = max(self.max_abs, float(np.max(np.abs(d))) if d.size else 0.0)
         self.ref_max_abs = max(self.ref_max_abs, float(np.max(np.abs(r))) if r.size else 0.0)
+        if r.ndim >= 2 and r.size:
+            cs, cn = (r * r).reshape(-1, r.shape[-1]).sum(0), (d * d).reshape(-1, r.shape[-1]).sum(0)
+            self.ch_signal = cs if self.ch_signal is None else self.ch_signal + cs
+            self.ch_noise = cn if self.ch_noise is None else self.ch_noise + cn
 
     @property
     def snr_db(self) -> float:
         return _snr(self.signal, self.noise)
+
+    def worst_channel(self) -> tuple[int | None, float | None]:
+        """(channel, its error power in dB against the layer's mean channel power): a broken channel
+        is an error as large as a channel's signal (about 0 dB), quantization noise tens of dB below."""
+        if self.ch_signal is None or len(self.ch_signal) < 2:
+            return None, None
+        mean = float(self.ch_signal.mean())
+        c = int(np.argmax(self.ch_noise))
+        return c, round(-_snr(mean, float(self.ch_noise[c])), 2)
 
 
 def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]],
@@ -124,17 +139,23 @@ def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]]
         mods = modules_of(o.scope)
         # An operator of no module (the final reshape to the output) is named by its role.
         name = layer_of(o.op, mods, "output" if o.output.endswith("_output") else o.output)
+        ch, ch_db = a.worst_channel()
         rows.append({"index": o.index, "op": o.op, "layer": name, "modules": mods,
                      "float": bool(set(mods) & set(kept)), "snr_db": round(a.snr_db, 2),
+                     "worst_channel": ch, "worst_channel_err_db": ch_db,
                      "drop_db": round(max(0.0, before - a.snr_db), 2), "max_abs": round(a.max_abs, 6),
                      "ref_max_abs": round(a.ref_max_abs, 6)})
     quantized = [r for r in rows if not r["float"]]
+    chans = [r for r in rows if r["worst_channel_err_db"] is not None]
+    worst_ch = max(chans, key=lambda r: r["worst_channel_err_db"], default=None)
     worst = max(quantized or rows, key=lambda r: r["drop_db"], default=None)
     return {"reference": "the float32 file, same latents (every intermediate tensor, builtin kernels)",
             "latents": latents, "metric": {"snr_db": "10 log10(sum ref^2 / sum err^2)",
                                            "drop_db": "SNR lost in this layer against its input"},
             "layers": rows, "worst": worst["layer"] if worst else None, "worst_index": worst["index"] if worst else None,
-            "worst_drop_db": worst["drop_db"] if worst else None, "kept_float": list(kept)}
+            "worst_drop_db": worst["drop_db"] if worst else None, "kept_float": list(kept),
+            "worst_channel": ({"layer": worst_ch["layer"], "index": worst_ch["index"], "channel": worst_ch["worst_channel"],
+                               "err_db": worst_ch["worst_channel_err_db"]} if worst_ch else None)}
 
 
 def most_sensitive(report: dict[str, Any], count: int) -> list[str]:
@@ -199,3 +220,13 @@ def summary(report: dict[str, Any], *, table: bool) -> str:
         head.append(f"worst quantized layer: {report['worst']} (loses {report['worst_drop_db']:.2f} dB SNR "
                     f"on {report['latents']} calibration latents)")
     return "\n".join(head + ([describe(report)] if table else []))
+
+
+def channel_failures(report: dict[str, Any] | None, thresholds: Any) -> list[str]:
+    """The per-layer limit (``Thresholds.channel_err_db``) that ``report`` breaks, if any."""
+    limit = getattr(thresholds, "channel_err_db", None)
+    w = (report or {}).get("worst_channel")
+    if limit is None or not w or w["err_db"] <= limit:
+        return []
+    return [f"layer {w['layer']} (operator {w['index']}) channel {w['channel']}: error {w['err_db']:.1f} dB of the "
+            f"layer's mean channel power > {limit:g} dB (a broken channel; quantization noise is far lower)"]
