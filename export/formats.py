@@ -108,12 +108,14 @@ INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
 #                  image change (37-45 dB, 7.9-54 % changed) as large as a sharp d=2 student's int8 noise:
 #                  no image-level limit separates them, so the image limits are set for correct files
 #                  (PSNR >= 35 dB, 8 dB under the sharpest; p99.9 <= 0.25, an error confined to > 0.1 % of
-#                  the pixels; <= 20 % changed, 2.5x the sharpest) and the channel is caught per layer:
+#                  the pixels; <= 50 % changed: untrained N(0, 0.3) generators of the tests, 8 channels, measure
+#                  34-43 % at 36-37 dB, and every image defect under 50 % is below 39 dB or caught per layer)
+#                  and the channel is caught per layer:
 #   worst channel of any layer, error power against the layer's mean channel power (float vs quantized
 #                  file, --report's numbers): correct files <= -24.4 dB (the latent's own int8 step), the
 #                  d=32 broken channels -2.5 dB (dead) and -5.8 dB (x4): limit -12 dB.
-INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.20)
-TFLITE_INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.20, channel_err_db=-12.0)
+INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.50)
+TFLITE_INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.50, channel_err_db=-12.0)
 # int16x8 (a16w8) files measured 46.1-66.6 dB, p99.9 <= 0.075, <= 5.7 % changed (the sharp d=2 student: its
 # int8 weights, not its activations, dominate): the int8 limits, which a 16-bit file should clear by far.
 INT16X8 = TFLITE_INT8
