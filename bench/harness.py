@@ -460,10 +460,10 @@ def to_markdown(doc: dict) -> str:
         q0 = next((r["quality"] for r in res["models"] if "metrics" in r.get("quality", {})), {})
         lines += [f"## {res['run']} (dataset {res['dataset']}, reference n={q0.get('n_reference', '?')})", "",
                   "| model | format | precision | params | MACs | bytes | compression | p50 µs | images/s | peak RSS MB "
-                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | sharpness "
+                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | colour FD ↓ | sharpness "
                   "| PSNR vs T dB | SSIM vs T |"
                   + "".join(f" {_device_header(d)} |" for d in devices),
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                   + "---:|" * len(devices)]
         for r in res["models"]:
             lat, q = r["latency"], r.get("quality", {}).get("metrics", {})
@@ -476,7 +476,7 @@ def to_markdown(doc: dict) -> str:
                 f"{_fmt(r.get('speedup_vs_teacher_best'), ',.1f')} | "
                 f"{_fmt(q.get('classifier_fid'), '.2f')} | {_fmt(q.get('classifier_is'), '.2f')} | {_kid_cell(q)} | "
                 f"{_fmt(q.get('classifier_precision'), '.3f')} | {_fmt(q.get('classifier_recall'), '.3f')} | {_fmt(swd, '.2f')} | "
-                f"{_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |"
+                f"{_fmt(q.get('colour_fd'), '.3g')} | {_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |"
                 + "".join(f" {_device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
         for d in doc.get("devices", []):
             mc = d.get("machine") or {}

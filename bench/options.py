@@ -18,7 +18,8 @@ class BenchOptions:
     teacher: str | None = opt(None, "the teacher to compare with, instead of the one the students' manifests record; "
                                     "needed for a module:factory teacher, which runs only when typed here (a manifest "
                                     "never names code to run)")
-    teacher_weights: str | None = opt(None, "safetensors weights for a module:factory --teacher")
+    teacher_weights: str | None = opt(None, "weights for a module:factory --teacher: safetensors, or a .pth "
+                                                 "state dict (weights_only=True; W.pth#KEY picks one)")
     samples: int = opt(2000, "images per model for the quality metrics", bounds=Bounds(2, 100_000))
     dataset: str | None = opt(None, "reference images (default: the teacher's dataset)", choices=DATASET_NAMES)
     data_dir: str | None = opt(None, "folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)")

@@ -42,7 +42,7 @@ LR_SCHEDULES = ("constant", "cosine")
 @dataclass(frozen=True)
 class DistillConfig:
     teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
-    teacher_weights: str | None = None  # safetensors weights for a module:factory teacher
+    teacher_weights: str | None = None  # module:factory teacher's weights: safetensors, or a torch.save state dict (.pth, read with weights_only=True; W.pth#KEY picks one of several)
     latent_dim: int | None = opt(None, "latent size of an ONNX, TorchScript or factory teacher when it cannot be read "
                                  "from it (an edgegan run records its own: a different value is an error)", bounds=LATENT)
     teacher_range: str | None = opt(None, "the teacher's output range LO,HI, e.g. 0,1 for a Sigmoid head (default: "
@@ -317,7 +317,7 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             pool_t = pool_outputs.to(device)
         elif stages is None:  # only outputs are needed: the teacher runs once per pooled latent
             pool_t = torch.cat([teacher.forward(pool_z[i:i + 256]) for i in range(0, len(pool_z), 256)]).to(device)
-    t_hooks = FeatureCapture(stages.teacher_modules) if stages else None
+    t_hooks = (stages.teacher_tap or FeatureCapture(stages.teacher_modules)) if stages else None
     s_hooks = FeatureCapture(stages.student_modules) if stages else None
 
     def checkpoint(step: int) -> None:

@@ -367,6 +367,7 @@ class StagePairs:
     teacher_channels: list[int]
     student_channels: list[int]
     names: list[tuple[str, str]]
+    teacher_tap: Any = None  # an ONNX teacher's tapped tensors (edgegan.onnx_taps.OnnxTaps), instead of hooks
 
 
 _ACTIVATIONS = ("ReLU", "LeakyReLU", "ReLU6", "PReLU", "ELU", "SELU", "GELU", "SiLU", "Mish", "Hardswish")
@@ -383,8 +384,10 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
     import torch
     from torch import nn
 
+    if teacher.kind == "onnx":
+        return _onnx_pairs(teacher, student, layers)
     if teacher.module is None:
-        raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers and an ONNX teacher exposes "
+        raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers and this teacher exposes "
                            "none; pass the generator's Python class as module:factory with --teacher-weights "
                            "W.safetensors (README: 'Distil a pretrained GAN you downloaded'), or use pixel and gan")
     if isinstance(teacher.module, torch.jit.ScriptModule):
@@ -393,21 +396,45 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
                            "W.safetensors (README: 'Distil a pretrained GAN you downloaded'), or use pixel and gan")
     t_named, s_named = dict(teacher.module.named_modules()), dict(student.named_modules())
     if layers:
-        pairs = []
-        for item in layers.split(","):
-            tn, sep, sn = (x.strip() for x in item.strip().partition("="))
-            if not sep or not tn or not sn:
-                raise ConfigError(f"--feature-layers: {item.strip()!r} must be teacher_module=student_module")
-            for side, name, named in (("teacher", tn, t_named), ("student", sn, s_named)):
-                if name not in named or not name:
-                    raise ConfigError(f"--feature-layers: the {side} has no layer {name!r}{_closest(name, named)}")
-            pairs.append((tn, sn))
+        pairs = _parse_layers(layers, s_named)
+        for tn, _ in pairs:
+            if tn not in t_named:
+                raise ConfigError(f"--feature-layers: the teacher has no layer {tn!r}{_closest(tn, t_named)}")
     else:
         pairs = _pair_by_resolution(teacher, student, t_named, s_named)
     t_mods, s_mods = [t_named[a] for a, _ in pairs], [s_named[b] for _, b in pairs]
     t_ch = _channels(teacher.module, t_mods, teacher.latent_dim, getattr(teacher, "latent_rank", 2))
     s_ch = _channels(student, s_mods, teacher.latent_dim)
     return StagePairs(t_mods, s_mods, t_ch, s_ch, pairs)
+
+
+def _parse_layers(layers: str, s_named: dict) -> list[tuple[str, str]]:
+    pairs = []
+    for item in layers.split(","):
+        tn, sep, sn = (x.strip() for x in item.strip().partition("="))
+        if not sep or not tn or not sn:
+            raise ConfigError(f"--feature-layers: {item.strip()!r} must be teacher_module=student_module")
+        if sn not in s_named:
+            raise ConfigError(f"--feature-layers: the student has no layer {sn!r}{_closest(sn, s_named)}")
+        pairs.append((tn, sn))
+    return pairs
+
+
+def _onnx_pairs(teacher: Any, student, layers: str | None) -> StagePairs:
+    """An ONNX teacher: its activation tensors become extra graph outputs (``edgegan.onnx_taps``), and
+    ``teacher.forward`` is replaced by one that runs the tapped model (same images, plus the tensors)."""
+    from torch import nn
+
+    from edgegan.onnx_taps import onnx_stages
+
+    s_named = dict(student.named_modules())
+    given = _parse_layers(layers, s_named) if layers else None
+    s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU)]
+    s_shapes = _output_shapes(student, s_act, s_named, teacher.latent_dim)
+    pairs, t_ch, taps = onnx_stages(teacher, s_shapes, given)
+    s_mods = [s_named[b] for _, b in pairs]
+    teacher.forward = taps.forward
+    return StagePairs([], s_mods, t_ch, _channels(student, s_mods, teacher.latent_dim), pairs, taps)
 
 
 def _closest(name: str, named: dict) -> str:

@@ -175,18 +175,52 @@ def test_unknown_feature_layer_names_the_closest_and_writes_nothing(tmp_path, la
     assert not (tmp_path / "s").exists()
 
 
-def test_torchscript_and_onnx_teachers_are_refused_with_the_factory_route(tmp_path):
+def _exported(tmp_path):
     g = tutorial64().eval()
     ts = tmp_path / "t.pt"
     torch.jit.script(g).save(str(ts))
     onnx_path = tmp_path / "t.onnx"
     torch.onnx.export(g, (torch.randn(2, 16, 1, 1),), str(onnx_path), input_names=["z"], output_names=["x"],
                       dynamic_axes={"z": {0: "n"}, "x": {0: "n"}}, dynamo=False)
-    for path in (ts, onnx_path):
-        with pytest.raises(TeacherError, match="module:factory with --teacher-weights"):
-            distill(DistillConfig(teacher=str(path), terms="pixel:1,feature:0.1", steps=2), tmp_path / "s",
-                    progress=False)
-        assert not (tmp_path / "s").exists()
+    return g, ts, onnx_path
+
+
+def test_torchscript_teacher_is_refused_with_the_factory_route(tmp_path):
+    _, ts, _ = _exported(tmp_path)
+    with pytest.raises(TeacherError, match="TorchScript modules take no forward hooks: pass the generator's Python "
+                                           "class as module:factory with --teacher-weights"):
+        distill(DistillConfig(teacher=str(ts), terms="pixel:1,feature:0.1", steps=2), tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.onnx
+def test_onnx_teacher_features_are_extra_graph_outputs_equal_to_the_modules_hooks(tmp_path):
+    from edgegan.models import build_generator
+    from edgegan.terms import FeatureCapture
+
+    g, _, onnx_path = _exported(tmp_path)
+    student = build_generator("dcgan", d=2, nc=3, image_size=64, latent_dim=16)
+    onnx_src, fac_src = load_generator(str(onnx_path)), load_generator(SPEC)
+    st_onnx, st_fac = pair_stages(onnx_src, student, None), pair_stages(fac_src, student, None)
+    assert [s for _, s in st_onnx.names] == [s for _, s in st_fac.names] and len(st_onnx.names) == 4
+    assert st_onnx.teacher_channels == st_fac.teacher_channels == [32, 16, 8, 4]
+    z = torch.randn(5, 16)
+    hooks = FeatureCapture(st_fac.teacher_modules)
+    img_f = fac_src.forward(z)
+    want = hooks.take()
+    hooks.close()
+    img_o = onnx_src.forward(z)  # now through the tapped model
+    got = st_onnx.teacher_tap.take()
+    assert torch.allclose(img_o, img_f, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, want))
+    m = distill(DistillConfig(teacher=str(onnx_path), terms="pixel:1,feature:0.1", batch_size=8, eval_samples=16,
+                              steps=3, checkpoint_every=0), tmp_path / "s", progress=False)
+    assert all(r[-1] > 0 for r in m["distill"]["loss_curve"]["rows"])
+    tensor = st_onnx.names[0][0]
+    with pytest.raises(ConfigError, match=f"the teacher has no tensor '{tensor}x'; did you mean '{tensor}'"):
+        distill(DistillConfig(teacher=str(onnx_path), terms="pixel:1,feature:0.1", feature_layers=f"{tensor}x=net.2",
+                              steps=2), tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()
 
 
 # ------------------------------------------------------------------------------ bad teachers, options, progress
@@ -242,7 +276,7 @@ def test_bench_reference_is_the_teachers_own_samples_on_disjoint_latents():
 def test_label_free_headline_ranks_blur_checkerboard_and_colour_cast_worse_on_face64():
     """The failures a person sees on face64 students (issue 19) must rank below a faithful copy on
     PSNR, SSIM (same z) and SWD to the teacher's own samples."""
-    from edgegan.metrics import psnr, ssim, swd
+    from edgegan.metrics import colour_fd, psnr, ssim, swd
     from edgegan_runtime import latent
 
     src = load_generator("generator:make", weights=str(FACE64 / "face64.safetensors"), import_dir=str(FACE64))
@@ -256,9 +290,55 @@ def test_label_free_headline_ranks_blur_checkerboard_and_colour_cast_worse_on_fa
     yy, xx = np.mgrid[:64, :64]
     checker = np.clip(t + 0.15 * np.where((yy + xx) % 2, 1, -1).astype(np.float32), -1, 1)
     cast = np.clip(t + np.array([0.25, 0.0, -0.25], np.float32)[None, :, None, None], -1, 1)
-    floor = swd(t, ref, seed=0).mean
-    good = (psnr(faithful, t), ssim(faithful, t), swd(faithful, ref, seed=0).mean)
-    assert good[2] < 1.5 * floor
+    floor, c_floor = swd(t, ref, seed=0).mean, colour_fd(t, ref)
+    good = (psnr(faithful, t), ssim(faithful, t), swd(faithful, ref, seed=0).mean, colour_fd(faithful, ref))
+    assert good[2] < 1.5 * floor and good[3] < 1.5 * c_floor
+    scores = {}
     for name, bad in (("blur", blur), ("checkerboard", checker), ("colour cast", cast)):
-        p, s, w = psnr(bad, t), ssim(bad, t), swd(bad, ref, seed=0).mean
-        assert p < good[0] and s < good[1] and w > good[2] and w > 1.5 * floor, name
+        scores[name] = p, s, w, c = psnr(bad, t), ssim(bad, t), swd(bad, ref, seed=0).mean, colour_fd(bad, ref)
+        assert p < good[0] and s < good[1], name
+        # each failure shows in a distribution distance: texture in SWD, colour in the colour FD
+        assert w > 1.5 * floor or c > 1.5 * c_floor, (name, scores[name])
+    assert scores["blur"][2] > 1.5 * floor and scores["checkerboard"][2] > 1.5 * floor
+    # SWD normalises each set's colour statistics away: the cast is the colour FD's to catch
+    assert scores["colour cast"][3] > 10 * c_floor
+
+
+def test_colour_fd_closed_forms():
+    from edgegan.metrics import colour_fd
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-0.5, 0.5, (64, 3, 8, 8)).astype(np.float64)
+    b = a.copy()
+    b[:, 0] += 0.2  # one channel shifted by c: the mean moves by c, nothing else does
+    assert colour_fd(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert colour_fd(a, b) == pytest.approx(1e3 * 0.2 ** 2, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ a downloaded .pth
+
+
+class _NotAStateDict:
+    pass
+
+
+def test_pth_state_dict_is_read_with_weights_only_and_a_key_picks_one(tmp_path):
+    g = tutorial64()
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.01)
+    sd = g.state_dict()
+    pth = tmp_path / "weights.tar"  # what a download often is: torch.save of several state dicts
+    torch.save({"netG_state_dict": sd, "netD_state_dict": {"w": torch.zeros(2)}, "epoch": 3}, pth)
+    z = torch.randn(4, 16)
+    src = load_generator(SPEC, weights=f"{pth}#netG_state_dict")
+    want = g.eval()(z[:, :, None, None])
+    assert torch.allclose(src.forward(z), want) and src.info["weights"].endswith("#netG_state_dict")
+    with pytest.raises(TeacherError, match=r"pick the generator's state dict with --teacher-weights .*#netD_state_dict"):
+        load_generator(SPEC, weights=str(pth))
+    with pytest.raises(TeacherError, match="no key 'netG'"):
+        load_generator(SPEC, weights=f"{pth}#netG")
+    bad = tmp_path / "code.pth"
+    torch.save({"x": _NotAStateDict()}, bad)
+    with pytest.raises(TeacherError, match="weights_only=True"):
+        load_generator(SPEC, weights=str(bad))
