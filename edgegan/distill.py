@@ -32,7 +32,7 @@ from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 from edgegan.outputs import check_out, run_output
 
 log = logging.getLogger(__name__)
-LOSSES = ("mse", "joint", "best")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
+LOSSES = ("mse", "joint", "best", "blackbox")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
 PIXEL_LOSSES = ("mse", "l1")
 GAN_LOSSES = ("nonsat", "hinge", "relativistic")
 GAN_REALS = ("auto", "teacher", "dataset")  # what the GAN term's discriminator takes as real (issue 19)
@@ -52,7 +52,7 @@ class DistillConfig:
     min_width: int | None = opt(None, "dcgan student: narrowest hidden stage (default: the paper's widths, d at the "
                                 "last stage); e.g. 8 for a d=2 student of an RGB teacher", bounds=DEPTH)
     loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
-                    "feature term); see edgegan/terms.py", choices=LOSSES)
+                    "feature term), blackbox (a foreign teacher without data); see edgegan/terms.py", choices=LOSSES)
     terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
     lam: float = opt(0.01, "λ: weight of the GAN term in the joint recipe", bounds=WEIGHT)
     pixel_loss: str = opt("mse", "pixel term's distance", choices=PIXEL_LOSSES)
@@ -114,6 +114,21 @@ class DistillConfig:
         parse_image_size(self.image_size)
         parse_range(self.teacher_range)
         self.recipe()  # unknown terms, bad weights: an error now, before anything is read or written
+
+    def effective(self) -> "DistillConfig":
+        """This config with the named recipe's options (beyond ema and lr_schedule, which ``recipe``
+        resolves) wherever the option is at its declared default; ``--terms`` recipes set none. What
+        a run trains with, and what its manifest records as its config."""
+        import dataclasses
+
+        from edgegan.terms import RECIPES
+
+        if self.terms is not None:
+            return self
+        opts = {k: v for k, v in RECIPES.get(self.loss).options.items() if k not in ("ema", "lr_schedule")}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        change = {k: v for k, v in opts.items() if getattr(self, k) == defaults[k]}
+        return dataclasses.replace(self, **change) if change else self
 
     def recipe(self) -> "ResolvedRecipe":
         """The terms and options this config trains with: ``terms`` if given, else the named recipe's,
@@ -177,6 +192,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     from edgegan.utils import seed_everything
 
     out = Path(out)
+    cfg = cfg.effective()  # a named recipe's options where the user left the default (recorded as the config)
     get_family(cfg.family)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
     device = world.device

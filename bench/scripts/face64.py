@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgegan.bench.harness import TEACHER_REFERENCE_SEED
     from edgegan.checkpoint import load_run
     from edgegan.manifest import atomic_write_json, read_manifest
-    from edgegan.metrics import colour_fd, psnr, sharpness, ssim, swd
+    from edgegan.metrics import SWDConfig, colour_fd, psnr, sharpness, ssim
+    from edgegan.metrics import swd as _swd
     from edgegan.sources import load_generator
     from edgegan.sysinfo import machine
     from edgegan.viz import save_comparison
@@ -49,10 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file", action="append", default=[], help="LABEL=MODEL_FILE (an exported student)")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--swd-nhoods", type=int, default=128, help="SWD patches per image and level (ProGAN: 128; fewer "
+                    "is cheaper on a loaded CPU, the same for every row and for the floor)")
     ap.add_argument("--out", required=True, help="path prefix of the outputs")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    cfg = SWDConfig(nhoods_per_image=a.swd_nhoods)
+
+    def swd(x, y, seed):
+        return _swd(x, y, seed=seed, config=cfg)
+
     src = load_generator(a.teacher, weights=a.teacher_weights, import_dir=a.import_dir)
 
     def teacher_fn(z):
@@ -69,9 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     for item in a.run + a.file:
         label, _, path = item.partition("=")
         if item in a.run:
+            raw = path.endswith("@student")  # the raw student of an EMA run, from its last checkpoint
+            path = path.removesuffix("@student")
             run = load_run(path)
             g = run.generator.eval()
             m = read_manifest(path)
+            if raw:
+                from edgegan.checkpoint import load_tensors
+
+                st = json.loads((Path(path) / "state.json").read_text())
+                t = load_tensors(Path(path) / st["tensors"])
+                g.load_state_dict({k[len("module.student."):]: v for k, v in t.items() if k.startswith("module.student.")})
 
             def fn(zz, g=g):
                 with torch.no_grad():
@@ -103,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     doc = {"machine": machine(), "teacher": src.describe(), "samples": a.samples, "seed": a.seed,
            "reference": f"teacher images, latents seed {a.seed + TEACHER_REFERENCE_SEED}",
+           "swd_nhoods_per_image": a.swd_nhoods,
            "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "curves": curves}
     atomic_write_json(out.with_suffix(".json"), doc)
     save_comparison(grids, out.parent / f"{out.name}-grid.png", nrow=2, scale=1)
