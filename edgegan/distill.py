@@ -324,7 +324,7 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
 
     mse_start = prev["mse_start"] if prev is not None else eval_mse(final_model)
     pool_z = pool_t = None
-    if cfg.latent_pool:
+    if cfg.latent_pool and start_step < cfg.steps:  # a run resumed only to write its files needs no pool
         pool_z = torch.from_numpy(latent_pool_z(cfg, teacher.latent_dim)).to(device)
         if stages is None and pool_outputs is not None:
             want = (cfg.latent_pool, *teacher.output_shape)
