@@ -445,7 +445,9 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             "steps": cfg.steps,
             "resumed_from": start_step or None,
             "seconds": round(seconds, 3),
-            "seconds_per_step": round((seconds - seconds_before) / max(1, cfg.steps - start_step), 5),
+            # this session's pace; a run resumed only to write its files ran no step: the whole run's
+            "seconds_per_step": round((seconds - seconds_before) / (cfg.steps - start_step) if cfg.steps > start_step
+                                      else seconds / max(1, cfg.steps), 5),
             "distributed": world.describe(cfg.batch_size),
             "eval": {"samples": cfg.eval_samples, "seed": cfg.seed + 1, "mse_start": mse_start, "mse_end": mse_end,
                      "mse_drop": round(mse_start / mse_end, 2) if mse_end > 0 else None},
