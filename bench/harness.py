@@ -227,8 +227,12 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 count_macs(brun.generator, brun.latent_dim), bm["model"]["weights"]["bytes"],
                 probe_torch(str(brun.run_dir), batch=batch, threads=threads), _torch_images(_fwd(brun.generator), bz),
                 extra={"run": str(brun.run_dir), "train_steps": bm.get("train", {}).get("step")})
+        teacher_ref = None
+        if ds_name is None:  # no dataset known or given: the teacher's own samples are the reference (issue 19)
+            ds_name = TEACHER_REFERENCE
+            teacher_ref = teacher_reference(tsource, max(samples, 1000), seed)
         _quality(rows, ds_name, ds_dir, teacher_imgs, samples, seed, progress, inception,
-                 image_size=tuple(m["model"]["output"]["shape"][1:]))
+                 image_size=tuple(m["model"]["output"]["shape"][1:]), reference=teacher_ref)
         speedups(rows)
         for r in rows:
             if r["images"] is not None:
@@ -378,7 +382,26 @@ def _fwd(module):
     return f
 
 
-def _dataset_of(m: dict, tinfo: dict, dataset: str | None, data_dir: str | None) -> tuple[str, str | None]:
+TEACHER_REFERENCE = "teacher-samples"
+TEACHER_REFERENCE_SEED = 1_000_003  # added to the bench seed: latents disjoint from the scored ones
+
+
+def teacher_reference(tsource, n: int, seed: int):
+    """The teacher's own images for ``n`` latents disjoint from the scored ones (seed + 1,000,003): the
+    label-free reference for a foreign teacher with no dataset (issue 19). The teacher's own row then
+    scores teacher vs teacher on disjoint latents: the noise floor of every distance to this reference."""
+    from edgegan.data import ImageDataset
+    from edgegan_runtime import latent
+
+    s = seed + TEACHER_REFERENCE_SEED
+    imgs = _torch_images(tsource.forward, latent(n, tsource.latent_dim, s)).astype(np.float32)
+    return ImageDataset(TEACHER_REFERENCE, imgs, None, None, f"the teacher's images ({tsource.kind} {tsource.spec}), "
+                        f"latents seed {s}", "teacher")
+
+
+def _dataset_of(m: dict, tinfo: dict, dataset: str | None, data_dir: str | None) -> tuple[str | None, str | None]:
+    """The reference dataset: given, recorded by distill (--dataset), or the edgegan teacher's; None for a
+    foreign teacher with none (then the teacher's own samples are the reference)."""
     if dataset:
         return dataset, data_dir
     dd = m["distill"].get("dataset")
@@ -388,7 +411,8 @@ def _dataset_of(m: dict, tinfo: dict, dataset: str | None, data_dir: str | None)
         tm = read_manifest(tinfo["spec"])
         if "dataset" in tm:
             return tm["dataset"]["name"], data_dir or tm.get("config", {}).get("data_dir")
-    raise ConfigError("cannot tell which dataset the teacher was trained on: pass --dataset")
+        raise ConfigError("cannot tell which dataset the teacher was trained on: pass --dataset")
+    return None, None
 
 
 def _teacher_bytes(tinfo: dict) -> int | None:
@@ -427,14 +451,14 @@ def _inception_options(path: str | Path | None):
 
 
 def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: np.ndarray, samples: int, seed: int,
-             progress: bool, inception: Any = None, image_size: tuple[int, int] = (32, 32)) -> None:
+             progress: bool, inception: Any = None, image_size: tuple[int, int] = (32, 32), reference: Any = None) -> None:
     """Metrics against the dataset's test split at the run's image size (resized if the files are another
-    size: recorded in each row's ``quality.reference``)."""
+    size: recorded in each row's ``quality.reference``), or against ``reference`` (the teacher's samples)."""
     from edgegan.data import load_dataset
     from edgegan.metrics.evaluate import evaluate, prepare_reference
 
     size = image_size[0] if image_size[0] == image_size[1] else tuple(image_size)
-    ref = load_dataset(ds_name, data_dir=ds_dir, split="test", image_size=size)
+    ref = reference if reference is not None else load_dataset(ds_name, data_dir=ds_dir, split="test", image_size=size)
     clf = None
     if ref.labels is not None and isinstance(size, int):  # the domain classifier takes square images
         from edgegan.metrics.classifier import get_classifier
@@ -484,10 +508,10 @@ def to_markdown(doc: dict) -> str:
         q0 = next((r["quality"] for r in res["models"] if "metrics" in r.get("quality", {})), {})
         lines += [f"## {res['run']} (dataset {res['dataset']}, reference n={q0.get('n_reference', '?')})", "",
                   "| model | format | precision | params | MACs | bytes | compression | p50 µs | images/s | peak RSS MB "
-                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | sharpness "
+                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | colour FD ↓ | sharpness "
                   "| PSNR vs T dB | SSIM vs T |"
                   + "".join(f" {_device_header(d)} |" for d in devices),
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                   + "---:|" * len(devices)]
         for r in res["models"]:
             lat, q = r["latency"], r.get("quality", {}).get("metrics", {})
@@ -500,7 +524,7 @@ def to_markdown(doc: dict) -> str:
                 f"{_fmt(r.get('speedup_vs_teacher_best'), ',.1f')} | "
                 f"{_fmt(q.get('classifier_fid'), '.2f')} | {_fmt(q.get('classifier_is'), '.2f')} | {_kid_cell(q)} | "
                 f"{_fmt(q.get('classifier_precision'), '.3f')} | {_fmt(q.get('classifier_recall'), '.3f')} | {_fmt(swd, '.2f')} | "
-                f"{_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |"
+                f"{_fmt(q.get('colour_fd'), '.3g')} | {_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |"
                 + "".join(f" {_device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
         for d in doc.get("devices", []):
             mc = d.get("machine") or {}
@@ -509,6 +533,10 @@ def to_markdown(doc: dict) -> str:
                       "and whether its images match this host's within the export's parity thresholds."
                       + (" Emulated (qemu): those timings are the emulator's, not device latency." if mc.get("emulated")
                          else "")]
+        if res["dataset"] == TEACHER_REFERENCE:
+            lines += ["", "Reference: the teacher's own images on disjoint latents (no dataset known or given): the "
+                      "teacher's SWD is the teacher-vs-teacher noise floor; PSNR/SSIM compare each model with the teacher "
+                      "for the same z."]
         inc = q0.get("inception") or {}
         if inc.get("available") is False:
             lines += ["", f"Inception FID/IS: not computed ({inc.get('reason')})."]

@@ -18,7 +18,8 @@ class BenchOptions:
     teacher: str | None = opt(None, "the teacher to compare with, instead of the one the students' manifests record; "
                                     "needed for a module:factory teacher, which runs only when typed here (a manifest "
                                     "never names code to run)")
-    teacher_weights: str | None = opt(None, "safetensors weights for a module:factory --teacher")
+    teacher_weights: str | None = opt(None, "weights for a module:factory --teacher: safetensors, or a .pth "
+                                                 "state dict (weights_only=True; W.pth#KEY picks one)")
     trust_teacher: bool = opt(False, "run a TorchScript teacher that the students' manifests record (TorchScript is "
                                      "code: without this it runs only when typed with --teacher)")
     samples: int = opt(2000, "images per model for the quality metrics", bounds=Bounds(2, 100_000))

@@ -32,16 +32,17 @@ from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 from edgegan.outputs import check_out, run_output
 
 log = logging.getLogger(__name__)
-LOSSES = ("mse", "joint", "best")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
+LOSSES = ("mse", "joint", "best", "blackbox")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
 PIXEL_LOSSES = ("mse", "l1")
-GAN_LOSSES = ("nonsat", "hinge")
+GAN_LOSSES = ("nonsat", "hinge", "relativistic")
+GAN_REALS = ("auto", "teacher", "dataset")  # what the GAN term's discriminator takes as real (issue 19)
 LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
-    teacher_weights: str | None = None  # safetensors weights for a module:factory teacher
+    teacher_weights: str | None = None  # module:factory teacher's weights: safetensors, or a torch.save state dict (.pth, read with weights_only=True; W.pth#KEY picks one of several)
     latent_dim: int | None = opt(None, "latent size of an ONNX, TorchScript or factory teacher when it cannot be read "
                                  "from it (an edgegan run records its own: a different value is an error)", bounds=LATENT)
     teacher_range: str | None = opt(None, "the teacher's output range LO,HI, e.g. 0,1 for a Sigmoid head (default: "
@@ -49,12 +50,20 @@ class DistillConfig:
     family: str | None = opt(None, "student family (default: dcgan where it makes the teacher's images, square 32 or "
                              "64, else anyshape)", choices=FAMILY_NAMES)
     d: int = opt(2, "student depth factor", bounds=DEPTH)
+    min_width: int | None = opt(None, "dcgan student: narrowest hidden stage (default: the paper's widths, d at the "
+                                "last stage); e.g. 8 for a d=2 student of an RGB teacher", bounds=DEPTH)
     loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
-                    "feature term); see edgegan/terms.py", choices=LOSSES)
+                    "feature term), blackbox (a foreign teacher without data); see edgegan/terms.py", choices=LOSSES)
     terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
     lam: float = opt(0.01, "λ: weight of the GAN term in the joint recipe", bounds=WEIGHT)
     pixel_loss: str = opt("mse", "pixel term's distance", choices=PIXEL_LOSSES)
-    gan_loss: str = opt("nonsat", "GAN term's loss: non-saturating BCE or hinge", choices=GAN_LOSSES)
+    gan_loss: str = opt("nonsat", "GAN term's loss: non-saturating BCE, hinge, or relativistic (D(T(z)) - D(S(z)) for "
+                        "the same z, RpGAN)", choices=GAN_LOSSES)
+    gan_real: str = opt("auto", "the GAN term's real images: teacher (T(z), no data needed: black-box distillation as in "
+                        "TinyGAN), dataset (--dataset), auto: the dataset when one is given or recorded, else the teacher",
+                        choices=GAN_REALS)
+    gan_start: int = opt(0, "steps of the other terms alone before the GAN term starts (a warm start)", bounds=EVERY)
+    d_sn: bool = opt(False, "spectral norm on the discriminator's convolutions (Miyato et al. 2018)")
     d_disc: int = opt(16, "depth factor of the GAN term's discriminator", bounds=DEPTH)
     d_lr: float = opt(2e-4, "discriminator's Adam learning rate", bounds=LEARNING_RATE)
     d_beta1: float = opt(0.5, "discriminator's Adam β1", bounds=BETA)
@@ -81,10 +90,13 @@ class DistillConfig:
     device: str = "cpu"  # cpu, cuda or cuda:N
     eval_samples: int = opt(256, "fixed latents on which the student-teacher MSE is reported", bounds=Bounds(1, 65536))
     checkpoint_every: int = opt(500, "steps between resumable checkpoints (0: only at the end)", bounds=EVERY)
+    progress_every: int = opt(0, "seconds between progress lines on stderr (step, s/step, ETA, MSE), for hour-long runs "
+                              "whose stderr is a log file, not a terminal (0: off)", bounds=EVERY)
 
     def __post_init__(self) -> None:
         check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
-        for name, valid in (("loss", LOSSES), ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES)):
+        for name, valid in (("loss", LOSSES), ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES),
+                            ("gan_real", GAN_REALS)):
             if getattr(self, name) not in valid:
                 from edgegan.errors import UnknownNameError
 
@@ -93,6 +105,8 @@ class DistillConfig:
             from edgegan.errors import UnknownNameError
 
             raise UnknownNameError("lr-schedule", self.lr_schedule, list(LR_SCHEDULES))
+        if self.min_width is not None and self.family != "dcgan":
+            raise ConfigError(f"--min-width shapes dcgan students; the {self.family} family has no such option")
         if self.latent_pool and self.latent_pool < self.batch_size:
             raise ConfigError(f"latent-pool ({self.latent_pool}) must hold at least one batch ({self.batch_size})")
         from edgegan.data import parse_image_size
@@ -101,6 +115,21 @@ class DistillConfig:
         parse_image_size(self.image_size)
         parse_range(self.teacher_range)
         self.recipe()  # unknown terms, bad weights: an error now, before anything is read or written
+
+    def effective(self) -> "DistillConfig":
+        """This config with the named recipe's options (beyond ema and lr_schedule, which ``recipe``
+        resolves) wherever the option is at its declared default; ``--terms`` recipes set none. What
+        a run trains with, and what its manifest records as its config."""
+        import dataclasses
+
+        from edgegan.terms import RECIPES
+
+        if self.terms is not None:
+            return self
+        opts = {k: v for k, v in RECIPES.get(self.loss).options.items() if k not in ("ema", "lr_schedule")}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        change = {k: v for k, v in opts.items() if getattr(self, k) == defaults[k]}
+        return dataclasses.replace(self, **change) if change else self
 
     def recipe(self) -> "ResolvedRecipe":
         """The terms and options this config trains with: ``terms`` if given, else the named recipe's,
@@ -130,7 +159,7 @@ class ResolvedRecipe:
 
 
 # Fields that may differ between an interrupted run and its resumption.
-_RESUMABLE = {"steps", "checkpoint_every", "device", "data_dir", "teacher", "teacher_weights"}
+_RESUMABLE = {"steps", "checkpoint_every", "device", "data_dir", "teacher", "teacher_weights", "progress_every"}
 
 
 def lr_at(step: int, cfg: DistillConfig, schedule: str) -> float:
@@ -164,6 +193,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     from edgegan.utils import seed_everything
 
     out = Path(out)
+    cfg = cfg.effective()  # a named recipe's options where the user left the default (recorded as the config)
     if cfg.family is not None:
         get_family(cfg.family)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
@@ -208,7 +238,8 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         cfg = replace(cfg, family=choose_family(None, cfg.d, (C, H, W), teacher.latent_dim))
         log.info("student family %s for the teacher's %dx%dx%d images", cfg.family, C, H, W)
     try:
-        args = student_args(cfg.family, cfg.d, (C, H, W), teacher.latent_dim)
+        args = student_args(cfg.family, cfg.d, (C, H, W), teacher.latent_dim,
+                            **({"min_width": cfg.min_width} if cfg.min_width else {}))
     except ConfigError as e:
         from edgegan.errors import TeacherError
 
@@ -219,8 +250,9 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
 
     term_classes = [(TERMS.get(t.name), t.weight) for t in recipe.terms]
     real_images, dataset_info = None, None
-    if any(cls.needs_real for cls, _ in term_classes):
-        real_images, dataset_info = _real_data(cfg, teacher, (C, H, W))
+    if any(cls.needs_real for cls, w in term_classes if w > 0):
+        if gan_real_source(cfg, teacher) == "dataset":
+            real_images, dataset_info = _real_data(cfg, teacher, (C, H, W))
 
     seed_everything(cfg.seed)
     student = build_generator(cfg.family, **args).to(device)
@@ -284,6 +316,11 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
         bad = int((~torch.isfinite(eval_t)).flatten(1).any(1).sum())
         raise TeacherError(f"{cfg.teacher}: the teacher's images are not finite (NaN or inf) for {bad} of "
                            f"{len(eval_t)} latents; nothing to distil")
+    if len(eval_t) > 1 and float((eval_t - eval_t[:1]).abs().max()) < 1e-6:  # nothing depends on z
+        from edgegan.errors import TeacherError
+
+        raise TeacherError(f"{cfg.teacher}: the teacher makes the same image for every latent (constant output "
+                           f"{float(eval_t.flatten()[0]):.4g}...); nothing to distil")
     eval_outside = float((eval_t.abs() > 1 + 2e-3).float().mean())  # teacher outputs beyond its declared range
     if eval_outside > 0:
         log.warning("%.2f%% of the teacher's outputs on the eval latents lie outside its declared range %s",
@@ -299,7 +336,7 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
 
     mse_start = prev["mse_start"] if prev is not None else eval_mse(final_model)
     pool_z = pool_t = None
-    if cfg.latent_pool:
+    if cfg.latent_pool and start_step < cfg.steps:  # a run resumed only to write its files needs no pool
         pool_z = torch.from_numpy(latent_pool_z(cfg, teacher.latent_dim)).to(device)
         if stages is None and pool_outputs is not None:
             want = (cfg.latent_pool, *teacher.output_shape)
@@ -308,7 +345,7 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             pool_t = pool_outputs.to(device)
         elif stages is None:  # only outputs are needed: the teacher runs once per pooled latent
             pool_t = torch.cat([teacher.forward(pool_z[i:i + 256]) for i in range(0, len(pool_z), 256)]).to(device)
-    t_hooks = FeatureCapture(stages.teacher_modules) if stages else None
+    t_hooks = (stages.teacher_tap or FeatureCapture(stages.teacher_modules)) if stages else None
     s_hooks = FeatureCapture(stages.student_modules) if stages else None
 
     def checkpoint(step: int) -> None:
@@ -321,7 +358,7 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
 
     every = max(1, cfg.steps // 200)
     seconds_before = float(prev.get("seconds", 0.0)) if prev is not None else 0.0
-    t0 = time.perf_counter()
+    t0 = last_line = time.perf_counter()
     pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress and world.is_main)
     part = world.local(cfg.batch_size)  # every rank draws the global batch of latents and keeps its slice
     student.train()
@@ -337,6 +374,8 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             else:
                 z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng)[part].to(device)
                 target = teacher.forward(z).to(device)
+            for term, w in terms:
+                term.at(step)
             t_feats = t_hooks.take() if t_hooks else []
             fake = student_run(z)
             s_feats = s_hooks.take() if s_hooks else []
@@ -364,6 +403,9 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
                 history.append([step, round(mse, 6), round(total, 6), *(round(logged[t.name], 6) if t.name in logged else None
                                                                         for t, _ in terms)])
             pb.update(1)
+            if cfg.progress_every and world.is_main and time.perf_counter() - last_line >= cfg.progress_every:
+                last_line = time.perf_counter()
+                log.warning("%s", progress_line(step, start_step, cfg.steps, last_line - t0, loss.item()))
             if step % 10 == 0:
                 pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
             if world.any(stop.requested) and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
@@ -408,13 +450,16 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             "weights_exported": "ema" if ema is not None else "student",
             "latent_sampling": f"pool of {cfg.latent_pool} fixed latents" if cfg.latent_pool else "fresh z every step",
             "dataset": dataset_info,
+            "gan": _gan_record(cfg, terms),
             "teacher_params": teacher.params,
             "student_params": sp,
             "compression_ratio": round(teacher.params / sp, 2) if teacher.params else None,
             "steps": cfg.steps,
             "resumed_from": start_step or None,
             "seconds": round(seconds, 3),
-            "seconds_per_step": round((seconds - seconds_before) / max(1, cfg.steps - start_step), 5),
+            # this session's pace; a run resumed only to write its files ran no step: the whole run's
+            "seconds_per_step": round((seconds - seconds_before) / (cfg.steps - start_step) if cfg.steps > start_step
+                                      else seconds / max(1, cfg.steps), 5),
             "distributed": world.describe(cfg.batch_size),
             "eval": {"samples": cfg.eval_samples, "seed": cfg.seed + 1, "mse_start": mse_start, "mse_end": mse_end,
                      "mse_drop": round(mse_start / mse_end, 2) if mse_end > 0 else None},
@@ -424,6 +469,16 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
     }
     atomic_write_json(out / MANIFEST_NAME, manifest)
     return manifest
+
+
+def progress_line(step: int, start_step: int, steps: int, elapsed: float, loss: float) -> str:
+    """``step 1200/6000 (20%), 0.412 s/step, ETA 0:32:58, loss 0.0312``: this session's pace (a resumed
+    run's earlier sessions ran at another load) times the steps left."""
+    done = max(1, step - start_step)
+    per = elapsed / done
+    left = int(round(per * (steps - step)))
+    return (f"step {step}/{steps} ({100 * step / steps:.0f}%), {per:.3f} s/step, "
+            f"ETA {left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}, loss {loss:.4g}")
 
 
 def latent_pool_z(cfg: DistillConfig, latent_dim: int):
@@ -469,6 +524,35 @@ def _teacher_record(teacher, out: Path, eval_outside: float) -> dict[str, Any]:
     else:
         rec["distill_cwd"] = os.getcwd()
     return rec
+
+
+def _gan_record(cfg: DistillConfig, terms) -> dict[str, Any] | None:
+    """``distill.gan``: what the GAN term took as real (``teacher`` images or the ``dataset``) and its
+    stabilisers; None without a GAN term (issue 19)."""
+    gan = next((t for t, w in terms if t.name == "gan" and w > 0), None)
+    if gan is None:
+        return None
+    return {"real": "dataset" if gan.ctx.real is not None else "teacher", "loss": cfg.gan_loss,
+            "spectral_norm": cfg.d_sn, "d_disc": cfg.d_disc, "d_lr": cfg.d_lr, "d_beta1": cfg.d_beta1,
+            "start_step": cfg.gan_start}
+
+
+def gan_real_source(cfg: DistillConfig, teacher) -> str:
+    """``"dataset"`` or ``"teacher"``: the GAN term's real images. ``auto`` takes the dataset when one is
+    given (``--dataset``) or an edgegan teacher records it, else the teacher's own images (no data)."""
+    if cfg.gan_real != "auto":
+        if cfg.gan_real == "teacher" and cfg.dataset is not None:
+            raise ConfigError(f"--gan-real teacher takes the teacher's images as real; --dataset {cfg.dataset} would "
+                              "be unused (leave one out)")
+        return cfg.gan_real
+    if cfg.dataset is not None:
+        return "dataset"
+    if teacher.kind == "edgegan":
+        from edgegan.manifest import read_manifest
+
+        if read_manifest(teacher.spec).get("dataset", {}).get("name"):
+            return "dataset"
+    return "teacher"
 
 
 def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int]):

@@ -422,11 +422,13 @@ def _from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: 
     if not isinstance(module, torch.nn.Module):  # issue 25: a factory returning a function, a tensor, None
         raise TeacherError(f"{spec}: the factory returned {type(module).__name__}, not a torch.nn.Module")
     if weights is not None:
-        if not os.path.exists(weights):
-            raise TeacherError(f"{weights}: teacher weights file does not exist")
-        weights = os.path.abspath(weights)
+        path, key = _split_key(weights)
+        if not os.path.exists(path):
+            raise TeacherError(f"{path}: teacher weights file does not exist")
+        weights = os.path.abspath(path) + (f"#{key}" if key else "")
         try:
-            module.load_state_dict(load_tensors(weights))
+            state = load_tensors(path) if _is_safetensors(path) else torch_state_dict(path, key)
+            module.load_state_dict(state)
         except (CheckpointError, RuntimeError) as e:
             raise TeacherError(f"{weights}: weights do not fit {spec} ({str(e).splitlines()[0]})") from None
     _refuse_conditional(spec, _required_args(getattr(module, "forward", module)))
@@ -434,8 +436,53 @@ def _from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: 
     raw = _wrap(module, device)
     L, r, shape = _probe(raw, L, rank, spec)
     params = sum(t.numel() for t in module.parameters())
-    info = {"weights": weights, "sha256": sha256_file(weights) if weights else None, "import_dir": where}
+    info = {"weights": weights, "sha256": sha256_file(_split_key(weights)[0]) if weights else None, "import_dir": where}
     return GeneratorSource("factory", spec, L, shape, params, _shaped(raw, r), module, info, latent_rank=r)
+
+
+def _split_key(weights: str) -> tuple[str, str | None]:
+    """``W.pth#netG_state_dict`` -> (``W.pth``, ``netG_state_dict``): a state dict inside a torch.save dict."""
+    if "#" in weights and not os.path.exists(weights):
+        path, _, key = weights.rpartition("#")
+        return path, key or None
+    return weights, None
+
+
+def _is_safetensors(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return path.endswith(".safetensors") or (len(head) > 8 and head[8:9] == b"{")
+
+
+def torch_state_dict(path: str, key: str | None = None) -> dict:
+    """A state dict saved with ``torch.save`` (``.pth``), read with ``weights_only=True``: tensors and
+    plain containers only, no code runs (a pickle that needs a class is refused). ``key`` picks one
+    state dict out of a checkpoint that holds several (``{"netG_state_dict": ..., "netD_state_dict": ...}``)."""
+    import torch
+
+    from edgegan.errors import CheckpointError
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle, zip and unpickler errors alike
+        raise CheckpointError(f"{path}: not a torch.save file that loads with weights_only=True "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+    def is_state(d) -> bool:
+        return isinstance(d, dict) and bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
+
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            have = sorted(obj) if isinstance(obj, dict) else []
+            raise CheckpointError(f"{path}: no key {key!r} (keys: {', '.join(map(str, have)) or 'none'})")
+        obj = obj[key]
+    if is_state(obj):
+        return obj
+    nested = sorted(k for k, v in obj.items() if is_state(v)) if isinstance(obj, dict) else []
+    if nested:
+        raise CheckpointError(f"{path}: holds several entries ({', '.join(map(str, nested))}); pick the generator's "
+                              f"state dict with --teacher-weights {path}#{nested[0]}")
+    raise CheckpointError(f"{path}: not a state dict (a dict of tensors)")
 
 
 def _probe_outputs(src: GeneratorSource):

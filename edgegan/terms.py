@@ -90,6 +90,16 @@ RECIPES.add("joint", Recipe("pixel:1,gan:{lam}", "the paper's joint loss, L = MS
 # (a few thousand steps): they stay options, off here.
 RECIPES.add("best", Recipe("pixel:1,feature:0.1,gan:0.01",
                            "the joint loss plus the teacher's intermediate stages through 1x1 adaptors (weight 0.1)"))
+# For a foreign teacher without its data (issue 19; bench/results/face64.md, d=2, ~1 h each on a loaded
+# 2-core CPU): a d=2 student's narrow last stages widened to 8 channels (min_width; at 64x64 RGB they
+# were a 2-D colour space: brown faces) and a pool of latents whose teacher outputs are computed once
+# (the teacher's forward is most of a step). The data-free GAN term (hinge, spectral norm, warm start
+# 250, EMA, lambda 0.003) measured worse at that budget (SSIM 0.356 vs 0.427, checkerboard texture in
+# the grid): it stays an option (--terms pixel:1,gan:0.003 --gan-loss hinge --d-sn ...), not the recipe.
+RECIPES.add("blackbox", Recipe("pixel:1",
+                               "pixel MSE for a foreign teacher without data: a pool of 8192 latents (teacher "
+                               "outputs cached) and min width 8",
+                               {"latent_pool": 8192, "min_width": 8}))
 
 
 # ------------------------------------------------------------------------------ the terms
@@ -131,6 +141,9 @@ class Term:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    def at(self, step: int) -> None:
+        """Called with the distiller's step (1-based) before each step: a term with a schedule reads it."""
+
     def before_student(self, step: Step) -> dict[str, float]:
         return {}
 
@@ -166,7 +179,14 @@ class PixelTerm(Term):
 
 
 class GanTerm(Term):
-    """A discriminator on real images against the student's; its own Adam (``d_lr``, ``d_beta1``)."""
+    """A discriminator on real images against the student's; its own Adam (``d_lr``, ``d_beta1``).
+
+    Real images are the dataset's (``ctx.real``) or, with no dataset (``--gan-real teacher``, the
+    default for a teacher that records none), the teacher's own T(z) for the same z: black-box
+    distillation as in TinyGAN (Chang & Lu 2020), which needs no training data. The stabilisers the
+    GAN literature uses are options: hinge or relativistic loss, spectral norm on D (``d_sn``), a
+    weaker D (``d_disc``), its own lr (``d_lr``), and a warm start on the other terms alone
+    (``gan_start`` steps, during which D neither trains nor is consulted; issue 19)."""
 
     name = "gan"
     needs_real = True
@@ -182,19 +202,38 @@ class GanTerm(Term):
         family = choose_family(cfg.family, cfg.d, (C, H, W), ctx.teacher.latent_dim)
         self.D = build_discriminator(family, **student_args(family, cfg.d, (C, H, W), ctx.teacher.latent_dim,
                                                             d_disc=cfg.d_disc)).to(ctx.device)
+        if getattr(cfg, "d_sn", False):
+            _spectral_norm(self.D)
         self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.d_beta1, 0.999))
         self.D_run = self.D  # what the steps call: D itself, or D wrapped for data-parallel training
+        self.start = int(getattr(cfg, "gan_start", 0) or 0)
+        self.step_no: int | None = None  # the distiller's step, set by ``at`` (None: not scheduled, always on)
+
+    def at(self, step: int) -> None:
+        self.step_no = step
+
+    @property
+    def active(self) -> bool:
+        return self.step_no is None or self.step_no > self.start
 
     def distribute(self, wrap):
         self.D_run = wrap(self.D)
 
+    def _real(self, step: Step) -> "torch.Tensor":
+        return step.teacher if self.ctx.real is None else self.ctx.real(len(step.z))
+
     def before_student(self, step: Step) -> dict[str, float]:
         import torch.nn.functional as F
 
-        real = self.ctx.real(len(step.z))
+        if not self.active:
+            return {}
+        real = self._real(step)
         d_real, d_fake = self.D_run(real), self.D_run(step.student.detach())
-        if self.ctx.config.gan_loss == "hinge":
+        kind = self.ctx.config.gan_loss
+        if kind == "hinge":
             loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        elif kind == "relativistic":  # RpGAN: real more realistic than fake, pair by pair
+            loss_d = F.softplus(-(d_real - d_fake)).mean()
         else:
             loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()  # BCE with logits, real 1 / fake 0
         self.opt.zero_grad(set_to_none=True)
@@ -203,16 +242,37 @@ class GanTerm(Term):
         return {"loss_d": loss_d.item()}
 
     def loss(self, step: Step) -> "torch.Tensor":
+        import torch
         import torch.nn.functional as F
 
+        if not self.active:
+            return step.student.sum() * 0.0  # keeps the recipe's columns; no gradient
         d_fake = self.D_run(step.student)
-        return -d_fake.mean() if self.ctx.config.gan_loss == "hinge" else F.softplus(-d_fake).mean()
+        kind = self.ctx.config.gan_loss
+        if kind == "hinge":
+            return -d_fake.mean()
+        if kind == "relativistic":
+            with torch.no_grad():
+                d_real = self.D_run(self._real(step))
+            return F.softplus(-(d_fake - d_real)).mean()
+        return F.softplus(-d_fake).mean()
 
     def modules(self):
         return {"discriminator": self.D}
 
     def optimizers(self):
         return {"opt_discriminator": self.opt}
+
+
+def _spectral_norm(D: "torch.nn.Module") -> None:
+    """Spectral norm on every convolution and linear layer of ``D`` (Miyato et al. 2018), in place."""
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for name, m in list(D.named_modules()):
+        for cname, child in list(m.named_children()):
+            if isinstance(child, (nn.Conv2d, nn.Linear)):
+                setattr(m, cname, spectral_norm(child))
 
 
 class FeatureTerm(Term):
@@ -318,43 +378,120 @@ class StagePairs:
     teacher_channels: list[int]
     student_channels: list[int]
     names: list[tuple[str, str]]
+    teacher_tap: Any = None  # an ONNX teacher's tapped tensors (edgegan.onnx_taps.OnnxTaps), instead of hooks
+
+
+_ACTIVATIONS = ("ReLU", "LeakyReLU", "ReLU6", "PReLU", "ELU", "SELU", "GELU", "SiLU", "Mish", "Hardswish")
 
 
 def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) -> StagePairs:
-    """DCGAN teacher and student: the output of every up-sampling stage (its ReLU), paired by
-    resolution. Other teachers: ``layers`` names them, ``teacher.module=student.module,...``. A
-    teacher with no modules (ONNX) or no hooks (TorchScript) is refused with the reason."""
-    import torch
-    from torch import nn
+    """Feature stages of the teacher and the student, pair by pair.
 
+    ``layers`` (``--feature-layers teacher.module=student.module,...``) names them; an unknown name is
+    an error with the closest match. Otherwise they pair by resolution: each up-sampling stage of the
+    student (its ReLU) with the teacher's last activation module at the same H x W (dcgan teachers, and
+    any ``module:factory`` or edgegan teacher: GAN Compression's pairing, without naming conventions).
+    A teacher with no modules (ONNX) or no hooks (TorchScript) is refused with the route that works."""
+    import torch
+
+    if teacher.kind == "onnx":
+        return _onnx_pairs(teacher, student, layers)
     if teacher.module is None:
-        raise TeacherError(f"{teacher.spec}: the feature term needs the teacher's modules; an ONNX teacher exposes none "
-                           "(use pixel, gan or perceptual)")
+        raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers and this teacher exposes "
+                           "none; pass the generator's Python class as module:factory with --teacher-weights "
+                           "W.safetensors (README: 'Distil a pretrained GAN you downloaded'), or use pixel and gan")
     if isinstance(teacher.module, torch.jit.ScriptModule):
         raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers; TorchScript modules take no "
-                           "forward hooks (pass the teacher as module:factory, or use pixel/gan)")
+                           "forward hooks: pass the generator's Python class as module:factory with --teacher-weights "
+                           "W.safetensors (README: 'Distil a pretrained GAN you downloaded'), or use pixel and gan")
     t_named, s_named = dict(teacher.module.named_modules()), dict(student.named_modules())
     if layers:
-        pairs = []
-        for item in layers.split(","):
-            tn, sep, sn = item.strip().partition("=")
-            if not sep or tn not in t_named or sn not in s_named:
-                raise ConfigError(f"--feature-layers: {item!r} must be teacher_module=student_module with names from the "
-                                  f"models (teacher: {_some(t_named)}; student: {_some(s_named)})")
-            pairs.append((tn, sn))
-    elif teacher.kind == "edgegan" and teacher.info.get("family") == "dcgan":
-        t_relu = [n for n, m in t_named.items() if isinstance(m, nn.ReLU)]
-        s_relu = [n for n, m in s_named.items() if isinstance(m, nn.ReLU)]
-        if len(t_relu) != len(s_relu):
-            raise TeacherError(f"{teacher.spec}: teacher and student have {len(t_relu)} and {len(s_relu)} stages")
-        pairs = list(zip(t_relu, s_relu))
+        pairs = _parse_layers(layers, s_named)
+        for tn, _ in pairs:
+            if tn not in t_named:
+                raise ConfigError(f"--feature-layers: the teacher has no layer {tn!r}{_closest(tn, t_named)}")
     else:
-        raise TeacherError(f"{teacher.spec}: the feature term pairs stages of dcgan teachers by itself; for a {teacher.kind} "
-                           "teacher name them with --feature-layers teacher_module=student_module,...")
+        pairs = _pair_by_resolution(teacher, student, t_named, s_named)
     t_mods, s_mods = [t_named[a] for a, _ in pairs], [s_named[b] for _, b in pairs]
     t_ch = _channels(teacher.module, t_mods, teacher.latent_dim, getattr(teacher, "latent_rank", 2))
     s_ch = _channels(student, s_mods, teacher.latent_dim)
     return StagePairs(t_mods, s_mods, t_ch, s_ch, pairs)
+
+
+def _parse_layers(layers: str, s_named: dict) -> list[tuple[str, str]]:
+    pairs = []
+    for item in layers.split(","):
+        tn, sep, sn = (x.strip() for x in item.strip().partition("="))
+        if not sep or not tn or not sn:
+            raise ConfigError(f"--feature-layers: {item.strip()!r} must be teacher_module=student_module")
+        if sn not in s_named:
+            raise ConfigError(f"--feature-layers: the student has no layer {sn!r}{_closest(sn, s_named)}")
+        pairs.append((tn, sn))
+    return pairs
+
+
+def _onnx_pairs(teacher: Any, student, layers: str | None) -> StagePairs:
+    """An ONNX teacher: its activation tensors become extra graph outputs (``edgegan.onnx_taps``), and
+    ``teacher.forward`` is replaced by one that runs the tapped model (same images, plus the tensors)."""
+    from torch import nn
+
+    from edgegan.onnx_taps import onnx_stages
+
+    s_named = dict(student.named_modules())
+    given = _parse_layers(layers, s_named) if layers else None
+    s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU)]
+    s_shapes = _output_shapes(student, s_act, s_named, teacher.latent_dim)
+    pairs, t_ch, taps = onnx_stages(teacher, s_shapes, given)
+    s_mods = [s_named[b] for _, b in pairs]
+    teacher.forward = taps.forward
+    return StagePairs([], s_mods, t_ch, _channels(student, s_mods, teacher.latent_dim), pairs, taps)
+
+
+def _closest(name: str, named: dict) -> str:
+    import difflib
+
+    names = [n for n in named if n]
+    hit = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    return f"; did you mean {hit[0]!r}?" if hit else f" (its layers: {_some(named)})"
+
+
+def _output_shapes(model, names: list[str], named: dict, latent_dim: int, latent_rank: int = 2) -> dict[str, tuple]:
+    """Output shape of each named module that runs exactly once in one forward pass on two latents."""
+    import torch
+
+    seen: dict[str, list] = {n: [] for n in names}
+    hooks = [named[n].register_forward_hook(lambda _m, _i, o, n=n: seen[n].append(tuple(getattr(o, "shape", ()))))
+             for n in names]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            device = next(iter(model.parameters()), torch.zeros(())).device
+            model(torch.zeros(2, latent_dim, *([1, 1] if latent_rank == 4 else []), device=device))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return {n: v[0] for n, v in seen.items() if len(v) == 1 and len(v[0]) == 4}
+
+
+def _pair_by_resolution(teacher: Any, student, t_named: dict, s_named: dict) -> list[tuple[str, str]]:
+    from torch import nn
+
+    t_act = [n for n, m in t_named.items() if type(m).__name__ in _ACTIVATIONS]
+    s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU)]
+    t_shape = _output_shapes(teacher.module, t_act, t_named, teacher.latent_dim, getattr(teacher, "latent_rank", 2))
+    s_shape = _output_shapes(student, s_act, s_named, teacher.latent_dim)
+    t_by_res: dict[tuple, str] = {}
+    for n in t_act:  # the last activation at each resolution: the stage's output
+        if n in t_shape:
+            t_by_res[t_shape[n][2:]] = n
+    pairs = [(t_by_res[s_shape[n][2:]], n) for n in s_act if n in s_shape and s_shape[n][2:] in t_by_res]
+    if not pairs:
+        raise TeacherError(f"{teacher.spec}: no activation of the teacher has the resolution of a student stage "
+                           f"({sorted({s[2:] for s in s_shape.values()})}); name the pairs with --feature-layers "
+                           f"teacher_module=student_module,... (teacher: {_some(t_named)}; student: {_some(s_named)})")
+    return pairs
 
 
 def _some(named: dict) -> str:

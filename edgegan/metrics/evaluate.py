@@ -160,6 +160,9 @@ def evaluate(images: np.ndarray, reference: ImageDataset | PreparedReference, *,
     s = swd_between(swd_descriptors(x, seed=ref.swd.seed, config=ref.swd.config, name="generated images"), ref.swd)
     metrics["swd"] = {"mean": s.mean, "per_level": {str(k): v for k, v in s.per_level.items()},
                       "scale": ref.swd.config.scale, "seed": ref.swd.seed}
+    from edgegan.metrics.colour import colour_fd
+
+    metrics["colour_fd"] = colour_fd(x, ref.dataset.images)  # SWD normalises colour away (issue 19)
     metrics["sharpness"] = sharpness(x)
     metrics["sharpness_reference"] = ref.sharpness
     metrics.update(_fidelity_section(x, teacher_images))

@@ -26,6 +26,10 @@ class DCGANArgs:
     image_size: int = 32  # 32 (the paper) or 64 (one more up-sampling stage)
     latent_dim: int = 100  # size of z; the paper uses 100
     d_disc: int | None = None  # depth factor of the matching discriminator (None: same as d)
+    # Narrowest hidden stage (None: the paper's widths). At 64x64 RGB a d=2 student ends in 4 and 2
+    # channels at 32x32 and 64x64, a 2-D colour space per pixel; min_width=8 widens those stages for
+    # ~2% more parameters (issue 19: the face64 teacher).
+    min_width: int | None = None
 
     def __post_init__(self) -> None:
         from edgegan.config import DEPTH, LATENT, Bounds
@@ -40,6 +44,9 @@ class DCGANArgs:
         if self.d_disc is not None and (not isinstance(self.d_disc, int) or isinstance(self.d_disc, bool)
                                         or not DEPTH.admits(self.d_disc)):
             raise ConfigError(f"dcgan: d_disc must be an integer {DEPTH.describe()}, got {self.d_disc!r}")
+        if self.min_width is not None and (not isinstance(self.min_width, int) or isinstance(self.min_width, bool)
+                                           or not DEPTH.admits(self.min_width)):
+            raise ConfigError(f"dcgan: min_width must be an integer {DEPTH.describe()}, got {self.min_width!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,10 +67,11 @@ class DCGANGenerator(nn.Module):
         self.args = args
         d = args.d
         widths = [8 * d, 4 * d, 2 * d, d] if args.image_size == 32 else [16 * d, 8 * d, 4 * d, 2 * d, d]
+        widths = [max(w, args.min_width or 0) for w in widths]
         layers: list[nn.Module] = _up(args.latent_dim, widths[0], first=True)
         for cin, cout in zip(widths, widths[1:]):
             layers += _up(cin, cout)
-        layers += [nn.Conv2d(d, args.nc, 1, 1, 0, bias=True), nn.Tanh()]
+        layers += [nn.Conv2d(widths[-1], args.nc, 1, 1, 0, bias=True), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(_dcgan_init)
 
