@@ -105,7 +105,7 @@ class DistillConfig:
             from edgegan.errors import UnknownNameError
 
             raise UnknownNameError("lr-schedule", self.lr_schedule, list(LR_SCHEDULES))
-        if self.min_width is not None and self.family != "dcgan":
+        if self.min_width is not None and self.family not in (None, "dcgan"):  # None: chosen from the teacher
             raise ConfigError(f"--min-width shapes dcgan students; the {self.family} family has no such option")
         if self.latent_pool and self.latent_pool < self.batch_size:
             raise ConfigError(f"latent-pool ({self.latent_pool}) must hold at least one batch ({self.batch_size})")

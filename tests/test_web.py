@@ -344,7 +344,12 @@ def test_browser_generates_the_hosts_pixels(site, browser):
         else:
             t = m["thresholds"]
             mse = float(((x.astype(np.float64) - host) ** 2).mean())
-            assert max_abs <= t["max_abs"] and (mse == 0 or 10 * np.log10(4 / mse) >= t["psnr_db"])
+            # The export's own limits, whichever its precision has (issue 22: int8 has PSNR, p99.9 and changed
+            # pixels, no single-pixel max_abs).
+            assert t and (t.get("max_abs") is None or max_abs <= t["max_abs"]), t
+            assert t.get("psnr_db") is None or mse == 0 or 10 * np.log10(4 / mse) >= t["psnr_db"], (mse, t)
+            if t.get("changed_pixels") is not None:
+                assert float((np.abs(px.astype(int) - host_px) > 2).mean()) <= t["changed_pixels"], t
         assert got["parity"]["passed"] is True
     assert "Threads unavailable" in r["threadsNote"]  # a plain http.server sends no COOP/COEP headers
     assert isinstance(r["firstImageMs"], (int, float))  # recorded, never asserted against a time
