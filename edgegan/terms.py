@@ -457,22 +457,9 @@ def _closest(name: str, named: dict) -> str:
 
 def _output_shapes(model, names: list[str], named: dict, latent_dim: int, latent_rank: int = 2) -> dict[str, tuple]:
     """Output shape of each named module that runs exactly once in one forward pass on two latents."""
-    import torch
 
-    seen: dict[str, list] = {n: [] for n in names}
-    hooks = [named[n].register_forward_hook(lambda _m, _i, o, n=n: seen[n].append(tuple(getattr(o, "shape", ()))))
-             for n in names]
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            device = next(iter(model.parameters()), torch.zeros(())).device
-            model(torch.zeros(2, latent_dim, *([1, 1] if latent_rank == 4 else []), device=device))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
-    return {n: v[0] for n, v in seen.items() if len(v) == 1 and len(v[0]) == 4}
+    shapes = _hooked_shapes(model, [named[n] for n in names], latent_dim, latent_rank)
+    return {n: v[0] for n, v in zip(names, shapes) if len(v) == 1 and len(v[0]) == 4}
 
 
 def _pair_by_resolution(teacher: Any, student, t_named: dict, s_named: dict) -> list[tuple[str, str]]:
@@ -499,12 +486,14 @@ def _some(named: dict) -> str:
     return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
 
 
-def _channels(model, modules: list, latent_dim: int, latent_rank: int = 2) -> list[int]:
-    """Channels of each module's output, by one forward pass on two latents (shapes must be NCHW)."""
+def _hooked_shapes(model, modules: list, latent_dim: int, latent_rank: int = 2) -> list[list[tuple]]:
+    """The output shapes each module gives in one eval forward pass on two zero latents (a list per
+    module: a module that runs twice has two), read by forward hooks that are removed afterwards."""
     import torch
 
-    shapes: list = []
-    hooks = [m.register_forward_hook(lambda _m, _i, o: shapes.append(tuple(o.shape))) for m in modules]
+    seen: list[list[tuple]] = [[] for _ in modules]
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: seen[k].append(tuple(getattr(o, "shape", ()))))
+             for k, m in enumerate(modules)]
     was = model.training
     try:
         model.eval()
@@ -515,9 +504,16 @@ def _channels(model, modules: list, latent_dim: int, latent_rank: int = 2) -> li
         model.train(was)
         for h in hooks:
             h.remove()
-    if len(shapes) != len(modules) or any(len(s) != 4 for s in shapes):
+    return seen
+
+
+def _channels(model, modules: list, latent_dim: int, latent_rank: int = 2) -> list[int]:
+    """Channels of each module's output, by one forward pass on two latents (shapes must be NCHW)."""
+
+    shapes = _hooked_shapes(model, modules, latent_dim, latent_rank)
+    if any(len(v) != 1 or len(v[0]) != 4 for v in shapes):
         raise ConfigError(f"feature stages must each run once and give (N, C, H, W) outputs, got {shapes}")
-    return [s[1] for s in shapes]
+    return [v[0][1] for v in shapes]
 
 
 class FeatureCapture:
