@@ -36,6 +36,7 @@ import click
 from edgegan import __version__
 from edgegan.config import Names, field_choices, field_help
 from edgegan.errors import EdgeganError
+from edgegan.utils import Terminated
 
 log = logging.getLogger("edgegan")
 _STATE: dict[str, Any] = {"debug": False, "threads": None}
@@ -558,8 +559,8 @@ def _run(args: list[str]) -> int:
     except click.ClickException as e:
         print(f"edgegan: error: {_one_line(e.format_message())}", file=sys.stderr)
         return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        return _interrupted()
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:
+        return _interrupted(terminated=isinstance(e, Terminated))
     except EdgeganError as e:
         if _STATE["debug"]:
             raise
@@ -584,17 +585,19 @@ def _run(args: list[str]) -> int:
         return 1
 
 
-def _interrupted() -> int:
-    """Ctrl-C: one line. Further Ctrl-Cs are ignored from here to the exit, so a second press while
-    the process winds down (threads, atexit) cannot print a traceback; the checkpoint is already saved."""
+def _interrupted(terminated: bool = False) -> int:
+    """Ctrl-C (130) or SIGTERM (143): one line. Further signals are ignored from here to the exit, so a
+    second press while the process winds down (threads, atexit) cannot print a traceback; the checkpoint
+    is already saved."""
     import signal
 
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except ValueError:  # not the main thread
         pass
-    print("edgegan: interrupted", file=sys.stderr)
-    return 130
+    print("edgegan: terminated" if terminated else "edgegan: interrupted", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def _one_line_hooks() -> tuple:

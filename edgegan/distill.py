@@ -408,10 +408,10 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
                 log.warning("%s", progress_line(step, start_step, cfg.steps, last_line - t0, loss.item()))
             if step % 10 == 0:
                 pb.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            if world.any(stop.requested) and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
+            if world.any(stop.requested) and step != cfg.steps:  # Ctrl-C/SIGTERM: an exact checkpoint here, then stop
                 checkpoint(step)
                 log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
-                raise KeyboardInterrupt
+                raise stop.stopped()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
                 checkpoint(step)
     finally:

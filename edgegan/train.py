@@ -176,10 +176,10 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
             pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
             if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
                 _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid)
-            if world.any(stop.requested) and step != cfg.steps:  # Ctrl-C: an exact checkpoint at this step, then stop
+            if world.any(stop.requested) and step != cfg.steps:  # Ctrl-C/SIGTERM: an exact checkpoint here, then stop
                 _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
                 log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
-                raise KeyboardInterrupt
+                raise stop.stopped()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
                 _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
     finally:

@@ -55,25 +55,38 @@ def progress(total: int, desc: str, initial: int = 0, enabled: bool = True):
                 dynamic_ncols=True, leave=False, mininterval=0.5)
 
 
-class StopRequest:
-    """Ctrl-C during training, handled at a step boundary (issue 14).
+class Terminated(KeyboardInterrupt):
+    """A stop asked for by SIGTERM (``kill``, a batch scheduler, a container's stop): the CLI exits 143."""
 
-    The first SIGINT only sets ``requested``; the loop checkpoints the step it just finished and
-    raises KeyboardInterrupt, so the checkpoint is exact and a resumed run equals an uninterrupted
-    one. A second SIGINT stops at once (KeyboardInterrupt where the code is): the last checkpoint
-    stands. Installed only in the main thread, and only over Python's default handler."""
+
+class StopRequest:
+    """Ctrl-C or SIGTERM during training, handled at a step boundary (issues 14 and 19).
+
+    The first SIGINT (or SIGTERM) only sets ``requested``; the loop checkpoints the step it just
+    finished and raises ``stopped()``, so the checkpoint is exact and a resumed run equals an
+    uninterrupted one. A second signal stops at once (KeyboardInterrupt where the code is): the last
+    checkpoint stands. Installed only in the main thread, and only over Python's default handler of
+    each signal: a background job started with SIGINT ignored (``nohup``, ``cmd &``) keeps ignoring
+    it, and is stopped cleanly with ``kill`` (SIGTERM), which would otherwise end it with no checkpoint."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.by: str | None = None  # the signal that asked
+        self._previous: dict = {}
 
     def install(self) -> "StopRequest":
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        defaults = {"SIGINT": signal.default_int_handler, "SIGTERM": signal.SIG_DFL}
+        for name in self.SIGNALS:
+            num = getattr(signal, name)
+            if signal.getsignal(num) is defaults[name]:
+                self._previous[num] = signal.signal(num, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
@@ -81,18 +94,25 @@ class StopRequest:
         import signal
 
         if self.requested:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third press must not interrupt the clean-up
-            raise KeyboardInterrupt
+            for num in self._previous:  # a third signal must not interrupt the clean-up
+                signal.signal(num, signal.SIG_IGN)
+            raise self.stopped()
         self.requested = True
-        logging.getLogger("edgegan").warning("interrupt: stopping after this step with a checkpoint "
-                                             "(Ctrl-C again to stop now; the last checkpoint stands)")
+        self.by = signal.Signals(signum).name
+        how = "interrupt" if self.by == "SIGINT" else f"{self.by}"
+        logging.getLogger("edgegan").warning("%s: stopping after this step with a checkpoint "
+                                             "(Ctrl-C or SIGTERM again to stop now; the last checkpoint stands)", how)
+
+    def stopped(self) -> KeyboardInterrupt:
+        """What the loop raises once the checkpoint is written."""
+        return Terminated() if self.by == "SIGTERM" else KeyboardInterrupt()
 
     def remove(self) -> None:
         import signal
 
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for num, prev in self._previous.items():
+            signal.signal(num, prev)
+        self._previous = {}
 
     __enter__ = install
 

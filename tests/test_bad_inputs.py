@@ -472,3 +472,30 @@ def test_double_ctrl_c_is_one_line_and_the_checkpoint_survives(tmp_path):
     from edgegan.checkpoint import read_training_state
 
     assert read_training_state(out)["step"] >= 5
+
+
+
+def test_sigterm_stops_a_background_run_with_a_checkpoint(tmp_path):
+    """A run started as a background job (`nohup edgegan distill ... &`) has SIGINT ignored, so Ctrl-C
+    cannot reach it; `kill` (SIGTERM) does, and it must stop at a step boundary with an exact checkpoint
+    that --resume continues, like the first Ctrl-C (issue 19), exit 143, one line."""
+    from tests.procs import HANG_GUARD, Lines, spawned, wait_until
+    from edgegan.checkpoint import read_training_state
+
+    out = tmp_path / "run"
+    exe = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                                 "from edgegan.cli import main; sys.exit(main())"]  # as nohup/& leave it
+    cmd = [*exe, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2", "--steps", "100000",
+           "--batch-size", "8", "--sample-every", "0", "--checkpoint-every", "5", "--out", str(out)]
+    with spawned(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO) as p:
+        err = Lines(p)
+        assert wait_until(lambda: (out / "state.json").exists(), p, "first checkpoint"), err.close()
+        p.send_signal(signal.SIGINT)  # ignored, as in a background job: the run goes on
+        p.send_signal(signal.SIGTERM)
+        assert err.wait_for("SIGTERM: stopping after this step"), err.close()
+        assert p.wait(timeout=HANG_GUARD) == 143, err.close()
+        text = err.close()
+    assert "Traceback" not in text and text.strip().splitlines()[-1] == "edgegan: terminated", text
+    line = next(ln for ln in text.splitlines() if "interrupted: checkpoint at step" in ln)
+    step = int(line.split("checkpoint at step ")[1].split()[0])
+    assert read_training_state(out)["step"] == step  # the step it stopped at, not the last periodic one
