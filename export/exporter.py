@@ -31,7 +31,7 @@ import torch
 from edgegan.checkpoint import load_run
 from edgegan.errors import ConfigError, EdgeganError, ExportError, OutputError, ParityError
 from edgegan.export import parity, quant_report
-from edgegan.export.formats import AUTO_KEEP_FLOAT, CALIBRATION_BATCH, CHECK_LATENTS, PARITY_N, ExportOptions
+from edgegan.export.formats import AUTO_KEEP_BUDGET, AUTO_KEEP_FLOAT, CALIBRATION_BATCH, CHECK_LATENTS, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
@@ -225,7 +225,7 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
     res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches, precision=label,
                                        calibration=calibration, calibration_batch=CALIBRATION_BATCH,
                                        progress=progress, metadata=metadata, keep_float=opts.keep_float or (),
-                                       report=opts.report, auto_keep=AUTO_KEEP_FLOAT,
+                                       report=opts.report, auto_keep=AUTO_KEEP_FLOAT, auto_budget=AUTO_KEEP_BUDGET,
                                        check_latents=CHECK_LATENTS if opts.precision.thresholds.channel_err_db else None)
     quant_report.check_io(res.quantization, opts.precision, res.recipe)  # the file is what its name says
     return res.data, {"signatures": res.signatures, "quantization": res.quantization, "recipe": res.recipe,

@@ -23,6 +23,10 @@ CHECK_LATENTS = 64  # calibration latents of the per-layer broken-channel check 
 # --keep-float auto leaves this many layers in float: the one the per-layer report says loses the most SNR.
 # Measured (int8-parity.md, int8+auto rows): +0.1 to +1.6 dB PSNR for 3-6 % more bytes.
 AUTO_KEEP_FLOAT = 1
+# ... among the layers holding at most this fraction of the weights: a float layer costs 4x its int8 bytes,
+# so the file stays within int8 + 0.3 x fp32. Without it, auto kept the first layer of MNIST d=8 (most of
+# the weights): 0.79x fp32's bytes for +0.2 dB (int8.md).
+AUTO_KEEP_BUDGET = 0.10
 
 
 CHANGED_LEVELS = 2  # an 8-bit pixel counts as changed when it moves by more than this many levels of 255
@@ -111,11 +115,15 @@ INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
 #                  the pixels; <= 50 % changed: untrained N(0, 0.3) generators of the tests, 8 channels, measure
 #                  34-43 % at 36-37 dB, and every image defect under 50 % is below 39 dB or caught per layer)
 #                  and the channel is caught per layer:
-#   worst channel of any layer, error power against the layer's mean channel power (float vs quantized
-#                  file, --report's numbers): correct files <= -24.4 dB (the latent's own int8 step), the
-#                  d=32 broken channels -2.5 dB (dead) and -5.8 dB (x4): limit -12 dB.
+#   worst channel of any layer, error power against the layer's mean channel power (floored at
+#                  quant_report.STEP_FLOOR quantization steps; layout operators skipped, their tensors may be
+#                  NCHW), float vs quantized file on 64 calibration latents (bench/scripts/int8_channels.py,
+#                  bench/results/int8-channels.md; MNIST, CIFAR-10, face64, d = 2, 8, 32): correct files
+#                  -32.5 to -28.3 dB, untrained generators of the tests up to -20.8 dB, every injected
+#                  broken channel -9.0 to +10.3 dB (dead or x4, d = 2 to 32): limit -15 dB, 13 dB above the
+#                  correct files and 6 dB under the mildest defect (a dead channel of MNIST d=2).
 INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.50)
-TFLITE_INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.50, channel_err_db=-12.0)
+TFLITE_INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.50, channel_err_db=-15.0)
 # int16x8 (a16w8) files measured 46.1-66.6 dB, p99.9 <= 0.075, <= 5.7 % changed (the sharp d=2 student: its
 # int8 weights, not its activations, dominate): the int8 limits, which a 16-bit file should clear by far.
 INT16X8 = TFLITE_INT8

@@ -296,15 +296,17 @@ def io_quantization(model: bytes) -> dict[str, Any] | None:
     return seen or None
 
 
-def add_metadata(model: bytes, entries: dict[str, str]) -> bytes:
+def add_metadata(model: bytes, entries: dict[str, str], *, short_names: bool = False) -> bytes:
     """``model`` with one Model.metadata entry per item, each naming a new buffer that holds the UTF-8
     value (an entry of the same name is replaced). This is the flatbuffer ``metadata`` that LiteRT reads
     (C++ ``Interpreter::metadata()``; any flatbuffer reader of the schema). Rebuilt with the schema's
-    object API, as ai-edge-quantizer writes its output."""
+    object API, as ai-edge-quantizer writes its output. ``short_names``: see ``_shorten_names``."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    if short_names:
+        _shorten_names(m)
     for b in m.buffers or []:
         # ai-edge-quantizer 0.10 appends the constants after the flatbuffer (offset, size) once they pass
         # 256 KiB (a d=32 student): they are taken back inside, the layout every reader accepts.
@@ -330,12 +332,36 @@ def add_metadata(model: bytes, entries: dict[str, str]) -> bytes:
     return bytes(b.Output())
 
 
+SHORT_NAME = 48  # tensor names up to this long are kept as they are
+
+
+def _shorten_names(m: Any) -> None:
+    """Rename the tensors of a shipped file by the PyTorch modules that compute them (``net.9#14``).
+
+    litert-torch names each tensor by its whole module scope (``edgegan.export.prepare.LatentToImage/
+    edgegan.models.dcgan.DCGANGenerator_generator/torch.nn.modules...``, 200-400 bytes): in a d=2 student
+    that is a quarter of an int8 file (10 KB of 39 KB). The exporter reads the long names (the per-layer
+    report, --keep-float) before this; signatures refer to tensors by index, so nothing that runs the file
+    changes."""
+    from edgegan.export import quant_report
+
+    for sg in m.subgraphs or []:
+        for i, t in enumerate(sg.tensors or []):
+            name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or "")
+            if len(name) <= SHORT_NAME:
+                continue
+            mods = quant_report.modules_of(name)
+            t.name = f"{'+'.join(mods)[:SHORT_NAME - 8] if mods else 't'}#{i}"
+
+
 def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[int, ...], precision: str,
                   calibration: np.ndarray | None, calibration_batch: int, progress: bool = False,
                   metadata: dict[str, str] | None = None, keep_float: tuple[str, ...] = (),
-                  report: bool = False, auto_keep: int = 1, check_latents: int | None = None) -> TFLiteResult:
+                  report: bool = False, auto_keep: int = 1, auto_budget: float | None = None,
+                  check_latents: int | None = None) -> TFLiteResult:
     """The whole TFLite path for a prepared module: convert, quantize (with ``keep_float`` layers left in
-    float; ``("auto",)``: the ``auto_keep`` layers that lose the most), add ``metadata``, read I/O quantization.
+    float; ``("auto",)``: the ``auto_keep`` layers that lose the most, among those holding at most
+    ``auto_budget`` of the weights), add ``metadata``, read I/O quantization.
     ``check_latents``: without ``report``, the per-layer numbers are still computed on that many calibration
     latents (the exporter's broken-channel check)."""
     from edgegan.export import quant_report
@@ -363,15 +389,15 @@ def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[in
         elif check_latents and calibration is not None:
             layers = _report(float_model, data, batches, calibration[:check_latents], kept)
         if auto:
-            kept = tuple(quant_report.most_sensitive(layers, auto_keep))
+            kept = tuple(quant_report.most_sensitive(layers, auto_keep, weight_bytes=quant_report.weight_bytes(module),
+                                                     budget=auto_budget))
             if kept:  # the report describes the file written, with those layers in float
                 data, recipe = make(kept)
                 layers = _report(float_model, data, batches, calibration, kept)
             layers["auto"] = True
         if kept:
             recipe = f"{recipe} + float {','.join(kept)}"
-    if metadata:
-        data = add_metadata(data, metadata)
+    data = add_metadata(data, metadata or {}, short_names=True)
     sigs = [{"key": signature_key(b), "batch": b} for b in batches]
     return TFLiteResult(data=data, recipe=recipe, signatures=sigs, quantization=io_quantization(data), layers=layers)
 
@@ -421,6 +447,7 @@ class OpInfo:
     scope: str  # the names of its output tensors, as ai-edge-quantizer's recipes match them
     output: str  # its first output tensor
     input: str | None  # its first non-constant input tensor
+    step: float | None = None  # its output's quantization step (the largest scale), None in float
 
 
 def ops_of(model: bytes, key: str) -> list[OpInfo]:
@@ -441,9 +468,16 @@ def ops_of(model: bytes, key: str) -> list[OpInfo]:
             ins = [_tname(sg.tensors[t]) for t in op.inputs
                    if t >= 0 and (sg.tensors[t].buffer == 0 or m.buffers[sg.tensors[t].buffer].data is None)]
             out.append(OpInfo(i, str(getattr(name, "value", name)), tfu.get_op_scope(op, sg.tensors),
-                              outs[0] if outs else "", ins[0] if ins else None))
+                              outs[0] if outs else "", ins[0] if ins else None,
+                              _step(sg.tensors[op.outputs[0]]) if len(op.outputs) and op.outputs[0] >= 0 else None))
         return out
     raise ExportError(f"flatbuffer has no signature {key!r}")
+
+
+def _step(t: Any) -> float | None:
+    q = getattr(t, "quantization", None)
+    scale = getattr(q, "scale", None) if q is not None else None
+    return float(np.max(scale)) if scale is not None and len(scale) else None
 
 
 def _tname(t: Any) -> str:

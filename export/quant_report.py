@@ -25,6 +25,15 @@ import numpy as np
 
 from edgegan.errors import ConfigError, ParityError
 
+# The per-channel check's floor, in quantization steps. Rounding alone is an error of 0.29 step RMS, and
+# the untrained 48x64 generator of the tests measured 0.36 step at its tanh (signal a few steps): against
+# a 4-step floor that is -21 dB, clear of the -15 dB limit, while a dead channel whose own signal is 0.7 step
+# RMS or more still reaches -15 dB. Trained students' layers span tens of steps' RMS, so the floor does not
+# touch them (their broken channels measured -0.9 to -5.8 dB against the layer's own power).
+STEP_FLOOR = 4.0
+# Operators that only move values (their error is their input's): their tensors may be NCHW at the file's
+# boundary, so the channel statistics (last axis = channel, NHWC) are not taken on them.
+_LAYOUT_OPS = ("RESHAPE", "TRANSPOSE", "QUANTIZE", "DEQUANTIZE", "PAD", "SQUEEZE", "EXPAND_DIMS")
 SNR_CAP = 200.0  # dB for identical tensors (kept-float layers fed identical inputs), valid JSON
 AUTO = "auto"
 # A segment of a litert-torch tensor name: "<qualified.Class>_<attribute>", one per module level.
@@ -81,6 +90,7 @@ class _Acc:
     ref_max_abs: float = 0.0
     ch_signal: np.ndarray | None = None  # per channel (the last axis: TFLite tensors are NHWC)
     ch_noise: np.ndarray | None = None
+    ch_count: int = 0  # values per channel, summed over the runs
 
     def add(self, ref: np.ndarray, got: np.ndarray) -> None:
         r, g = ref.astype(np.float64), got.astype(np.float64)
@@ -93,17 +103,25 @@ class _Acc:
             cs, cn = (r * r).reshape(-1, r.shape[-1]).sum(0), (d * d).reshape(-1, r.shape[-1]).sum(0)
             self.ch_signal = cs if self.ch_signal is None else self.ch_signal + cs
             self.ch_noise = cn if self.ch_noise is None else self.ch_noise + cn
+            self.ch_count += r.size // r.shape[-1]
 
     @property
     def snr_db(self) -> float:
         return _snr(self.signal, self.noise)
 
-    def worst_channel(self) -> tuple[int | None, float | None]:
+    def worst_channel(self, step: float | None = None) -> tuple[int | None, float | None]:
         """(channel, its error power in dB against the layer's mean channel power): a broken channel
-        is an error as large as a channel's signal (about 0 dB), quantization noise tens of dB below."""
+        is an error as large as a channel's signal (about 0 dB), quantization noise tens of dB below.
+
+        The reference power is at least that of ``STEP_FLOOR`` quantization steps (``step``, the
+        quantized tensor's scale): a layer whose whole signal is a step or two of its grid (an untrained
+        generator's near-zero image behind TFLite's fixed 1/128 tanh scale) has an error of a fraction of
+        a step, which is rounding, not a broken channel, though it is as large as the signal itself."""
         if self.ch_signal is None or len(self.ch_signal) < 2:
             return None, None
         mean = float(self.ch_signal.mean())
+        if step:
+            mean = max(mean, self.ch_count * (STEP_FLOOR * step) ** 2)
         c = int(np.argmax(self.ch_noise))
         return c, round(-_snr(mean, float(self.ch_noise[c])), 2)
 
@@ -139,7 +157,7 @@ def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]]
         mods = modules_of(o.scope)
         # An operator of no module (the final reshape to the output) is named by its role.
         name = layer_of(o.op, mods, "output" if o.output.endswith("_output") else o.output)
-        ch, ch_db = a.worst_channel()
+        ch, ch_db = (None, None) if o.op in _LAYOUT_OPS else a.worst_channel(getattr(o, "step", None))
         rows.append({"index": o.index, "op": o.op, "layer": name, "modules": mods,
                      "float": bool(set(mods) & set(kept)), "snr_db": round(a.snr_db, 2),
                      "worst_channel": ch, "worst_channel_err_db": ch_db,
@@ -158,14 +176,31 @@ def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]]
                                "err_db": worst_ch["worst_channel_err_db"]} if worst_ch else None)}
 
 
-def most_sensitive(report: dict[str, Any], count: int) -> list[str]:
-    """The ``count`` layers (module paths) that lose the most SNR, worst first."""
+def most_sensitive(report: dict[str, Any], count: int, *, weight_bytes: dict[str, int] | None = None,
+                   budget: float | None = None) -> list[str]:
+    """The ``count`` layers (module paths) that lose the most SNR, worst first; with ``weight_bytes``
+    (each layer's float32 weight bytes) and ``budget``, only layers whose float weights are at most that
+    fraction of all of them: a layer that holds most of the weights (a small generator's first layer)
+    would undo the file's compression for a fraction of a dB."""
     out: list[str] = []
+    total = sum((weight_bytes or {}).values())
     for r in sorted(report["layers"], key=lambda r: -r["drop_db"]):
+        if weight_bytes is not None and budget is not None and total and \
+                weight_bytes.get(r["layer"], 0) > budget * total:
+            continue
         if r["modules"] and r["layer"] not in out and r["drop_db"] > 0:
             out.append(r["layer"])
         if len(out) == count:
             break
+    return out
+
+
+def weight_bytes(module: Any, root_prefix: str = "generator.") -> dict[str, int]:
+    """float32 bytes of each leaf layer's parameters, by the names ``module_names`` gives."""
+    out = {}
+    for name, sub in module.named_modules():
+        if name.startswith(root_prefix) and not list(sub.children()):
+            out[name[len(root_prefix):]] = 4 * sum(p.numel() for p in sub.parameters(recurse=False))
     return out
 
 

@@ -75,7 +75,10 @@ def bench_run(run: Path, work: Path, samples: int, repeats: int, dataset: str | 
         doc = run_bench([out], out=Path(out) / "bench", models=["exports"], samples=samples, progress=False,
                         dataset=dataset)
         for m in doc["results"][0]["models"]:
-            quality[(out, m["format"], m["precision"])] = m.get("quality") or {}
+            q = m.get("quality") or {}
+            if "metrics" not in q:  # a file that could not run: say so, never an empty cell that reads as 0
+                raise RuntimeError(f"{out}: no quality for {m['format']} {m['precision']}: {q.get('error', q)}")
+            quality[(out, m["format"], m["precision"])] = q["metrics"]
     for r in rows:
         prec = r["precision"].replace("+auto", "")
         qd = quality.get((r["out"], r["format"], prec), {})

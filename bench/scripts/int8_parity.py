@@ -148,6 +148,9 @@ def markdown(res: dict[str, Any]) -> str:
                      f"| {r['bytes']:,} | {r['psnr_db']:.2f} | {r['p99_abs']:.4f} | {r['p999_abs']:.4f} | "
                      f"{r['changed_pixels']:.5f} | {r['max_abs']:.3f} | {w['psnr_db']:.2f} | {w['p999_abs']:.4f} | "
                      f"{w['changed_pixels']:.5f} | {_verdict(r)} |")
+    lines += ["", "## The per-layer broken-channel check (TFLite int8/int16x8)", "",
+              "See `int8-channels.md` (`bench/scripts/int8_channels.py`): four injected d = 32 channel defects above "
+              "pass the", "image limits, and the per-layer check catches every one."]
     return "\n".join(lines) + "\n"
 
 
