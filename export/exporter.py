@@ -211,8 +211,9 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
         from edgegan.export import onnx_export
 
         res = onnx_export.export_onnx(prepared, latent_dim=latent_dim, precision=label, calibration=calibration,
-                                      calibration_batch=CALIBRATION_BATCH, progress=progress, metadata=metadata)
-        return res.data, {"dynamic_batch": True,
+                                      calibration_batch=CALIBRATION_BATCH, progress=progress, metadata=metadata,
+                                      report=opts.report)
+        return res.data, {"dynamic_batch": True, **({"layers": res.layers} if res.layers is not None else {}),
                           "names": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME},
                           "quantization": None, "recipe": res.recipe, "recipe_why": res.recipe_why,
                           "opset": res.opset, "optimizer": res.optimizer, "onnxsim": res.onnxsim, "notes": res.notes,

@@ -66,7 +66,8 @@ class Precision:
     static: bool = False  # activations calibrated on latents (accepts --calibration-samples)
     description: str = ""
     io_dtype: str = "float32"  # the file's input/output tensors (checked after conversion: the file is what it says)
-    layers: bool = False  # accepts --keep-float and --report (per-layer float vs quantized, issue #22)
+    report: bool = False  # accepts --report (per-layer float vs quantized, issue #22)
+    keep_float: bool = False  # accepts --keep-float (layers left in float in a quantized file)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ FORMATS.add("onnx", FormatSpec(
     precisions=(
         Precision("none", "fp32", FP32, description="float32"),
         Precision("fp16", "fp16", FP16, description="float16 weights, float32 compute (Cast after each weight)"),
-        Precision("int8", "int8", INT8, static=True,
+        Precision("int8", "int8", INT8, static=True, report=True,
                   description="onnxruntime static QDQ, per-channel weights, MinMax-calibrated activations"),
     ),
     batch=False,
@@ -152,9 +153,9 @@ FORMATS.add("tflite", FormatSpec(
         Precision("none", "fp32", FP32, description="float32"),
         Precision("fp16", "fp16", FP16, description="float16 weights (ai-edge-quantizer float casting)"),
         Precision("dynamic-int8", "dynamic-int8", INT8, description="int8 weights, activations quantized at run time"),
-        Precision("int8", "int8", TFLITE_INT8, static=True, io_dtype="int8", layers=True,
+        Precision("int8", "int8", TFLITE_INT8, static=True, io_dtype="int8", report=True, keep_float=True,
                   description="int8 weights (per channel) and activations, int8 input/output (scales in the manifest)"),
-        Precision("int16x8", "int16x8", INT16X8, static=True, io_dtype="int16", layers=True,
+        Precision("int16x8", "int16x8", INT16X8, static=True, io_dtype="int16", report=True, keep_float=True,
                   description="int8 weights (per channel), int16 activations and input/output (ai-edge-quantizer a16w8)"),
         Precision("weight-int8", "weight-int8", INT8_WEIGHTS, description="int8 weights dequantized to float32"),
     ),
@@ -225,11 +226,11 @@ class ExportOptions:
             if n % spec.calibration_multiple:
                 raise ConfigError(f"{spec.name} calibrates in batches of {spec.calibration_multiple}: "
                                   f"--calibration-samples must be a multiple of {spec.calibration_multiple}, got {n}")
-        if self.keep_float is not None or self.report:
-            what = "--keep-float" if self.keep_float is not None else "--report"
-            if not prec.layers:
+        for what, asked, attr in (("--keep-float", self.keep_float is not None, "keep_float"),
+                                  ("--report", bool(self.report), "report")):
+            if asked and not getattr(prec, attr):
                 takers = [f"--format {n} --quantize {p.name}" for n in FORMATS for p in FORMATS.get(n).precisions
-                          if p.layers]
+                          if getattr(p, attr)]
                 raise ConfigError(f"{what} applies to {' or '.join(takers)}, not --format {spec.name} "
                                   f"--quantize {prec.name}")
         if self.keep_float is not None:

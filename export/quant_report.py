@@ -33,7 +33,8 @@ from edgegan.errors import ConfigError, ParityError
 STEP_FLOOR = 4.0
 # Operators that only move values (their error is their input's): their tensors may be NCHW at the file's
 # boundary, so the channel statistics (last axis = channel, NHWC) are not taken on them.
-_LAYOUT_OPS = ("RESHAPE", "TRANSPOSE", "QUANTIZE", "DEQUANTIZE", "PAD", "SQUEEZE", "EXPAND_DIMS")
+_LAYOUT_OPS = ("RESHAPE", "TRANSPOSE", "QUANTIZE", "DEQUANTIZE", "PAD", "SQUEEZE", "EXPAND_DIMS", "UNSQUEEZE",
+               "QUANTIZELINEAR", "DEQUANTIZELINEAR", "FLATTEN", "IDENTITY", "CAST")
 SNR_CAP = 200.0  # dB for identical tensors (kept-float layers fed identical inputs), valid JSON
 AUTO = "auto"
 # A segment of a litert-torch tensor name: "<qualified.Class>_<attribute>", one per module level.
@@ -92,7 +93,7 @@ class _Acc:
     ch_noise: np.ndarray | None = None
     ch_count: int = 0  # values per channel, summed over the runs
 
-    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
+    def add(self, ref: np.ndarray, got: np.ndarray, channel_axis: int = -1) -> None:
         r, g = ref.astype(np.float64), got.astype(np.float64)
         d = g - r
         self.signal += float(np.sum(r * r))
@@ -100,6 +101,8 @@ class _Acc:
         self.max_abs = max(self.max_abs, float(np.max(np.abs(d))) if d.size else 0.0)
         self.ref_max_abs = max(self.ref_max_abs, float(np.max(np.abs(r))) if r.size else 0.0)
         if r.ndim >= 2 and r.size:
+            if channel_axis != -1:
+                r, d = np.moveaxis(r, channel_axis, -1), np.moveaxis(d, channel_axis, -1)
             cs, cn = (r * r).reshape(-1, r.shape[-1]).sum(0), (d * d).reshape(-1, r.shape[-1]).sum(0)
             self.ch_signal = cs if self.ch_signal is None else self.ch_signal + cs
             self.ch_noise = cn if self.ch_noise is None else self.ch_noise + cn
@@ -128,15 +131,17 @@ class _Acc:
 
 def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]],
                  quant_runs: Iterable[dict[str, np.ndarray]], *, kept: Sequence[str] = (),
-                 latents: int | None = None) -> dict[str, Any]:
+                 latents: int | None = None, channel_axis: int = -1, reference: str | None = None) -> dict[str, Any]:
     """The manifest's ``layers`` section from two runs of the same latents (``litert_adapter.all_tensors``)
-    through the float and the quantized file; ``ops`` are ``litert_adapter.OpInfo`` of the quantized file."""
+    through the float and the quantized file; ``ops`` are ``litert_adapter.OpInfo`` of the quantized file
+    (or any object with its fields; one with a ``layer`` names its layer itself, as ONNX nodes do).
+    ``channel_axis``: -1 for TFLite's NHWC tensors, 1 for ONNX's NCHW."""
     names = {o.output for o in ops} | {o.input for o in ops if o.input}
     acc = {n: _Acc() for n in names}
     for ref, got in zip(float_runs, quant_runs):
         for n in names:
             if n in ref and n in got and ref[n].shape == got[n].shape:
-                acc[n].add(ref[n], got[n])
+                acc[n].add(ref[n], got[n], channel_axis)
     has_ref = {n for n, a in acc.items() if a.signal or a.noise or a.ref_max_abs}
     made_by = {o.output: o.input for o in ops}
 
@@ -153,21 +158,27 @@ def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]]
         if a is None or a.signal == 0.0 and a.noise == 0.0 and a.ref_max_abs == 0.0:
             continue  # a tensor the float file does not have (a Quantize/Dequantize the quantizer added)
         src = source(o.input)
-        before = acc[src].snr_db if src is not None else SNR_CAP
-        mods = modules_of(o.scope)
-        # An operator of no module (the final reshape to the output) is named by its role.
-        name = layer_of(o.op, mods, "output" if o.output.endswith("_output") else o.output)
-        ch, ch_db = (None, None) if o.op in _LAYOUT_OPS else a.worst_channel(getattr(o, "step", None))
+        # With no measured input (a float graph input), a layout operator's SNR is the input's rounding, shown
+        # in its SNR column; its drop from an exact input would read as the cap, not as a loss.
+        before = acc[src].snr_db if src is not None else a.snr_db if o.op.upper() in _LAYOUT_OPS else SNR_CAP
+        if getattr(o, "layer", None):
+            mods, name = ([o.layer] if getattr(o, "module", False) else []), o.layer
+        else:
+            mods = modules_of(o.scope)
+            # An operator of no module (the final reshape to the output) is named by its role.
+            name = layer_of(o.op, mods, "output" if o.output.endswith("_output") else o.output)
+        ch, ch_db = (None, None) if o.op.upper() in _LAYOUT_OPS else a.worst_channel(getattr(o, "step", None))
         rows.append({"index": o.index, "op": o.op, "layer": name, "modules": mods,
                      "float": bool(set(mods) & set(kept)), "snr_db": round(a.snr_db, 2),
                      "worst_channel": ch, "worst_channel_err_db": ch_db,
                      "drop_db": round(max(0.0, before - a.snr_db), 2), "max_abs": round(a.max_abs, 6),
                      "ref_max_abs": round(a.ref_max_abs, 6)})
-    quantized = [r for r in rows if not r["float"]]
+    # A layout operator's drop is the rounding of the tensor it moves (the latent's, for the first): no layer's.
+    quantized = [r for r in rows if not r["float"] and r["op"].upper() not in _LAYOUT_OPS]
     chans = [r for r in rows if r["worst_channel_err_db"] is not None]
     worst_ch = max(chans, key=lambda r: r["worst_channel_err_db"], default=None)
     worst = max(quantized or rows, key=lambda r: r["drop_db"], default=None)
-    return {"reference": "the float32 file, same latents (every intermediate tensor, builtin kernels)",
+    return {"reference": reference or "the float32 file, same latents (every intermediate tensor, builtin kernels)",
             "latents": latents, "metric": {"snr_db": "10 log10(sum ref^2 / sum err^2)",
                                            "drop_db": "SNR lost in this layer against its input"},
             "layers": rows, "worst": worst["layer"] if worst else None, "worst_index": worst["index"] if worst else None,

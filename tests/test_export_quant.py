@@ -11,7 +11,7 @@ import pytest
 from edgegan.errors import ConfigError, ParityError
 from edgegan.export import ExportOptions, export_module, export_run
 from edgegan.export import parity, quant_report
-from edgegan.export.formats import AUTO_KEEP_FLOAT, CHANGED_LEVELS, FORMATS, Thresholds
+from edgegan.export.formats import AUTO_KEEP_BUDGET, AUTO_KEEP_FLOAT, CHANGED_LEVELS, FORMATS, Thresholds
 from edgegan.manifest import read_manifest
 from tests.test_export import make_run, train_student, tree
 
@@ -99,7 +99,9 @@ def test_keep_float_unknown_layer_is_one_line_with_closest_match_and_writes_noth
 
 @pytest.mark.parametrize("kw,match", [
     ({"format": "onnx", "quantize": "int16x8"}, r"'onnx' does not accept --quantize 'int16x8'.*tflite accepts it"),
-    ({"format": "onnx", "quantize": "int8", "report": True}, r"--report applies to --format tflite --quantize int8"),
+    ({"format": "onnx", "quantize": "fp16", "report": True},
+     r"--report applies to --format onnx --quantize int8 or --format tflite --quantize int8"),
+    ({"format": "onnx", "quantize": "int8", "keep_float": "net.12"}, r"--keep-float applies to --format tflite"),
     ({"format": "tflite", "quantize": "fp16", "keep_float": "net.12"}, r"--keep-float applies to"),
     ({"format": "tflite", "quantize": "int8", "keep_float": "auto,net.12"}, r"'auto' or layer names, not both"),
     ({"format": "tflite", "quantize": "int8", "keep_float": " , "}, r"at least one layer name"),
@@ -168,7 +170,7 @@ def test_a_single_broken_channel_or_a_wrong_calibration_fails_and_leaves_nothing
 # ----------------------------------------------------------------- report, keep-float, int16x8
 
 @pytest.mark.tflite
-def test_report_names_the_worst_layer_and_auto_keeps_the_most_sensitive_in_float(run_dir, tmp_path):
+def test_report_names_the_worst_layer_and_auto_keeps_the_most_sensitive_in_float(run_dir, student, tmp_path):
     _needs_tflite()
     e = export_run(run_dir, format="tflite", quantize="int8", batch=[64], report=True, out=tmp_path / "a")
     rep = e["layers"]
@@ -181,10 +183,30 @@ def test_report_names_the_worst_layer_and_auto_keeps_the_most_sensitive_in_float
     assert read_manifest(tmp_path / "a")["exports"][0]["layers"] == rep  # in the manifest too
 
     auto = export_run(run_dir, format="tflite", quantize="int8", batch=[64], keep_float="auto", out=tmp_path / "b")
-    chosen = quant_report.most_sensitive(rep, AUTO_KEEP_FLOAT)
+    # The most sensitive among the layers that hold at most AUTO_KEEP_BUDGET of the weights.
+    sizes = {name: 4 * sum(p.numel() for p in m.parameters(recurse=False))
+             for name, m in student.named_modules() if not list(m.children())}
+    assert sum(sizes.values()) == 4 * sum(p.numel() for p in student.parameters())
+    chosen = quant_report.most_sensitive(rep, AUTO_KEEP_FLOAT, weight_bytes=sizes, budget=AUTO_KEEP_BUDGET)
+    assert all(sizes[c] <= AUTO_KEEP_BUDGET * sum(sizes.values()) for c in chosen)
     assert auto["layers"]["auto"] is True and auto["layers"]["kept_float"] == chosen and len(chosen) == AUTO_KEEP_FLOAT
     assert auto["recipe"] == f"static_wi8_ai8 + float {','.join(chosen)}" and auto["parity"]["passed"]
     assert auto["bytes"] <= 1.1 * e["bytes"]
+
+
+def test_onnx_int8_report_names_layers_by_their_modules(run_dir, tmp_path):
+    e = export_run(run_dir, format="onnx", quantize="int8", report=True, out=tmp_path / "o")
+    rep = e["layers"]
+    assert rep["latents"] == 256 and "float32 graph" in rep["reference"]
+    layers = [r["layer"] for r in rep["layers"]]
+    assert {"net.0", "net.3", "net.6", "net.9", "net.12", "output"} <= set(layers)
+    worst = next(r for r in rep["layers"] if r["index"] == rep["worst_index"])
+    assert worst["layer"] == rep["worst"] and worst["drop_db"] == max(r["drop_db"] for r in rep["layers"]) > 0
+    # A correct int8 graph: every layer well above noise, no broken channel (NCHW channels of 4-D tensors).
+    assert all(r["snr_db"] > 20 for r in rep["layers"])
+    w = rep["worst_channel"]
+    assert w is not None and w["err_db"] < FORMATS.get("tflite").precision("int8").thresholds.channel_err_db
+    assert read_manifest(tmp_path / "o")["exports"][0]["layers"] == rep
 
 
 @pytest.mark.tflite
