@@ -299,7 +299,7 @@ def _export_commands() -> None:
         with converters_quiet(not _STATE["debug"]):
             entry = export_run(run, format=cfg.format, quantize=cfg.quantize, batch=cfg.batch, out=out,
                                calibration_samples=cfg.calibration_samples, allow_mismatch=cfg.allow_mismatch,
-                               seed=cfg.seed)
+                               seed=cfg.seed, keep_float=cfg.keep_float, report=cfg.report)
         if as_json:
             click.echo(json.dumps(entry, indent=2))
             return
@@ -308,6 +308,10 @@ def _export_commands() -> None:
         nan = float("nan")
         click.echo(f"{entry['file']}: {entry['bytes']:,} bytes, parity {status}: max abs "
                    f"{_or(par.get('max_abs'), nan):.3g}, PSNR {_or(par.get('psnr_db'), nan):.1f} dB")
+        if entry.get("layers"):
+            from edgegan.export.quant_report import summary
+
+            click.echo(summary(entry["layers"], table=cfg.report))
 
     @cli.command("formats", short_help="list export formats, the options each accepts and the backends that run them")
     @json_option

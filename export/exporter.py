@@ -30,8 +30,8 @@ import torch
 
 from edgegan.checkpoint import load_run
 from edgegan.errors import ConfigError, EdgeganError, ExportError, OutputError, ParityError
-from edgegan.export import parity
-from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
+from edgegan.export import parity, quant_report
+from edgegan.export.formats import AUTO_KEEP_BUDGET, AUTO_KEEP_FLOAT, CALIBRATION_BATCH, CHECK_LATENTS, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
@@ -48,7 +48,8 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
                   format: str, quantize: str = "none", batch: Sequence[int] | None = None,
                   calibration_samples: int | None = None, allow_mismatch: bool = False, seed: int = 0,
                   progress: bool = False, manifest_dir: str | os.PathLike | None = None,
-                  expected_output: Sequence[int] | None = None, latent_rank: int = 2) -> dict[str, Any]:
+                  expected_output: Sequence[int] | None = None, latent_rank: int = 2,
+                  keep_float: Sequence[str] | str | None = None, report: bool = False) -> dict[str, Any]:
     """Export any generator (z (B, latent_dim) → images (B, C, H, W) in [-1, 1]) to ``out_dir``;
     ``latent_rank`` 4 for a module that takes z (B, latent_dim, 1, 1): the file still takes (B, latent_dim).
 
@@ -56,7 +57,7 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
     writes no manifest. Raises ConfigError (options), ExportError (conversion), ParityError.
     """
     opts = ExportOptions(format=format, quantize=quantize, batch=batch, calibration_samples=calibration_samples,
-                         allow_mismatch=allow_mismatch, seed=seed)
+                         allow_mismatch=allow_mismatch, seed=seed, keep_float=keep_float, report=report)
     if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
         raise ConfigError(f"latent_dim must be an integer >= 1, got {latent_dim!r}")
     if not _STEM.fullmatch(stem or ""):
@@ -81,14 +82,15 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
 
 def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", batch: Sequence[int] | None = None,
                calibration_samples: int | None = None, out: str | os.PathLike | None = None,
-               allow_mismatch: bool = False, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+               allow_mismatch: bool = False, seed: int = 0, progress: bool = False,
+               keep_float: Sequence[str] | str | None = None, report: bool = False) -> dict[str, Any]:
     """Export a run's generator to ``OUT/exports/`` and record the entry in ``OUT/manifest.json``.
 
     OUT is ``out`` or the run directory. An ``out`` other than the run gets a copy of the run's
     manifest sections and weights, so it is self-contained. Returns the export entry.
     """
     opts = ExportOptions(format=format, quantize=quantize, batch=batch, calibration_samples=calibration_samples,
-                         allow_mismatch=allow_mismatch, seed=seed)
+                         allow_mismatch=allow_mismatch, seed=seed, keep_float=keep_float, report=report)
     loaded = load_run(run)  # CheckpointError for a missing or corrupt run, before anything is written
     run_dir = loaded.run_dir
     out_dir = Path(out) if out is not None else run_dir
@@ -132,6 +134,8 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
         raise ExportError(f"generator makes images {list(out_shape)}, the manifest says {list(expected_output)}")
     log.info("exporting %s (%s, quantize=%s) to %s", stem, spec.name, opts.quantize, final)
     prepared, rewrites = prepare_for_export(reference, rewrite_convt=spec.name == "tflite")
+    if opts.keep_float and opts.keep_float != (quant_report.AUTO,):
+        quant_report.check_layers(opts.keep_float, quant_report.module_names(prepared))
     calibration, calib_meta = _calibration(opts, latent_dim)
 
     t1 = time.perf_counter()
@@ -139,7 +143,14 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
                             metadata=_file_metadata(stem, final.name, opts, latent_dim, out_shape, model_sha256))
     t2 = time.perf_counter()
     kernel_reference = fields.pop("kernel_reference", None)
+    broken = quant_report.channel_failures(fields.get("layers"), prec.thresholds)  # before anything is written
+    if broken and not opts.allow_mismatch:
+        raise ParityError(f"{final.name}: the quantized file has a broken layer against the float file: {broken[0]}")
     tmp, par = _check(data, final, reference, latent_dim, opts, kernel_reference)
+    if broken:
+        par.update(passed=False, failures={**par.get("failures", {}), "layers": broken})
+        log.warning("%s: %s; keeping it because allow_mismatch is set; marked failed in the manifest",
+                    final.name, broken[0])
     t3 = time.perf_counter()
 
     tool_versions = {**versions(), **fields.pop("versions")}
@@ -200,8 +211,9 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
         from edgegan.export import onnx_export
 
         res = onnx_export.export_onnx(prepared, latent_dim=latent_dim, precision=label, calibration=calibration,
-                                      calibration_batch=CALIBRATION_BATCH, progress=progress, metadata=metadata)
-        return res.data, {"dynamic_batch": True,
+                                      calibration_batch=CALIBRATION_BATCH, progress=progress, metadata=metadata,
+                                      report=opts.report)
+        return res.data, {"dynamic_batch": True, **({"layers": res.layers} if res.layers is not None else {}),
                           "names": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME},
                           "quantization": None, "recipe": res.recipe, "recipe_why": res.recipe_why,
                           "opset": res.opset, "optimizer": res.optimizer, "onnxsim": res.onnxsim, "notes": res.notes,
@@ -213,9 +225,12 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
 
     res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches, precision=label,
                                        calibration=calibration, calibration_batch=CALIBRATION_BATCH,
-                                       progress=progress, metadata=metadata)
+                                       progress=progress, metadata=metadata, keep_float=opts.keep_float or (),
+                                       report=opts.report, auto_keep=AUTO_KEEP_FLOAT, auto_budget=AUTO_KEEP_BUDGET,
+                                       check_latents=CHECK_LATENTS if opts.precision.thresholds.channel_err_db else None)
+    quant_report.check_io(res.quantization, opts.precision, res.recipe)  # the file is what its name says
     return res.data, {"signatures": res.signatures, "quantization": res.quantization, "recipe": res.recipe,
-                      "recipe_why": None,
+                      "recipe_why": None, **({"layers": res.layers} if res.layers is not None else {}),
                       "notes": res.notes, "versions": litert_adapter.versions()}
 
 

@@ -46,6 +46,7 @@ class TFLiteResult:
     signatures: list[dict[str, Any]]
     quantization: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)
+    layers: dict[str, Any] | None = None  # quant_report.layer_report of the file, when asked for
 
 
 def signature_key(batch: int) -> str:
@@ -148,6 +149,8 @@ def _recipe(precision: str) -> tuple[Any, str]:
         return recipe.weight_only_wi8_afp32(), "weight_only_wi8_afp32"
     if precision == "int8":
         return recipe.static_wi8_ai8(), "static_wi8_ai8"
+    if precision == "int16x8":
+        return recipe.static_wi8_ai16(), "static_wi8_ai16"
     raise ExportError(f"no ai-edge-quantizer recipe for precision {precision!r}")
 
 
@@ -157,7 +160,7 @@ RECIPES = _recipe
 
 def quantize(float_model: bytes, precision: str, *, calibration: np.ndarray | None = None,
              calibration_model: bytes | None = None, calibration_batch: int = 64,
-             progress: bool = False) -> tuple[bytes, str]:
+             progress: bool = False, keep_float: list[str] | None = None) -> tuple[bytes, str]:
     """Apply ``precision``'s recipe to a float flatbuffer; returns (bytes, recipe name).
 
     Static recipes calibrate on ``calibration`` (N, latent) in batches of ``calibration_batch`` run
@@ -166,6 +169,8 @@ def quantize(float_model: bytes, precision: str, *, calibration: np.ndarray | No
     """
     quantizer = _import_quantizer()
     rcp, name = RECIPES(precision)
+    if keep_float:
+        rcp = keep_float_recipe(rcp, keep_float)
     try:
         with _quiet(progress):
             q = quantizer.Quantizer(float_model, rcp)
@@ -183,12 +188,38 @@ def quantize(float_model: bytes, precision: str, *, calibration: np.ndarray | No
     return bytes(result.quantized_model), name
 
 
+# How the per-batch activation ranges of the calibration batches are merged (issue #22):
+# "moving-average": ai-edge-quantizer's default (0.95 · old + 0.05 · new, so the first batch dominates);
+# "minmax": the extremes over every calibration latent; "mean": the mean of the batches' extremes,
+# a percentile-like range that ignores one outlying batch. Chosen by bench/scripts/int8_parity.py.
+CALIBRATION_STAT = "moving-average"
+CALIBRATION_STATS = ("moving-average", "minmax", "mean")
+
+
+def _mean_update(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    if not qsv:
+        return {**new, "batches": 1}
+    n = qsv.get("batches", 1)
+    return {"min": (qsv["min"] * n + new["min"]) / (n + 1), "max": (qsv["max"] * n + new["max"]) / (n + 1),
+            "batches": n + 1}
+
+
 def _calibrate(quantizer: Any, float_model: bytes, calib_model: bytes, rcp: Any, z: np.ndarray,
                batch: int) -> dict[str, Any]:
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
     key = signature_key(batch)
     data = {key: [{_input_name(calib_model, key): z[i:i + batch]} for i in range(0, len(z), batch)]}
-    cq = quantizer.Quantizer(calib_model, rcp)
-    measured = cq.calibrate(data)
+    if CALIBRATION_STAT == "moving-average":
+        measured = quantizer.Quantizer(calib_model, rcp).calibrate(data)
+    else:
+        update = qsv_utils.min_max_update if CALIBRATION_STAT == "minmax" else _mean_update
+        rm = recipe_manager.RecipeManager()
+        rm.load_quantization_recipe(rcp)
+        cal = calibrator.Calibrator(calib_model, qsv_update_func=update)
+        cal.calibrate(data, rm)
+        measured = {k: {n: v for n, v in q.items() if n != "batches"} for k, q in cal.get_model_qsvs().items()}
     return share_ranges(measured, calib_model, key, float_model)
 
 
@@ -265,17 +296,26 @@ def io_quantization(model: bytes) -> dict[str, Any] | None:
     return seen or None
 
 
-def add_metadata(model: bytes, entries: dict[str, str]) -> bytes:
+def add_metadata(model: bytes, entries: dict[str, str], *, short_names: bool = False) -> bytes:
     """``model`` with one Model.metadata entry per item, each naming a new buffer that holds the UTF-8
     value (an entry of the same name is replaced). This is the flatbuffer ``metadata`` that LiteRT reads
     (C++ ``Interpreter::metadata()``; any flatbuffer reader of the schema). Rebuilt with the schema's
-    object API, as ai-edge-quantizer writes its output."""
+    object API, as ai-edge-quantizer writes its output. ``short_names``: see ``_shorten_names``."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    if any((b.offset or 0) > 1 for b in m.buffers or []):
-        raise ExportError("the converter wrote buffers outside the flatbuffer; cannot add metadata")
+    if short_names:
+        _shorten_names(m)
+    for b in m.buffers or []:
+        # ai-edge-quantizer 0.10 appends the constants after the flatbuffer (offset, size) once they pass
+        # 256 KiB (a d=32 student): they are taken back inside, the layout every reader accepts.
+        if (b.offset or 0) > 1:
+            end = b.offset + (b.size or 0)
+            if end > len(model):
+                raise ExportError("the converter wrote a buffer past the end of the file; cannot add metadata")
+            b.data = np.frombuffer(model, dtype=np.uint8, count=b.size, offset=b.offset).copy()
+            b.offset, b.size = 0, 0
     m.metadata = [md for md in m.metadata or []
                   if (md.name.decode() if isinstance(md.name, bytes) else md.name) not in entries]
     m.buffers = list(m.buffers or [])
@@ -292,21 +332,184 @@ def add_metadata(model: bytes, entries: dict[str, str]) -> bytes:
     return bytes(b.Output())
 
 
+SHORT_NAME = 48  # tensor names up to this long are kept as they are
+
+
+def _shorten_names(m: Any) -> None:
+    """Rename the tensors of a shipped file by the PyTorch modules that compute them (``net.9#14``).
+
+    litert-torch names each tensor by its whole module scope (``edgegan.export.prepare.LatentToImage/
+    edgegan.models.dcgan.DCGANGenerator_generator/torch.nn.modules...``, 200-400 bytes): in a d=2 student
+    that is a quarter of an int8 file (10 KB of 39 KB). The exporter reads the long names (the per-layer
+    report, --keep-float) before this; signatures refer to tensors by index, so nothing that runs the file
+    changes."""
+    from edgegan.export import quant_report
+
+    for sg in m.subgraphs or []:
+        for i, t in enumerate(sg.tensors or []):
+            name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or "")
+            if len(name) <= SHORT_NAME:
+                continue
+            mods = quant_report.modules_of(name)
+            t.name = f"{'+'.join(mods)[:SHORT_NAME - 8] if mods else 't'}#{i}"
+
+
 def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[int, ...], precision: str,
                   calibration: np.ndarray | None, calibration_batch: int, progress: bool = False,
-                  metadata: dict[str, str] | None = None) -> TFLiteResult:
-    """The whole TFLite path for a prepared module: convert, quantize, add ``metadata``, read I/O quantization."""
+                  metadata: dict[str, str] | None = None, keep_float: tuple[str, ...] = (),
+                  report: bool = False, auto_keep: int = 1, auto_budget: float | None = None,
+                  check_latents: int | None = None) -> TFLiteResult:
+    """The whole TFLite path for a prepared module: convert, quantize (with ``keep_float`` layers left in
+    float; ``("auto",)``: the ``auto_keep`` layers that lose the most, among those holding at most
+    ``auto_budget`` of the weights), add ``metadata``, read I/O quantization.
+    ``check_latents``: without ``report``, the per-layer numbers are still computed on that many calibration
+    latents (the exporter's broken-channel check)."""
+    from edgegan.export import quant_report
+
     float_model = convert(module, latent_dim, batches, progress=progress)
     recipe = None
     data = float_model
+    layers = None
     if precision != "fp32":
         calib_model = None
         if calibration is not None and calibration_batch not in batches:
             # A model holding only the calibration batch; its ranges are shared with the real signatures.
             calib_model = convert(module, latent_dim, (calibration_batch,), progress=progress)
-        data, recipe = quantize(float_model, precision, calibration=calibration, calibration_model=calib_model,
-                                calibration_batch=calibration_batch, progress=progress)
-    if metadata:
-        data = add_metadata(data, metadata)
+
+        def make(kept: tuple[str, ...]) -> tuple[bytes, str]:
+            return quantize(float_model, precision, calibration=calibration, calibration_model=calib_model,
+                            calibration_batch=calibration_batch, progress=progress,
+                            keep_float=_scopes(float_model, kept))
+
+        auto = keep_float == (quant_report.AUTO,)
+        kept = () if auto else tuple(keep_float)
+        data, recipe = make(kept)
+        if auto or report:
+            layers = _report(float_model, data, batches, calibration, kept)
+        elif check_latents and calibration is not None:
+            layers = _report(float_model, data, batches, calibration[:check_latents], kept)
+        if auto:
+            kept = tuple(quant_report.most_sensitive(layers, auto_keep, weight_bytes=quant_report.weight_bytes(module),
+                                                     budget=auto_budget))
+            if kept:  # the report describes the file written, with those layers in float
+                data, recipe = make(kept)
+                layers = _report(float_model, data, batches, calibration, kept)
+            layers["auto"] = True
+        if kept:
+            recipe = f"{recipe} + float {','.join(kept)}"
+    data = add_metadata(data, metadata or {}, short_names=True)
     sigs = [{"key": signature_key(b), "batch": b} for b in batches]
-    return TFLiteResult(data=data, recipe=recipe, signatures=sigs, quantization=io_quantization(data))
+    return TFLiteResult(data=data, recipe=recipe, signatures=sigs, quantization=io_quantization(data), layers=layers)
+
+
+def _scopes(model: bytes, layers: tuple[str, ...]) -> list[str]:
+    """The scopes (in every signature) of the operators that compute the named PyTorch modules."""
+    from edgegan.export import quant_report
+
+    m = None
+    out: list[str] = []
+    if not layers:
+        return out
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
+
+    m = tfu.read_model(bytearray(model))
+    for key in _signature_keys(m):
+        for o in ops_of(model, key):
+            if set(quant_report.modules_of(o.scope)) & set(layers):
+                out.append(o.scope)
+    if not out:
+        raise ExportError(f"no operator of the file computes {', '.join(layers)}")
+    return out
+
+
+def _report(float_model: bytes, quant_model: bytes, batches: tuple[int, ...], z: np.ndarray | None,
+            kept: tuple[str, ...]) -> dict[str, Any]:
+    """Per-layer error of ``quant_model`` against ``float_model`` on the calibration latents ``z``, run
+    through the largest signature whose batch divides their count (batch 1 always does)."""
+    from edgegan.export import quant_report
+
+    b = max(x for x in batches if len(z) % x == 0)
+    key = signature_key(b)
+    chunks = [z[i:i + b] for i in range(0, len(z), b)]
+    with _quiet(False):
+        return quant_report.layer_report(ops_of(quant_model, key), all_tensors(float_model, key, chunks),
+                                         all_tensors(quant_model, key, chunks), kept=kept, latents=len(z))
+
+
+# ------------------------------------------------------------------------ per-layer report (issue #22)
+
+@dataclass(frozen=True)
+class OpInfo:
+    """One operator of a signature's subgraph, in execution order."""
+
+    index: int
+    op: str  # TFLite builtin name, e.g. TRANSPOSE_CONV
+    scope: str  # the names of its output tensors, as ai-edge-quantizer's recipes match them
+    output: str  # its first output tensor
+    input: str | None  # its first non-constant input tensor
+    step: float | None = None  # its output's quantization step (the largest scale), None in float
+
+
+def ops_of(model: bytes, key: str) -> list[OpInfo]:
+    """The operators behind signature ``key`` of a flatbuffer."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
+
+    m = tfu.read_model(bytearray(model))
+    for sd in m.signatureDefs or []:
+        k = sd.signatureKey.decode() if isinstance(sd.signatureKey, bytes) else sd.signatureKey
+        if k != key:
+            continue
+        sg = m.subgraphs[sd.subgraphIndex]
+        out = []
+        for i, op in enumerate(sg.operators):
+            code = m.operatorCodes[op.opcodeIndex].builtinCode
+            name = tfu.TFL_OP_CODE_TO_NAME.get(code, f"op{code}")
+            outs = [_tname(sg.tensors[t]) for t in op.outputs if t >= 0]
+            ins = [_tname(sg.tensors[t]) for t in op.inputs
+                   if t >= 0 and (sg.tensors[t].buffer == 0 or m.buffers[sg.tensors[t].buffer].data is None)]
+            out.append(OpInfo(i, str(getattr(name, "value", name)), tfu.get_op_scope(op, sg.tensors),
+                              outs[0] if outs else "", ins[0] if ins else None,
+                              _step(sg.tensors[op.outputs[0]]) if len(op.outputs) and op.outputs[0] >= 0 else None))
+        return out
+    raise ExportError(f"flatbuffer has no signature {key!r}")
+
+
+def _step(t: Any) -> float | None:
+    q = getattr(t, "quantization", None)
+    scale = getattr(q, "scale", None) if q is not None else None
+    return float(np.max(scale)) if scale is not None and len(scale) else None
+
+
+def _tname(t: Any) -> str:
+    return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+
+
+def all_tensors(model: bytes, key: str, inputs: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    """For each input batch, every named tensor of signature ``key`` dequantized to float32 (the
+    quantizer's own interpreter helpers; builtin kernels, so no delegate hides an intermediate)."""
+    from ai_edge_quantizer.utils import tfl_interpreter_utils as tiu
+
+    interp = tiu.create_tfl_interpreter(model, use_xnnpack=False, num_threads=1, preserve_all_tensors=True)
+    sg = tiu.get_signature_main_subgraph_index(interp, key)
+    details = tiu.get_tensor_name_to_details_map(interp, sg)
+    (name,) = interp.get_signature_runner(key).get_input_details()
+    for z in inputs:
+        tiu.invoke_interpreter_signature(interp, {name: z}, key)
+        yield {n: np.asarray(tiu.get_tensor_data(interp, d, sg), dtype=np.float32) for n, d in details.items()
+               if np.dtype(d["dtype"]) != np.object_ and all(d["shape"])}
+
+
+def keep_float_recipe(rcp: Any, scopes: list[str]) -> Any:
+    """``rcp`` with every operator whose scope is in ``scopes`` left in float (ai-edge-quantizer's
+    NO_QUANTIZE algorithm; later rules win, so these override the recipe's own)."""
+    import re
+
+    from ai_edge_quantizer import qtyping, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    rm = recipe_manager.RecipeManager()
+    rm.load_quantization_recipe(rcp)
+    for s in scopes:
+        rm.add_quantization_config(regex=f"^{re.escape(s)}$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                   algorithm_key=AlgorithmName.NO_QUANTIZE)
+    return rm.get_quantization_recipe()

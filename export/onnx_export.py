@@ -57,6 +57,7 @@ class OnnxResult:
     recipe_why: str | None = None
     notes: list[str] = field(default_factory=list)
     onnxsim: dict[str, Any] = field(default_factory=dict)  # see _try_onnxsim
+    layers: dict[str, Any] | None = None  # layer_report of an int8 file, when asked for
 
 
 def _import(name: str) -> Any:
@@ -258,6 +259,88 @@ def int8_qdq(model: Any, calibration: np.ndarray, batch: int) -> tuple[Any, str]
     return out, INT8_RECIPE
 
 
+@dataclass(frozen=True)
+class OnnxOp:
+    """A node of the float graph, as ``quant_report.layer_report`` reads operators."""
+
+    index: int
+    op: str
+    scope: str
+    output: str  # the float graph's tensor
+    input: str | None
+    layer: str  # the PyTorch module whose weights it takes (net.9), else its op and output
+    module: bool
+    step: float | None  # the quantized tensor's scale
+    quantized: str = ""  # the same value in the QDQ graph: X_DequantizeLinear_Output where X is quantized
+
+
+def _run_all(model: Any, names: list[str], chunks: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    """``model`` run on each chunk with ``names`` kept as extra outputs; graph optimizations off, so a QDQ
+    graph runs its own float arithmetic (as ``qdq_reference``) and no fused kernel hides a tensor."""
+    onnx, ort = _import("onnx"), _import("onnxruntime")
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in have:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    for z in chunks:
+        yield dict(zip(outs, (np.asarray(v, dtype=np.float32) for v in sess.run(None, {INPUT_NAME: z}))))
+
+
+def layer_report(float_model: Any, quant_model: Any, calibration: np.ndarray, batch: int) -> dict[str, Any]:
+    """Per-layer error of a QDQ int8 graph against its float graph on the calibration latents (issue #22):
+    each float node's output against the value the quantized graph passes on (its DequantizeLinear
+    output: rounding, clipping and the folded Relu included), NCHW channels. Layers are named by the
+    PyTorch module whose weights the node takes (``generator.net.9.weight`` -> ``net.9``)."""
+    from edgegan.export import quant_report
+
+    qnames = {o for n in quant_model.graph.node for o in n.output}
+    scales = {i.name: float(np.max(_import("onnx").numpy_helper.to_array(i))) for i in quant_model.graph.initializer
+              if i.name.endswith("_scale")}
+    inits = {i.name for i in float_model.graph.initializer}
+    outputs = {o.name for o in float_model.graph.output}
+    graph_inputs = {i.name for i in float_model.graph.input}
+    ops = []
+    unseen: dict[str, str] = {}  # output -> module of a weighted node the QDQ graph fused away (Conv + Relu)
+    for i, node in enumerate(float_model.graph.node):
+        if node.op_type == "Constant" or not node.output:
+            continue
+        x = node.output[0]
+        ins = [n for n in node.input if n and n not in inits]
+        mod = next((n[len("generator."):-len(".weight")] for n in node.input
+                    if n in inits and n.startswith("generator.") and n.endswith(".weight")), None)
+        if mod is None and ins and ins[0] in unseen:
+            # The Relu that carries a fused layer's output: that layer's value, measured from its input.
+            mod, ins = unseen[ins[0]][0], [unseen[ins[0]][1], *ins[1:]]
+        q = f"{x}_DequantizeLinear_Output" if f"{x}_DequantizeLinear_Output" in qnames else x
+        if q not in qnames:
+            if mod is not None:
+                unseen[x] = (mod, ins[0] if ins else "")
+            continue
+        layer = mod or ("output" if x in outputs else "input" if ins and ins[0] in graph_inputs
+                        else f"{node.op_type.lower()}:{x}")
+        ops.append(OnnxOp(i, node.op_type, node.name, x, ins[0] if ins else None, layer, mod is not None,
+                          scales.get(f"{x}_scale"), q))
+    chunks = [np.ascontiguousarray(calibration[k:k + batch], dtype=np.float32) for k in range(0, len(calibration), batch)]
+    rename = {o.quantized: o.output for o in ops}
+
+    def quant_runs():
+        for r in _run_all(quant_model, [o.quantized for o in ops], chunks):
+            yield {rename.get(k, k): v for k, v in r.items()}
+
+    return quant_report.layer_report(
+        ops, _run_all(float_model, [o.output for o in ops], chunks), quant_runs(), latents=len(calibration),
+        channel_axis=1, reference="the float32 graph, same latents (every node's output; the int8 graph's "
+                                  "dequantized values, onnxruntime with graph optimizations off)")
+
+
 def qdq_reference(data: bytes) -> Any:
     """The file's own arithmetic, independent of this CPU's integer kernels: onnxruntime with graph
     optimizations off runs every DequantizeLinear -> op -> QuantizeLinear in float, so a fused integer
@@ -293,17 +376,22 @@ def strip_provenance(model) -> None:
 
 
 def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, calibration: np.ndarray | None,
-                calibration_batch: int, progress: bool = False, metadata: dict[str, str] | None = None) -> OnnxResult:
-    """The whole ONNX path for a prepared module; ``metadata`` goes into the file's metadata_props."""
+                calibration_batch: int, progress: bool = False, metadata: dict[str, str] | None = None,
+                report: bool = False) -> OnnxResult:
+    """The whole ONNX path for a prepared module; ``metadata`` goes into the file's metadata_props.
+    ``report``: the int8 graph's per-layer error against the float graph (``layer_report``)."""
     model, optimizer, sim = to_onnx(module, latent_dim, progress=progress)
-    recipe, why, notes = None, None, []
+    recipe, why, notes, layers = None, None, [], None
     if precision == "fp16":
         model = fp16_weights(model)
         recipe = "float16 initializers + Cast to float32"
     elif precision == "int8":
         if calibration is None:
             raise ExportError("ONNX int8 needs calibration latents")
+        float_model = model
         model, recipe = int8_qdq(model, calibration, calibration_batch)
+        if report:
+            layers = layer_report(float_model, model, calibration, calibration_batch)
         why = INT8_RECIPE_WHY
         notes.append(INT8_NOTE)
     elif precision != "fp32":
@@ -314,4 +402,4 @@ def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, cal
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     return OnnxResult(data=model.SerializeToString(), opset=opset_of(model), optimizer=optimizer,
-                      recipe=recipe, recipe_why=why, notes=notes, onnxsim=sim)
+                      recipe=recipe, recipe_why=why, notes=notes, onnxsim=sim, layers=layers)

@@ -50,8 +50,8 @@ def test_format_table_lists_every_format_and_option():
 def test_formats_registry_shape():
     onnx, tfl = FORMATS.get("onnx"), FORMATS.get("tflite")
     assert onnx.quantize_names == ("none", "fp16", "int8") and not onnx.batch
-    assert set(tfl.quantize_names) == {"none", "fp16", "dynamic-int8", "int8", "weight-int8"} and tfl.batch
-    assert [p.name for p in tfl.precisions if p.static] == ["int8"]
+    assert set(tfl.quantize_names) == {"none", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8"} and tfl.batch
+    assert [p.name for p in tfl.precisions if p.static] == ["int8", "int16x8"]
     assert FORMATS.get("onnx").precision("none").thresholds.max_abs <= 1e-4
     assert FORMATS.get("tflite").precision("int8").thresholds.psnr_db >= 30
 

@@ -37,6 +37,7 @@ CASES = [
     pytest.param("tflite", "dynamic-int8", None, marks=pytest.mark.tflite),
     pytest.param("tflite", "weight-int8", None, marks=pytest.mark.tflite),
     pytest.param("tflite", "int8", [64], marks=pytest.mark.tflite),
+    pytest.param("tflite", "int16x8", None, marks=pytest.mark.tflite),
 ]
 
 
@@ -50,6 +51,7 @@ RECIPES = {
     ("tflite", "dynamic-int8"): "dynamic_wi8_afp32",
     ("tflite", "weight-int8"): "weight_only_wi8_afp32",
     ("tflite", "int8"): "static_wi8_ai8",
+    ("tflite", "int16x8"): "static_wi8_ai16",
 }
 
 
@@ -123,6 +125,10 @@ def test_round_trip_through_the_runtime(run_dir, fmt, quantize, batch):
         q = entry["quantization"]
         assert q["input"]["dtype"] == "int8" and q["input"]["scale"] > 0
         assert q["output"]["dtype"] == "int8" and q["output"]["scale"] == pytest.approx(1 / 128)
+    elif fmt == "tflite" and quantize == "int16x8":  # symmetric int16 (a16w8): tanh's fixed output scale 2^-15
+        q = entry["quantization"]
+        assert q["input"]["dtype"] == "int16" and q["input"]["zero_point"] == 0 and q["input"]["scale"] > 0
+        assert q["output"]["dtype"] == "int16" and q["output"]["scale"] == pytest.approx(2 ** -15)
     else:
         assert entry["quantization"] is None
     if fmt == "onnx" and quantize == "int8":

@@ -26,7 +26,7 @@ from edgegan_runtime.tflite_check import IDENTIFIER, Entry
 MAX_BYTES = (1 << 31) - 1  # protobuf and flatbuffers both stop at 2 GiB
 FORMATS = ("onnx", "tflite")
 _SUFFIX = {".onnx": "onnx", ".tflite": "tflite"}
-_IO_DTYPES = ("float32", "int8", "uint8")
+_IO_DTYPES = ("float32", "int8", "uint8", "int16")  # int16: TFLite int16x8 (16-bit activations, issue #22)
 _DISPLAY = {"onnx": "an ONNX", "tflite": "a TFLite"}
 _BUILTIN_SHA_MAX = 32 << 20  # above this, OpenSSL's faster SHA-256 is worth its memory
 
@@ -154,7 +154,7 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
             )
         for t, what in ((i, "input"), (o, "output")):
             if t.dtype not in _IO_DTYPES:
-                raise ModelFileError(f"{name}: {label} {what} is {t.dtype}; expected float32, int8 or uint8")
+                raise ModelFileError(f"{name}: {label} {what} is {t.dtype}; expected float32, int8, uint8 or int16")
             if t.dtype != "float32" and (t.scale is None or not t.scale > 0):
                 raise ModelFileError(f"{name}: {label} {what} is {t.dtype} without a per-tensor scale")
             low, high = contract.IO_SCALE_RANGE
