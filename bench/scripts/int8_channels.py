@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from int8_parity import VARIANTS, _patched_quantize  # noqa: E402,F401 - the same defects
+from int8_parity import export_variant  # noqa: E402 - the same variants and defects
 
-from edgegan.export import FORMATS, export_run, litert_adapter  # noqa: E402
+from edgegan.export import FORMATS  # noqa: E402
 from edgegan.export.quant_report import STEP_FLOOR  # noqa: E402
 from edgegan.manifest import now_iso, versions  # noqa: E402
 
@@ -33,22 +33,15 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 CHANNEL_VARIANTS = ("int8", "dead-channel", "hot-channel")
 
 
-def measure(run: Path, work: Path) -> list[dict[str, Any]]:
+def measure(run: Path, work: Path, variants: tuple[str, ...] = CHANNEL_VARIANTS) -> list[dict[str, Any]]:
     rows = []
-    for name in CHANNEL_VARIANTS:
-        v = dict(VARIANTS[name])
-        patch = v.pop("patch", None)
-        real = litert_adapter.quantize
-        if patch is not None:
-            litert_adapter.quantize = patch
+    for name in variants:
         try:
-            e = export_run(run, batch=[64], out=work / f"{run.name}-{name}", allow_mismatch=True, report=True, **v)
+            e = export_variant(run, name, work, report=True)
         except Exception as ex:  # noqa: BLE001 - a measurement script records what failed
             rows.append({"run": run.name, "variant": name, "error": f"{type(ex).__name__}: {ex}"})
             log.info("%-22s %-14s ERROR %s", run.name, name, ex)
             continue
-        finally:
-            litert_adapter.quantize = real
         w = (e.get("layers") or {}).get("worst_channel") or {}
         row = {"run": run.name, "variant": name, "psnr_db": e["parity"].get("psnr_db"),
                "image_failures": [f for k, f in (e["parity"].get("failures") or {}).items() if k != "layers"],
@@ -85,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--variants", default=",".join(CHANNEL_VARIANTS), help="e.g. int8 alone: every student's default file")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for name in ("edgegan", "onnxscript", "onnx_ir", "torch", "absl"):
@@ -94,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edgegan-int8-channels-") as tmp:
         for run in a.runs:
-            rows += measure(run, Path(tmp))
+            rows += measure(run, Path(tmp), tuple(a.variants.split(",")))
             isa = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f in ("avx2", "avx512f", "avx512_vnni")})
             res = {"created": now_iso(), "machine": f"{cpu_name()}, {' '.join(isa)}", "step_floor": STEP_FLOOR,
                    "versions": versions(), "rows": rows}

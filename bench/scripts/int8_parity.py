@@ -85,23 +85,30 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def export_variant(run: Path, name: str, work: Path, **kw: Any) -> dict[str, Any]:
+    """``run`` exported as variant ``name`` (its defect patched into the quantizer for this call only),
+    with ``allow_mismatch`` so that every number is recorded."""
+    v = dict(VARIANTS[name])
+    patch = v.pop("patch", None)
+    real = litert_adapter.quantize
+    if patch is not None:
+        litert_adapter.quantize = patch
+    try:
+        batch = [64] if v["format"] == "tflite" else None
+        return export_run(run, batch=batch, out=work / f"{run.name}-{name}", allow_mismatch=True, **v, **kw)
+    finally:
+        litert_adapter.quantize = real
+
+
 def measure(run: Path, variants: list[str], work: Path) -> list[dict[str, Any]]:
     rows = []
     for name in variants:
-        v = dict(VARIANTS[name])
-        patch = v.pop("patch", None)
-        real = litert_adapter.quantize
-        if patch is not None:
-            litert_adapter.quantize = patch
         try:
-            batch = [64] if v["format"] == "tflite" else None
-            e = export_run(run, batch=batch, out=work / f"{run.name}-{name}", allow_mismatch=True, **v)
+            e = export_variant(run, name, work)
         except Exception as ex:  # noqa: BLE001 - a measurement script records what failed
             rows.append({"run": run.name, "variant": name, "error": f"{type(ex).__name__}: {ex}"})
             log.info("%-22s %-18s ERROR %s", run.name, name, ex)
             continue
-        finally:
-            litert_adapter.quantize = real
         p = e["parity"]
         runs = p.get("runs") or {}
         worst = min(runs.values(), key=lambda s: s.get("psnr_db") or -1) if runs else {}
