@@ -165,10 +165,8 @@ def test_a_symlink_swapped_in_for_exports_never_receives_a_file(runs, tmp_path, 
     finally:
         stop.set()
         t.join(timeout=60)
-    if (r / "exports.real").exists():  # the thread stopped mid-swap
-        if (r / "exports").is_symlink():
-            (r / "exports").unlink()
-        os.rename(r / "exports.real", r / "exports")
+    # No tidying of exports/ and exports.real: the thread may have stopped mid-swap, or an export may have
+    # made a fresh exports/ in the instant the link was gone (then both hold files). Only `outside` matters.
     assert list(outside.iterdir()) == [], codes
 
 
