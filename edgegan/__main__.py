@@ -8,7 +8,7 @@ the Python version, so a leading ``--`` is dropped here.
 
 import sys
 
-from edgegan.cli import main
+from edgegan.app.cli import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

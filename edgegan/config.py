@@ -1,6 +1,6 @@
 """How a configuration field declares its default, help text and choices: once, on the dataclass.
 
-The command line is generated from these declarations (``edgegan.cli``), so a field added to
+The command line is generated from these declarations (``edgegan.app.cli``), so a field added to
 ``TrainConfig`` or ``DistillConfig`` appears in ``--help`` with its default and help text without
 touching the CLI::
 

@@ -66,14 +66,11 @@ def _warnings_to_debug() -> Iterator[None]:
 
 
 def _is_own(filename: str) -> bool:
-    """A warning raised by edgegan's own code (edgegan/, export/, bench/) is the user's business: shown."""
+    """A warning raised by edgegan's own code (every layer lives under edgegan/) is the user's business: shown."""
     import edgegan
-    import edgegan.bench
-    import edgegan.export
 
-    path = os.path.abspath(filename)
-    roots = [os.path.dirname(os.path.abspath(m.__file__ or "")) for m in (edgegan, edgegan.export, edgegan.bench)]
-    return any(path.startswith(r + os.sep) for r in roots)
+    root = os.path.dirname(os.path.abspath(edgegan.__file__ or ""))
+    return os.path.abspath(filename).startswith(root + os.sep)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ each of them, whichever library made the call from Python).
 usage: torchrun ... tests/ddp_worker.py -- REPORT_DIR CMD ARGS... [--then CMD ARGS...]
 
 The commands run one after the other in the same process group, as ``edgegan CMD ARGS`` (the same
-``edgegan.cli.main`` that ``python -m edgegan`` runs), so one torchrun start serves several commands.
+``edgegan.app.cli.main`` that ``python -m edgegan`` runs), so one torchrun start serves several commands.
 REPORT_DIR/rank<RANK>.json gets {"exit_codes": [...], "written": [absolute paths]}.
 """
 
@@ -54,7 +54,7 @@ def main() -> int:
         else:
             commands[-1].append(a)
     sys.addaudithook(audit)
-    from edgegan.cli import main as edgegan
+    from edgegan.app.cli import main as edgegan
 
     codes = []
     for cmd in commands:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgegan.cli import main
+from edgegan.app.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-EXE = [sys.executable, "-c", "import sys; from edgegan.cli import main; sys.exit(main())"]
+EXE = [sys.executable, "-c", "import sys; from edgegan.app.cli import main; sys.exit(main())"]
 # Exit codes: the one mapping, EdgeganError.exit_code (edgegan/errors.py).
 CONFIG, DATASET, CHECKPOINT, BENCH, OUTPUT, DIVERGED = 2, 3, 4, 7, 9, 10
 
@@ -457,7 +457,7 @@ def test_double_ctrl_c_is_one_line_and_the_checkpoint_survives(tmp_path):
     # then installs no KeyboardInterrupt handler at all, so the child would train on (what the 120 s
     # timeout of issue 18 met). Restore the default first, as the terminal's shell would.
     exe = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                                 "from edgegan.cli import main; sys.exit(main())"]
+                                 "from edgegan.app.cli import main; sys.exit(main())"]
     cmd = [*exe, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2", "--steps", "100000",
            "--batch-size", "8", "--sample-every", "0", "--checkpoint-every", "5", "--out", str(out)]
     with spawned(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO) as p:
@@ -484,7 +484,7 @@ def test_sigterm_stops_a_background_run_with_a_checkpoint(tmp_path):
 
     out = tmp_path / "run"
     exe = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-                                 "from edgegan.cli import main; sys.exit(main())"]  # as nohup/& leave it
+                                 "from edgegan.app.cli import main; sys.exit(main())"]  # as nohup/& leave it
     cmd = [*exe, "--threads", "1", "train-teacher", "--dataset", "digits", "--d", "2", "--steps", "100000",
            "--batch-size", "8", "--sample-every", "0", "--checkpoint-every", "5", "--out", str(out)]
     with spawned(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO) as p:

@@ -44,7 +44,7 @@ def test_bench_cli_every_field(student, tmp_path, monkeypatch):
                                   "machine": {"cpu": "Test Board (4x Cortex-A76)", "emulated": False},
                                   "settings": {"batch": 1}, "models": [{"name": "onnx:fp32", "sha256": sha,
                                   "latency": {"p50_us": 123.0}, "parity": {"passed": True}}]}))
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--samples", "200", "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "bench", str(student), "--samples", "200", "--out", str(out),
                         "--baseline", str(student.parent / "baseline"), "--device-results", str(device), "--quiet"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
@@ -92,7 +92,7 @@ def test_bench_cli_every_field(student, tmp_path, monkeypatch):
 def test_bench_json_parses_and_is_bench_json(student, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEGAN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "j"
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--models", "student", "--samples",
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "bench", str(student), "--models", "student", "--samples",
                         "64", "--out", str(out), "--quiet", "--json"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -105,7 +105,7 @@ def test_inception_weights_are_checked_before_anything_is_written(student, tmp_p
     weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     if content is not None:
         weights.write_bytes(content)
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student), "--inception-weights", str(weights),
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "bench", str(student), "--inception-weights", str(weights),
                         "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
@@ -122,7 +122,7 @@ def test_inception_unavailable_here_says_why(tmp_path):
 
 
 def test_bench_refuses_a_teacher_run(student, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bench", str(student.parent / "t"), "--out",
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "bench", str(student.parent / "t"), "--out",
                         str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 7 and "not a distilled student run" in r.stderr
     assert not (tmp_path / "x").exists()

@@ -14,7 +14,7 @@ import tarfile
 import pytest
 
 from edgegan.bench.harness import load_device_results, merge_device_results, run_bench, to_markdown
-from edgegan.bundle import DEVICE_FP32_MAX_ABS, make_bundle, run_bundle_here
+from edgegan.app.bundle import DEVICE_FP32_MAX_ABS, make_bundle, run_bundle_here
 from edgegan.errors import BenchError, BundleError, UnknownNameError
 from edgegan.testing import make_run, tiny_student
 
@@ -67,7 +67,7 @@ def test_bundle_holds_models_manifest_runtime_probe_script_and_references(run, b
         assert need in rel, need
     assert not [n for n in rel if "__pycache__" in n or n.endswith((".pyc", ".safetensors"))]
     doc = json.loads(rel["bundle.json"])
-    assert doc["schema"] == "edgegan.bundle/1" and doc["target"] == "aarch64"
+    assert doc["schema"] == "edgegan.app.bundle/1" and doc["target"] == "aarch64"
     # every other file is listed with its sha256
     assert set(doc["files"]) == set(rel) - {"bundle.json"}
     assert all(hashlib.sha256(rel[k]).hexdigest() == v for k, v in doc["files"].items())
@@ -105,12 +105,12 @@ def test_bundle_picks_exports_and_refuses_bad_input(run, tmp_path):
 
 def test_bundle_cli(run, tmp_path):
     out = tmp_path / "cli.tar.gz"
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bundle", str(run), "--target", "aarch64", "-o", str(out),
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "bundle", str(run), "--target", "aarch64", "-o", str(out),
                         "--export", "tflite:int8", "--no-reference"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "models tflite:int8" in r.stdout and "pip install numpy==" in r.stdout and "run_bench.py" in r.stdout
     assert out.stat().st_size > 40_000
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "bundle", str(run), "--target", "arm", "-o",
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "bundle", str(run), "--target", "arm", "-o",
                         str(tmp_path / "no.tar.gz")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "valid: aarch64, x86_64" in r.stderr
     assert not (tmp_path / "no.tar.gz").exists()

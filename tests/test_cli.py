@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from edgegan.cli import COMMANDS, build_parser, main
+from edgegan.app.cli import COMMANDS, build_parser, main
 
-EXE = [sys.executable, "-m", "edgegan.cli"]
+EXE = [sys.executable, "-m", "edgegan.app.cli"]
 
 
 def run(*args, timeout=300):
@@ -16,7 +16,7 @@ def run(*args, timeout=300):
 
 
 def test_help_lists_every_command_and_imports_no_torch():
-    code = ("import sys; from edgegan.cli import main\n"
+    code = ("import sys; from edgegan.app.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "bad = [m for m in ('torch', 'onnxruntime', 'litert_torch', 'numpy') if m in sys.modules]\n"
             "print('LOADED', bad)")
@@ -128,7 +128,7 @@ def _config_commands():
     from edgegan.bench.options import BenchOptions
     from edgegan.distill import DistillConfig
     from edgegan.export.formats import ExportOptions
-    from edgegan.sweep import PickOptions, SweepConfig
+    from edgegan.app.sweep import PickOptions, SweepConfig
     from edgegan.train import TrainConfig
 
     return {"train-teacher": TrainConfig, "distill": DistillConfig, "export": ExportOptions, "bench": BenchOptions,
@@ -165,7 +165,7 @@ def test_every_config_field_is_an_option_with_the_dataclass_default_and_help(nam
 def test_a_new_config_field_appears_without_touching_the_cli():
     import dataclasses
 
-    from edgegan.cli import config_options
+    from edgegan.app.cli import config_options
     from edgegan.config import opt
 
     @dataclasses.dataclass(frozen=True)
@@ -190,7 +190,7 @@ def test_a_new_config_field_appears_without_touching_the_cli():
 
 
 def test_threads_is_applied_when_a_command_runs_and_never_for_help():
-    code = ("import sys\nfrom edgegan.cli import main\n"
+    code = ("import sys\nfrom edgegan.app.cli import main\n"
             "try:\n    main(['--threads', '2', 'distill', '--help'])\nexcept SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules\n"
             "main(['--threads', '1', 'families'])\n"

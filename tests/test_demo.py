@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.onnx, pytest.mark.tflite]
 
 def test_demo_fast(tmp_path):
     out = tmp_path / "demo"
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "demo", "--fast", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "demo", "--fast", "--out", str(out)],
                        capture_output=True, text=True, timeout=1200, env={**__import__("os").environ,
                                                                           "EDGEGAN_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr[-2000:]

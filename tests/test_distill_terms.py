@@ -87,7 +87,7 @@ def test_bad_options_are_config_errors():
 def test_bad_recipe_on_the_command_line_is_one_line_and_writes_nothing(teacher, tmp_path):
     out = tmp_path / "s"
     for args in (["--terms", "pixle:1"], ["--terms", "pixel:-2"], ["--loss", "nope"]):
-        r = subprocess.run([sys.executable, "-m", "edgegan.cli", "distill", "--teacher", str(teacher), "--out", str(out),
+        r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "distill", "--teacher", str(teacher), "--out", str(out),
                             *args], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -302,7 +302,7 @@ def test_resume_refuses_changed_settings_and_finished_runs(teacher, tmp_path):
 def test_distill_killed_with_sigkill_resumes_to_the_uninterrupted_result(teacher, tmp_path):
     """A crash (SIGKILL, no chance to save) after a checkpoint: --resume ends where a run that was
     never interrupted ends, bit for bit (constant schedule, so --steps may grow on resume)."""
-    base = [sys.executable, "-m", "edgegan.cli", "distill", "--teacher", str(teacher), "--terms", RESUME_TERMS,
+    base = [sys.executable, "-m", "edgegan.app.cli", "distill", "--teacher", str(teacher), "--terms", RESUME_TERMS,
             "--ema", "0.9", "--seed", "5", "--quiet"]
     out = tmp_path / "killed"
     state = out / "state.json"

@@ -258,7 +258,7 @@ def test_cli_report_prints_the_worst_layer_and_nothing_else_on_stderr(run_dir, t
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "export", str(run_dir), "--format", "tflite",
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "export", str(run_dir), "--format", "tflite",
                         "--quantize", "int8", "--report", "-o", str(tmp_path / "cli")],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -148,7 +148,7 @@ def to_torchscript(module, z, path: Path) -> Path:
 
 def cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": ""}  # a factory must be found without PYTHONPATH
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", "--threads", "1", *args], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", "--threads", "1", *args], capture_output=True, text=True,
                        cwd=cwd, env=env, timeout=900)
     if check:
         assert r.returncode == 0, r.stderr[-3000:]

@@ -219,7 +219,7 @@ def test_control_characters_from_files_are_escaped_on_stderr(runs, tmp_path, cap
                                                   "precision": "fp32", "bytes": 1, "sha256": "0" * 64,
                                                   "parity": {"passed": True}}]))
     capsys.readouterr()
-    from edgegan.cli import main
+    from edgegan.app.cli import main
 
     assert main(["info", str(r)]) == 0
     text = capsys.readouterr().out
@@ -262,7 +262,7 @@ def test_a_fifo_in_a_sweep_is_refused_without_blocking(name, tmp_path, capsys):
 
 def test_a_fifo_as_a_sweep_run_result_is_refused(tmp_path):
     from edgegan.errors import SweepError
-    from edgegan.sweep import Sweep, SweepConfig
+    from edgegan.app.sweep import Sweep, SweepConfig
 
     s = Sweep(SweepConfig(), tmp_path, progress=False)
     d = s.run_dir("student-d2-mse-s0")
@@ -276,7 +276,7 @@ def test_a_fifo_as_a_sweep_run_result_is_refused(tmp_path):
 # ------------------------------------------------------------------- 7. pick and bench inputs
 
 def _sweep_table(tmp_path: Path, edit=None) -> Path:
-    from edgegan.sweep import SCHEMA
+    from edgegan.app.sweep import SCHEMA
 
     def run(d, p50, nbytes, kid):
         return {"seed": 0, "id": f"student-d{d}-mse-s0", "file": f"runs/d{d}.tflite", "sha256": f"sha{d}",
@@ -503,7 +503,7 @@ def test_the_sweeps_held_out_split_is_sized_from_the_data(tmp_path):
     import numpy as np
 
     from edgegan.errors import ConfigError
-    from edgegan.sweep import Scorer, SweepConfig
+    from edgegan.app.sweep import Scorer, SweepConfig
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "small.npz", images=rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8))

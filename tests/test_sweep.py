@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edgegan.errors import BudgetError, ConfigError, SweepError
-from edgegan.sweep import DONE_NAME, PLAN_NAME, SCHEMA, PickOptions, SweepConfig, make_plan, pick
+from edgegan.app.sweep import DONE_NAME, PLAN_NAME, SCHEMA, PickOptions, SweepConfig, make_plan, pick
 from tests.procs import spawned, wait_until
 
 TINY = ["--dataset", "digits", "--teacher", "4", "--teacher-steps", "40", "--d", "1,2", "--recipes", "mse",
@@ -26,7 +26,7 @@ TINY = ["--dataset", "digits", "--teacher", "4", "--teacher-steps", "40", "--d",
 
 
 def _cli(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "edgegan.cli", "--threads", "1", *args]
+    return [sys.executable, "-m", "edgegan.app.cli", "--threads", "1", *args]
 
 
 def _env() -> dict[str, str]:

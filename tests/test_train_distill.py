@@ -94,7 +94,7 @@ def test_student_that_cannot_match(tmp_path):
 def test_resume_after_kill(tmp_path):
     """A run killed with SIGKILL after a checkpoint continues from the saved step."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "edgegan.cli", "train-teacher", "--dataset", "digits", "--d", "4", "--steps", "2000",
+    cmd = [sys.executable, "-m", "edgegan.app.cli", "train-teacher", "--dataset", "digits", "--d", "4", "--steps", "2000",
            "--checkpoint-every", "20", "--sample-every", "0", "--out", str(out), "--quiet"]
     state = out / "state.json"
 

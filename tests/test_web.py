@@ -133,7 +133,7 @@ def site(run, tmp_path_factory):
     reason = web_deps_reason()
     if reason:
         pytest.skip(reason)
-    from edgegan.web_bundle import make_site
+    from edgegan.app.web_bundle import make_site
 
     out = tmp_path_factory.mktemp("site") / "site"
     make_site(run, out=out)
@@ -196,7 +196,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(run, tmp_path, monkeyp
 def test_exports_outside_the_run_or_not_regular_files_are_refused(run, tmp_path):
     if web_deps_reason():
         pytest.skip(web_deps_reason())
-    from edgegan.web_bundle import make_site
+    from edgegan.app.web_bundle import make_site
 
     m = json.loads((run / "manifest.json").read_text())
     e = next(x for x in m["exports"] if x["precision"] == "fp32")
@@ -241,7 +241,7 @@ def test_a_file_without_a_readable_contract_is_refused(run, tmp_path):
 
     import onnx
 
-    from edgegan.web_bundle import make_site
+    from edgegan.app.web_bundle import make_site
 
     r = tmp_path / "old"
     (r / "exports").mkdir(parents=True)
@@ -261,7 +261,7 @@ def test_a_file_without_a_readable_contract_is_refused(run, tmp_path):
 def test_cli_target_web(run, tmp_path):
     if web_deps_reason():
         pytest.skip(web_deps_reason())
-    from edgegan.cli import main
+    from edgegan.app.cli import main
 
     out = tmp_path / "s"
     assert main(["bundle", str(run), "--target", "web", "-o", str(out)]) == 0

@@ -158,7 +158,7 @@ def build_rootfs(cache: Path | None = None) -> Path:
 
 def wheel_requirements(formats: tuple[str, ...] = ("tflite", "onnx")) -> list[str]:
     """numpy and each format's interpreter (as a bundle names them), at the versions installed on this host."""
-    from edgegan.bundle import INTERPRETERS
+    from edgegan.app.bundle import INTERPRETERS
 
     names = ["numpy"] + [n for f in formats for n in (*INTERPRETERS[f], *IMPORT_DEPS[f])]
     out = []
@@ -171,7 +171,7 @@ def wheel_requirements(formats: tuple[str, ...] = ("tflite", "onnx")) -> list[st
 
 
 def _platforms() -> tuple[str, ...]:
-    from edgegan.bundle import TARGETS
+    from edgegan.app.bundle import TARGETS
 
     return TARGETS["aarch64"].wheel_platforms
 
@@ -254,7 +254,7 @@ def _host_cpu() -> str:
 
 def record(run: str, *, results_dir: Path, runs: int | None = None, cache: Path | None = None) -> dict[str, Any]:
     """Bundle ``run``, run it emulated and on this host, write ``aarch64-emulated.{json,md}``."""
-    from edgegan.bundle import make_bundle, run_bundle_here
+    from edgegan.app.bundle import make_bundle, run_bundle_here
     from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso
 
     with tempfile.TemporaryDirectory(prefix="edgegan-bundle-") as tmp:

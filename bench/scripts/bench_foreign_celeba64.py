@@ -89,7 +89,7 @@ def train_teacher(steps: int, batch: int, ngf: int) -> tuple[nn.Module, dict]:
 
 
 def edgegan(*args: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "edgegan.cli", *args])
+    r = subprocess.run([sys.executable, "-m", "edgegan.app.cli", *args])
     if r.returncode != 0:
         raise SystemExit(f"edgegan {' '.join(args)} failed ({r.returncode})")
 

@@ -81,7 +81,7 @@ def main() -> None:
             try:
                 with tempfile.TemporaryDirectory(prefix="bench_demo_") as tmp:
                     t0 = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "edgegan.cli", "demo", "--out", str(Path(tmp) / "demo"), "-q"],
+                    subprocess.run([sys.executable, "-m", "edgegan.app.cli", "demo", "--out", str(Path(tmp) / "demo"), "-q"],
                                    check=True, capture_output=True)
                     demo[cond] = round(time.perf_counter() - t0, 1)
             finally:

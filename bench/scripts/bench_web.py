@@ -74,7 +74,7 @@ def native(run: Path, name: str) -> dict:
 
 
 def bench_run(run: Path, repeats: int, tmp: Path) -> dict:
-    from edgegan.web_bundle import make_site
+    from edgegan.app.web_bundle import make_site
     from edgegan_runtime.probe import cpu_name
 
     site = tmp / f"site-{run.name}"
@@ -208,7 +208,7 @@ def main() -> None:
         doc["notes"] = NOTES
         a.out.with_suffix(".md").write_text(to_markdown(doc))
         return
-    from edgegan.web_bundle import runtime_version
+    from edgegan.app.web_bundle import runtime_version
     from edgegan_runtime.probe import cpu_name, versions
 
     load = os.getloadavg()[0]

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from edgegan.bench import run_bench
+    from edgegan.app.bench_runs import run_bench
     from edgegan.checkpoint import load_run
     from edgegan.errors import ParityError
     from edgegan.export import export_run
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("seconds/step %s -> steps at equal time %s", cost, steps)
     # 2. the students (and the scratch baseline) side by side, one thread each, resumable; then each
     # student exported as it would ship
-    cli = [sys.executable, "-m", "edgegan.cli", "--threads", "1"]
+    cli = [sys.executable, "-m", "edgegan.app.cli", "--threads", "1"]
     jobs = []
     for r in recipes:
         run = out / f"student-{r}"

@@ -39,7 +39,7 @@ from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, ver
 from edgegan.sysinfo import machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-EXE = [sys.executable, "-c", "import sys; from edgegan.cli import main; sys.exit(main())", "--threads", "1"]
+EXE = [sys.executable, "-c", "import sys; from edgegan.app.cli import main; sys.exit(main())", "--threads", "1"]
 
 
 def commands(steps: int, every: int, teacher: Path | None) -> dict[str, list[str]]:

@@ -70,7 +70,7 @@ def run(name: str, out: Path) -> None:
 
 
 def collect(name: str, out: Path) -> None:
-    from edgegan.sweep import METRICS, _plot, to_markdown
+    from edgegan.app.sweep import METRICS, _plot, to_markdown
 
     dataset = SWEEPS[name].get("dataset", name)
     doc = json.loads((out / "sweep.json").read_text())

@@ -70,7 +70,7 @@ def run_demo(out: str | Path, *, fast: bool = False, progress: bool = True,
 
     bench_md = None
     if "bench" in stages:
-        from edgegan.bench import run_bench
+        from edgegan.app.bench_runs import run_bench
 
         say("[4/4] benchmarking teacher, student and exported files")
         res = run_bench([str(out / "student")], out=out / "bench", samples=p["bench_samples"], progress=progress)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -106,18 +106,21 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
               threads: int = 1, progress: bool = True, baselines: list[str] | None = None,
               device_results: list[str | Path] | None = None, inception_weights: str | Path | None = None,
               options: BenchOptions | None = None, teacher: str | None = None,
-              teacher_weights: str | None = None, trust_teacher: bool = False) -> dict[str, Any]:
+              teacher_weights: str | None = None, trust_teacher: bool = False,
+              export_teacher: Callable[[str, Path], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Bench each student run against its teacher; ``baselines`` are runs of the student's size trained
     from scratch (``train-teacher --kind baseline``): the paper's comparison, added to every table.
 
-    ``device_results`` are JSON files written by a bench bundle's script on a board (``edgegan.bundle``):
+    ``device_results`` are JSON files written by a bench bundle's script on a board (``edgegan.app.bundle``):
     each becomes its own columns, labelled with the board's CPU (see ``merge_device_results``).
     ``options`` (what ``edgegan bench`` passes) replaces the keyword arguments it holds.
     ``inception_weights``: pytorch-fid's weights file, checked against its pinned sha256 before anything
     is written (a wrong or missing file is a ConfigError); default: torch.hub's cache, if there.
     ``teacher`` replaces the teacher the manifests record; a ``module:factory`` recorded there is never
     run (issue 14): it must be given here, as the user typed it; a recorded TorchScript teacher (code,
-    issue 25) too, unless ``trust_teacher``."""
+    issue 25) too, unless ``trust_teacher``.
+    ``export_teacher(spec, folder)`` exports an edgegan teacher to ONNX for its ONNX row (bench sits beside
+    export, not above it: ``edgegan.app.bench_runs.run_bench`` passes the exporter); None: no such row."""
     from edgegan.checkpoint import load_run
     from edgegan.sources import load_recorded
     from edgegan.sysinfo import machine
@@ -195,8 +198,8 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 tsource.spec, batch=batch, threads=threads, record=tsource.describe()) if tsource.kind != "onnx"
                 else probe_runtime(tsource.spec, batch=batch, threads=threads),
                 teacher_imgs, fmt="torch" if tsource.kind != "onnx" else "onnx")
-            if tsource.kind == "edgegan":
-                entry = _export_teacher(tsource.spec, out / "teacher_onnx")
+            if tsource.kind == "edgegan" and export_teacher is not None:
+                entry = export_teacher(tsource.spec, out / "teacher_onnx")
                 if "error" in entry:
                     row("teacher", "teacher", t_params, t_macs, None, entry, None, fmt="onnx")
                 else:
@@ -420,16 +423,6 @@ def _teacher_bytes(tinfo: dict) -> int | None:
         return read_manifest(tinfo["spec"])["model"]["weights"]["bytes"]
     p = Path(tinfo["spec"])
     return p.stat().st_size if p.is_file() else None
-
-
-def _export_teacher(spec: str, out: Path) -> dict[str, Any]:
-    from edgegan.errors import EdgeganError
-    from edgegan.export import export_run
-
-    try:
-        return export_run(spec, format="onnx", quantize="none", out=out)
-    except EdgeganError as e:
-        return {"error": f"teacher export failed: {e}"}
 
 
 def _inception_options(path: str | Path | None):

@@ -34,14 +34,14 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgegan.bundle import DEVICE_FP32_MAX_ABS, REFERENCE_N, REFERENCE_SEED, _host, _select, _stem
+from edgegan.app.bundle import DEVICE_FP32_MAX_ABS, REFERENCE_N, REFERENCE_SEED, _host, _select, _stem
 from edgegan.errors import BundleError, ConfigError, OutputError
 from edgegan.manifest import now_iso, read_manifest
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "edgegan.web-site/1"
-WEB_DIR = Path(__file__).with_name("web")
+WEB_DIR = Path(__file__).parent.parent / "web"  # edgegan/web: the page, the module and the lockfile
 ASSETS = ("index.html", "app.js", "edgegan.js", "manifest.webmanifest")
 FORMAT = "onnx"  # what the page's runtime runs (see the module doc)
 RUNTIME = "onnxruntime-web"
