@@ -67,7 +67,7 @@ def test_bundle_holds_models_manifest_runtime_probe_script_and_references(run, b
         assert need in rel, need
     assert not [n for n in rel if "__pycache__" in n or n.endswith((".pyc", ".safetensors"))]
     doc = json.loads(rel["bundle.json"])
-    assert doc["schema"] == "edgegan.app.bundle/1" and doc["target"] == "aarch64"
+    assert doc["schema"] == "edgegan.bundle/1" and doc["target"] == "aarch64"
     # every other file is listed with its sha256
     assert set(doc["files"]) == set(rel) - {"bundle.json"}
     assert all(hashlib.sha256(rel[k]).hexdigest() == v for k, v in doc["files"].items())

@@ -5,7 +5,7 @@
 Layout (``edgegan-bundle-<stem>/`` inside the archive)::
 
     run_bench.py            the one script (edgegan/bundle_script.py): checks, images, probe -> one JSON
-    bundle.json             schema edgegan.app.bundle/1: target, models, reference latents, sha256 of every file,
+    bundle.json             schema edgegan.bundle/1: target, models, reference latents, sha256 of every file,
                             the interpreter wheels included or named
     model/manifest.json     the run's manifest, its exports limited to the bundled ones
     model/exports/*         the exported files
@@ -45,7 +45,7 @@ MAX_WHEEL_BYTES = 1 << 30
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "edgegan.app.bundle/1"
+SCHEMA = "edgegan.bundle/1"
 SCRIPT = Path(__file__).with_name("bundle_script.py")
 REFERENCE_N = 8  # images per model compared with the host's (the parity check's own count is 64)
 REFERENCE_SEED = 0

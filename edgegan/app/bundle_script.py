@@ -30,7 +30,7 @@ import zipfile
 from pathlib import Path
 
 SCHEMA = "edgegan.device-results/1"
-BUNDLE_SCHEMA = "edgegan.app.bundle/1"
+BUNDLE_SCHEMA = "edgegan.bundle/1"
 HERE = Path(__file__).resolve().parent
 
 

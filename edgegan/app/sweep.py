@@ -39,7 +39,7 @@ DEFAULT_HOLDOUT = 1000  # held-out training images for the baselines' learning r
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "edgegan.app.sweep/1"
+SCHEMA = "edgegan.sweep/1"
 PLAN_NAME, TABLE_NAME, MARKDOWN_NAME, PLOT_NAME = "plan.json", "sweep.json", "sweep.md", "plot.png"
 DONE_NAME, RESULT_NAME = "DONE", "result.json"
 SCORE_SEED = 0  # latents and reference draw shared by every model of a sweep
