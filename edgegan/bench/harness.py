@@ -15,11 +15,7 @@ Writes ``bench.json``, ``bench.md``, ``samples.png`` (same z across models) and 
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -27,78 +23,14 @@ from typing import Any, Callable
 import numpy as np
 
 from edgegan.bench.options import MODEL_GROUPS, BenchOptions
-from edgegan.errors import BenchError, ConfigError, EdgeganError
+from edgegan.errors import BenchError, ConfigError
 from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, read_manifest, versions
 
+from edgegan.bench.devices import device_label, load_device_results, merge_device_results
+from edgegan.bench.probes import _check_memory, _file_images, _fwd, _torch_images, count_macs, probe_runtime, probe_torch
+from edgegan.bench.report import TEACHER_REFERENCE, _pareto, speedups, to_markdown
+
 log = logging.getLogger(__name__)
-
-
-def count_macs(module, latent_dim: int, latent_rank: int = 2) -> int:
-    """Multiply-accumulates of one image through Conv2d / ConvTranspose2d / Linear layers; the module
-    is called with z of shape (1, L) or, for ``latent_rank`` 4, (1, L, 1, 1)."""
-    import torch
-
-    total = 0
-
-    def hook(m, inp, out):
-        nonlocal total
-        if isinstance(m, torch.nn.ConvTranspose2d):
-            x = inp[0]  # every input pixel scatters a k x k x Cout/groups patch
-            total += x[0].numel() * (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, torch.nn.Conv2d):
-            total += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, torch.nn.Linear):
-            total += m.in_features * m.out_features
-
-    hs = [m.register_forward_hook(hook) for m in module.modules()
-          if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
-    try:
-        with torch.no_grad():
-            module.eval()(torch.zeros(1, latent_dim, *([1, 1] if latent_rank == 4 else [])))
-    finally:
-        for h in hs:
-            h.remove()
-    return int(total)
-
-
-def _probe(cmd: list[str], timeout: float = 600) -> dict[str, Any]:
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"probe timed out after {timeout:.0f}s"}
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"probe failed (exit {r.returncode}): {last}"}
-    try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return {"error": f"probe printed no JSON: {r.stdout[-200:]!r}"}
-
-
-def probe_runtime(path: str | Path, *, batch: int = 1, threads: int = 1) -> dict[str, Any]:
-    return _probe([sys.executable, "-m", "edgegan_runtime.cli", "bench", str(path), "--json",
-                   "--batch", str(batch), "--threads", str(threads)])
-
-
-def probe_torch(spec: str, *, batch: int = 1, threads: int = 1, record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``record``: a manifest's ``distill.teacher``, so the probe loads the teacher as recorded (weights,
-    latent shape, range, a factory's import directory)."""
-    extra = ["--record", json.dumps(record)] if record is not None else []
-    return _probe([sys.executable, "-m", "edgegan.bench.torch_probe", spec, "--json",
-                   "--batch", str(batch), "--threads", str(threads), *extra])
-
-
-def _torch_images(forward, z: np.ndarray, batch: int = 256) -> np.ndarray:
-    import torch
-
-    return np.concatenate([forward(torch.from_numpy(z[i:i + batch])).numpy() for i in range(0, len(z), batch)])
-
-
-def _file_images(path: Path, z: np.ndarray) -> np.ndarray:
-    import edgegan_runtime as rt
-
-    with rt.load(path) as g:  # the runtime splits any N over the file's batch sizes
-        return g.generate_from(z)
 
 
 def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = None, samples: int = 2000,
@@ -264,128 +196,10 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
 # much again in the metrics' working copies): checked against the memory available before any work,
 # so that --samples 100000 on a small machine is refused with the numbers instead of swapping or being
 # killed (issue 25).
-MEMORY_FACTOR = 2
 
 
-def available_memory() -> int | None:
-    """Bytes the kernel reports as available (MemAvailable), or None where it does not say."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
-def _check_memory(manifests: list, models: list[str], n_baselines: int, samples: int) -> None:
-    avail = available_memory()
-    if avail is None:
-        return
-    for run, m in manifests:
-        c, h, w = m["model"]["output"]["shape"]
-        kind = m["distill"]["teacher"].get("kind")
-        sets = (("teacher" in models) * (2 if kind == "edgegan" else 1) + ("student" in models)
-                + ("exports" in models) * len(m.get("exports") or []) + n_baselines + 1)  # + the teacher's reference
-        need = samples * c * h * w * 4 * sets * MEMORY_FACTOR
-        if need > avail:
-            most = max(2, samples * avail // need)
-            raise BenchError(f"{run}: --samples {samples:,} keeps {sets} sets of {samples:,} images of {c}x{h}x{w} in "
-                             f"memory, about {need / 2**30:.1f} GiB, and {avail / 2**30:.1f} GiB is available; "
-                             f"use --samples {most:,} or fewer, or fewer --models")
-
-
-DEVICE_SCHEMA = "edgegan.device-results/1"  # written by the bundle's script (edgegan/bundle_script.py)
-DEVICE_KEYS = ("p50_us", "p90_us", "mean_us", "images_per_s", "load_ms", "first_ms", "peak_rss_mb", "backend",
-               "runs", "in_process")
-
-
-def load_device_results(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Read and check device-results files (before anything is written); raises BenchError."""
-    docs = []
-    for p in paths:
-        from edgegan.manifest import load_json
-
-        try:  # bounded, non-blocking, regular files only (issue 14)
-            d = load_json(p, "device-results file", 64 << 20)
-        except EdgeganError as e:
-            raise BenchError(str(e).replace("manifest", "device-results file")) from None
-        if not isinstance(d, dict) or d.get("schema") != DEVICE_SCHEMA or not isinstance(d.get("models"), list):
-            raise BenchError(f"{p}: not a device-results file (schema {DEVICE_SCHEMA}, written by a bundle's "
-                             "run_bench.py)")
-        from edgegan.schema import DEVICE_RESULTS, check
-
-        check(d, DEVICE_RESULTS, str(p), BenchError)  # types, finite non-negative numbers (issue 25)
-        d["_path"] = str(p)
-        docs.append(d)
-    return docs
-
-
-def device_label(d: dict[str, Any]) -> str:
-    """The board's CPU as the column says it; an emulator is never shown as the device."""
-    mc = d.get("machine") or {}
-    cpu = str(mc.get("cpu") or mc.get("machine") or "device")
-    if mc.get("browser"):  # the web page's device.json (edgegan/web/app.js): the browser runs it, on this CPU
-        cpu = f"{mc['browser']} on {cpu}"
-    return f"{cpu} (emulated)" if mc.get("emulated") and "emulated" not in cpu else cpu
-
-
-def merge_device_results(doc: dict[str, Any], devices: list[dict[str, Any]]) -> None:
-    """Add each device's numbers to the export rows they measured (matched by the file's sha256), under
-    ``row["devices"][label]``, and list the devices in ``doc["devices"]``. Emulated timings keep
-    ``emulated: true`` and the markdown never shows them as device latency."""
-    if not devices:
-        return
-    doc["devices"] = []
-    for d in devices:
-        label = device_label(d)
-        by_sha = {m.get("sha256"): m for m in d["models"] if m.get("sha256")}
-        matched = 0
-        for res in doc["results"]:
-            for r in res["models"]:
-                if r["kind"] != "export" or r.get("sha256") not in by_sha:
-                    continue
-                m = by_sha[r["sha256"]]
-                lat = m.get("latency") or {}
-                r.setdefault("devices", {})[label] = {
-                    **{k: lat.get(k) for k in DEVICE_KEYS if k in lat},
-                    "error": m.get("error") or lat.get("error"),
-                    "emulated": bool((d.get("machine") or {}).get("emulated")),
-                    "parity_vs_host": m.get("parity"),
-                }
-                matched += 1
-        if not matched:
-            log.warning("%s: none of its models is an export in this bench (different files?)", d["_path"])
-        doc["devices"].append({"label": label, "file": d["_path"], "machine": d.get("machine"),
-                               "python": d.get("python"), "versions": d.get("versions"),
-                               "settings": d.get("settings"), "created": d.get("created"), "matched": matched})
-
-
-def speedups(rows: list[dict[str, Any]]) -> None:
-    """Teacher p50 ÷ model p50: in the same runtime (format) where the teacher was timed in it, and
-    against the teacher in its fastest runtime (the fair ratio for a deployed student)."""
-    teacher = {r["format"]: r["latency"]["p50_us"] for r in rows
-               if r["kind"] == "teacher" and "p50_us" in r["latency"]}
-    best = min(teacher.values(), default=None)
-    for r in rows:
-        p50 = r["latency"].get("p50_us")
-        same = teacher.get(r["format"])
-        r["speedup_vs_teacher_same_runtime"] = round(same / p50, 1) if p50 and same and r["kind"] != "teacher" else None
-        r["speedup_vs_teacher_best"] = round(best / p50, 1) if p50 and best and r["kind"] != "teacher" else None
-
-
-def _fwd(module):
-    import torch
-
-    def f(z):
-        with torch.no_grad():
-            return module(z)
-
-    return f
-
-
-TEACHER_REFERENCE = "teacher-samples"
 TEACHER_REFERENCE_SEED = 1_000_003  # added to the bench seed: latents disjoint from the scored ones
 
 
@@ -472,136 +286,6 @@ def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: n
             r["quality"]["reference_resized"] = ref.describe()["resized"]
 
 
-def _num(v: Any) -> float | None:
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _fmt(v: Any, spec: str = ".3g") -> str:
-    if v == "inf":
-        return "∞"
-    v = _num(v)
-    if v is None:
-        return "—"
-    if math.isinf(v):
-        return "∞"
-    return format(v, spec)
-
-
-def to_markdown(doc: dict) -> str:
-    from edgegan.text import md_safe
-
-    doc = md_safe(doc)  # names, files, labels and errors from files: one cell each, no control characters (issue 25)
-    mc, st = doc["machine"], doc["settings"]
-    lines = [f"# edgegan bench ({doc['created']})", "",
-             f"Machine: {mc['cpu']} ({mc.get('isa', 'isa not recorded')}), {mc['cores']} cores; torch {doc['versions'].get('torch', '?')}, "
-             f"numpy {doc['versions'].get('numpy', '?')}. Latency: p50 at batch {st['batch']} on {st['threads']} "
-             f"thread(s), each model in its own process. Quality: {st['samples']} images per model, same latents.", ""]
-    devices = doc.get("devices", [])
-    for res in doc["results"]:
-        q0 = next((r["quality"] for r in res["models"] if "metrics" in r.get("quality", {})), {})
-        lines += [f"## {res['run']} (dataset {res['dataset']}, reference n={q0.get('n_reference', '?')})", "",
-                  "| model | format | precision | params | MACs | bytes | compression | p50 µs | images/s | peak RSS MB "
-                  "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | colour FD ↓ | sharpness "
-                  "| PSNR vs T dB | SSIM vs T |"
-                  + "".join(f" {_device_header(d)} |" for d in devices),
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-                  + "---:|" * len(devices)]
-        for r in res["models"]:
-            lat, q = r["latency"], r.get("quality", {}).get("metrics", {})
-            p50 = _fmt(lat.get("p50_us"), ",.1f") if "error" not in lat else f"error: {lat['error'][:60]}"
-            swd = q.get("swd", {}).get("mean") if isinstance(q.get("swd"), dict) else None
-            lines.append(
-                f"| {r['name']} | {r['format']} | {r['precision']} | {r['params']:,} | {_fmt(r['macs'], ',.0f')} | "
-                f"{_fmt(r['bytes'], ',.0f')} | {_fmt(r['compression'], ',.1f')} | {p50} | {_fmt(lat.get('images_per_s'), ',.0f')} | "
-                f"{_fmt(lat.get('peak_rss_mb'), '.1f')} | {_fmt(r.get('speedup_vs_teacher_same_runtime'), ',.1f')} | "
-                f"{_fmt(r.get('speedup_vs_teacher_best'), ',.1f')} | "
-                f"{_fmt(q.get('classifier_fid'), '.2f')} | {_fmt(q.get('classifier_is'), '.2f')} | {_kid_cell(q)} | "
-                f"{_fmt(q.get('classifier_precision'), '.3f')} | {_fmt(q.get('classifier_recall'), '.3f')} | {_fmt(swd, '.2f')} | "
-                f"{_fmt(q.get('colour_fd'), '.3g')} | {_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |"
-                + "".join(f" {_device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
-        for d in doc.get("devices", []):
-            mc = d.get("machine") or {}
-            lines += ["", f"Device columns \u2018{d['label']}\u2019: {d['file']} ({mc.get('platform', '?')}, "
-                      f"python {d.get('python', '?')}); p50 µs at batch {(d.get('settings') or {}).get('batch', '?')}, "
-                      "and whether its images match this host's within the export's parity thresholds."
-                      + (" Emulated (qemu): those timings are the emulator's, not device latency." if mc.get("emulated")
-                         else "")]
-        if res["dataset"] == TEACHER_REFERENCE:
-            lines += ["", "Reference: the teacher's own images on disjoint latents (no dataset known or given): the "
-                      "teacher's SWD is the teacher-vs-teacher noise floor; PSNR/SSIM compare each model with the teacher "
-                      "for the same z."]
-        inc = q0.get("inception") or {}
-        if inc.get("available") is False:
-            lines += ["", f"Inception FID/IS: not computed ({inc.get('reason')})."]
-        clf = q0.get("classifier") or {}
-        if clf:
-            lines += [f"Domain classifier: test accuracy {clf.get('test_accuracy', float('nan')):.4f}."]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _kid_cell(q: dict[str, Any]) -> str:
-    """KID as mean ± std over subsets (its own error bar)."""
-    k = q.get("classifier_kid")
-    if not isinstance(k, dict) or _num(k.get("mean")) is None:
-        return "—"
-    return f"{k['mean']:.3g} ± {k['std']:.2g}"
-
-
-def _device_header(d: dict[str, Any]) -> str:
-    if (d.get("machine") or {}).get("emulated"):
-        return f"{d['label']}: p50 µs EMULATED, not device latency"
-    return f"p50 µs on {d['label']}"
-
-
-def _device_cell(v: dict[str, Any] | None) -> str:
-    if not v:
-        return "—"
-    if v.get("error"):
-        return f"error: {str(v['error'])[:40]}"
-    par = v.get("parity_vs_host") or {}
-    match = "" if not par else (" ✓ images" if par.get("passed") else " ✗ images differ")
-    return f"{_fmt(v.get('p50_us'), ',.1f')}{match}"
-
-
-def _pareto(doc: dict, path: Path) -> None:
-    """Quality against latency, marker area proportional to bytes."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: no pareto.png (pip install 'edgegan[bench]')")
-        return
-    pts = []
-    for res in doc["results"]:
-        for r in res["models"]:
-            q = r.get("quality", {}).get("metrics", {})
-            y, ylabel = _num(q.get("classifier_fid")), "classifier FID (lower is better)"
-            if y is None and isinstance(q.get("swd"), dict):
-                y, ylabel = _num(q["swd"].get("mean")), "SWD (lower is better)"
-            x = _num(r["latency"].get("p50_us"))
-            if x is not None and y is not None:
-                pts.append((x, y, r["bytes"] or 1, f"{r['name']} {r['format']} {r['precision']}", ylabel))
-    if not pts:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    biggest = max(p[2] for p in pts)
-    for i, (x, y, b, label, _) in enumerate(sorted(pts)):
-        ax.scatter([x], [y], s=30 + 900 * math.sqrt(b / biggest), alpha=0.6)
-        # neighbours on the latency axis get labels at staggered heights so they stay readable
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 10 - 11 * (i % 4)), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("latency p50 per call, µs (log)")
-    ax.set_ylabel(pts[0][4])
-    ax.set_title("quality vs latency (marker area ∝ file bytes)")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def _record(run: str, m: dict, out: Path) -> None:
     from edgegan.manifest import write_manifest
     from edgegan.safedir import manifest_lock
@@ -611,3 +295,8 @@ def _record(run: str, m: dict, out: Path) -> None:
         m = read_manifest(run)  # re-read: only the bench section changes
         m["bench"] = {"created": now_iso(), "path": str(out.resolve() / "bench.json")}
         write_manifest(run_dir, m)
+
+
+# The harness is where callers look for the bench's public functions; each is written once, in its module.
+__all__ = ["TEACHER_REFERENCE", "TEACHER_REFERENCE_SEED", "count_macs", "device_label", "load_device_results",
+           "merge_device_results", "probe_runtime", "probe_torch", "run_bench", "teacher_reference", "to_markdown"]
