@@ -31,7 +31,7 @@ import torch
 from edgegan.checkpoint import load_run
 from edgegan.errors import ConfigError, EdgeganError, ExportError, OutputError, ParityError
 from edgegan.export import parity, quant_report
-from edgegan.export.formats import AUTO_KEEP_BUDGET, AUTO_KEEP_FLOAT, CALIBRATION_BATCH, CHECK_LATENTS, PARITY_N, ExportOptions
+from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
@@ -133,7 +133,7 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
     if expected_output is not None and tuple(out_shape) != tuple(expected_output):
         raise ExportError(f"generator makes images {list(out_shape)}, the manifest says {list(expected_output)}")
     log.info("exporting %s (%s, quantize=%s) to %s", stem, spec.name, opts.quantize, final)
-    prepared, rewrites = prepare_for_export(reference, rewrite_convt=spec.name == "tflite")
+    prepared, rewrites = prepare_for_export(reference, rewrite_convt=spec.rewrite_convt)
     if opts.keep_float and opts.keep_float != (quant_report.AUTO,):
         quant_report.check_layers(opts.keep_float, quant_report.module_names(prepared))
     calibration, calib_meta = _calibration(opts, latent_dim)
@@ -205,33 +205,14 @@ def _calibration(opts: ExportOptions, latent_dim: int) -> tuple[np.ndarray | Non
 
 def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, calibration: np.ndarray | None, *,
              progress: bool, metadata: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
-    """(file bytes, the format's own manifest fields) for a prepared module."""
-    label = opts.precision.label
-    if opts.spec.name == "onnx":
-        from edgegan.export import onnx_export
-
-        res = onnx_export.export_onnx(prepared, latent_dim=latent_dim, precision=label, calibration=calibration,
-                                      calibration_batch=CALIBRATION_BATCH, progress=progress, metadata=metadata,
-                                      report=opts.report)
-        return res.data, {"dynamic_batch": True, **({"layers": res.layers} if res.layers is not None else {}),
-                          "names": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME},
-                          "quantization": None, "recipe": res.recipe, "recipe_why": res.recipe_why,
-                          "opset": res.opset, "optimizer": res.optimizer, "onnxsim": res.onnxsim, "notes": res.notes,
-                          "versions": onnx_export.versions(),
-                          # Static int8: this CPU's fused integer kernels are checked against the file's own
-                          # QDQ arithmetic, so a result that only holds on this CPU cannot pass (issue #8).
-                          "kernel_reference": onnx_export.qdq_reference(res.data) if label == "int8" else None}
-    from edgegan.export import litert_adapter
-
-    res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches, precision=label,
-                                       calibration=calibration, calibration_batch=CALIBRATION_BATCH,
-                                       progress=progress, metadata=metadata, keep_float=opts.keep_float or (),
-                                       report=opts.report, auto_keep=AUTO_KEEP_FLOAT, auto_budget=AUTO_KEEP_BUDGET,
-                                       check_latents=CHECK_LATENTS if opts.precision.thresholds.channel_err_db else None)
-    quant_report.check_io(res.quantization, opts.precision, res.recipe)  # the file is what its name says
-    return res.data, {"signatures": res.signatures, "quantization": res.quantization, "recipe": res.recipe,
-                      "recipe_why": None, **({"layers": res.layers} if res.layers is not None else {}),
-                      "notes": res.notes, "versions": litert_adapter.versions()}
+    """(file bytes, the format's own manifest fields) for a prepared module, by the converter the format's
+    row names; static precisions of a format with a kernel check also carry its ``kernel_reference``."""
+    spec = opts.spec
+    data, fields = spec.load(spec.converter)(prepared, opts, latent_dim, calibration, progress=progress,
+                                             metadata=metadata)
+    if spec.kernel_check and opts.precision.static:
+        fields["kernel_reference"] = spec.load(spec.kernel_check)(data)
+    return data, fields
 
 
 def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int,

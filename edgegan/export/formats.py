@@ -79,6 +79,17 @@ class FormatSpec:
     description: str
     notes: tuple[str, ...] = ()
     calibration_multiple: int = 1  # calibration count must be a multiple of this (fixed-batch calibration)
+    # How the exporter makes and checks a file of this format, each named "module:function" and loaded when
+    # an export runs (so reading the table stays torch-free):
+    converter: str = ""  # (prepared, opts, latent_dim, calibration, *, progress, metadata) -> (bytes, fields)
+    rewrite_convt: bool = False  # prepare_for_export rewrites ConvTranspose (the converter needs it)
+    kernel_check: str | None = None  # static precisions: (file bytes) -> the reference its kernels must match
+
+    def load(self, ref: str) -> Any:
+        import importlib
+
+        module, _, name = ref.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     def precision(self, name: str) -> Precision:
         for p in self.precisions:
@@ -142,6 +153,8 @@ FORMATS.add("onnx", FormatSpec(
     ),
     batch=False,
     description="ONNX via torch.onnx dynamo exporter (onnxscript); dynamic batch axis",
+    converter="edgegan.export.converters:onnx",
+    kernel_check="edgegan.export.converters:onnx_qdq_kernels",
     notes=("int8 ONNX shrinks the file but is not faster: onnxruntime runs ConvTranspose in float "
            "between the QDQ nodes (measured).",),
 ))
@@ -164,6 +177,8 @@ FORMATS.add("tflite", FormatSpec(
                 "one signature per fixed batch size (batch_1 always)",
     notes=("Static int8 calibrates in batches of 64, so --calibration-samples must be a multiple of 64.",),
     calibration_multiple=CALIBRATION_BATCH,
+    converter="edgegan.export.converters:tflite",
+    rewrite_convt=True,
 ))
 
 _ALL_QUANTIZE = sorted({p.name for n in FORMATS for p in FORMATS.get(n).precisions})

@@ -364,7 +364,7 @@ def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[in
     ``auto_budget`` of the weights), add ``metadata``, read I/O quantization.
     ``check_latents``: without ``report``, the per-layer numbers are still computed on that many calibration
     latents (the exporter's broken-channel check)."""
-    from edgegan.export import quant_report
+    from edgegan.export import litert_layers, quant_report
 
     float_model = convert(module, latent_dim, batches, progress=progress)
     recipe = None
@@ -379,124 +379,27 @@ def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[in
         def make(kept: tuple[str, ...]) -> tuple[bytes, str]:
             return quantize(float_model, precision, calibration=calibration, calibration_model=calib_model,
                             calibration_batch=calibration_batch, progress=progress,
-                            keep_float=_scopes(float_model, kept))
+                            keep_float=litert_layers.scopes(float_model, kept))
 
         auto = keep_float == (quant_report.AUTO,)
         kept = () if auto else tuple(keep_float)
         data, recipe = make(kept)
         if auto or report:
-            layers = _report(float_model, data, batches, calibration, kept)
+            layers = litert_layers.report(float_model, data, batches, calibration, kept)
         elif check_latents and calibration is not None:
-            layers = _report(float_model, data, batches, calibration[:check_latents], kept)
+            layers = litert_layers.report(float_model, data, batches, calibration[:check_latents], kept)
         if auto:
             kept = tuple(quant_report.most_sensitive(layers, auto_keep, weight_bytes=quant_report.weight_bytes(module),
                                                      budget=auto_budget))
             if kept:  # the report describes the file written, with those layers in float
                 data, recipe = make(kept)
-                layers = _report(float_model, data, batches, calibration, kept)
+                layers = litert_layers.report(float_model, data, batches, calibration, kept)
             layers["auto"] = True
         if kept:
             recipe = f"{recipe} + float {','.join(kept)}"
     data = add_metadata(data, metadata or {}, short_names=True)
     sigs = [{"key": signature_key(b), "batch": b} for b in batches]
     return TFLiteResult(data=data, recipe=recipe, signatures=sigs, quantization=io_quantization(data), layers=layers)
-
-
-def _scopes(model: bytes, layers: tuple[str, ...]) -> list[str]:
-    """The scopes (in every signature) of the operators that compute the named PyTorch modules."""
-    from edgegan.export import quant_report
-
-    m = None
-    out: list[str] = []
-    if not layers:
-        return out
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
-
-    m = tfu.read_model(bytearray(model))
-    for key in _signature_keys(m):
-        for o in ops_of(model, key):
-            if set(quant_report.modules_of(o.scope)) & set(layers):
-                out.append(o.scope)
-    if not out:
-        raise ExportError(f"no operator of the file computes {', '.join(layers)}")
-    return out
-
-
-def _report(float_model: bytes, quant_model: bytes, batches: tuple[int, ...], z: np.ndarray | None,
-            kept: tuple[str, ...]) -> dict[str, Any]:
-    """Per-layer error of ``quant_model`` against ``float_model`` on the calibration latents ``z``, run
-    through the largest signature whose batch divides their count (batch 1 always does)."""
-    from edgegan.export import quant_report
-
-    b = max(x for x in batches if len(z) % x == 0)
-    key = signature_key(b)
-    chunks = [z[i:i + b] for i in range(0, len(z), b)]
-    with _quiet(False):
-        return quant_report.layer_report(ops_of(quant_model, key), all_tensors(float_model, key, chunks),
-                                         all_tensors(quant_model, key, chunks), kept=kept, latents=len(z))
-
-
-# ------------------------------------------------------------------------ per-layer report (issue #22)
-
-@dataclass(frozen=True)
-class OpInfo:
-    """One operator of a signature's subgraph, in execution order."""
-
-    index: int
-    op: str  # TFLite builtin name, e.g. TRANSPOSE_CONV
-    scope: str  # the names of its output tensors, as ai-edge-quantizer's recipes match them
-    output: str  # its first output tensor
-    input: str | None  # its first non-constant input tensor
-    step: float | None = None  # its output's quantization step (the largest scale), None in float
-
-
-def ops_of(model: bytes, key: str) -> list[OpInfo]:
-    """The operators behind signature ``key`` of a flatbuffer."""
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
-
-    m = tfu.read_model(bytearray(model))
-    for sd in m.signatureDefs or []:
-        k = sd.signatureKey.decode() if isinstance(sd.signatureKey, bytes) else sd.signatureKey
-        if k != key:
-            continue
-        sg = m.subgraphs[sd.subgraphIndex]
-        out = []
-        for i, op in enumerate(sg.operators):
-            code = m.operatorCodes[op.opcodeIndex].builtinCode
-            name = tfu.TFL_OP_CODE_TO_NAME.get(code, f"op{code}")
-            outs = [_tname(sg.tensors[t]) for t in op.outputs if t >= 0]
-            ins = [_tname(sg.tensors[t]) for t in op.inputs
-                   if t >= 0 and (sg.tensors[t].buffer == 0 or m.buffers[sg.tensors[t].buffer].data is None)]
-            out.append(OpInfo(i, str(getattr(name, "value", name)), tfu.get_op_scope(op, sg.tensors),
-                              outs[0] if outs else "", ins[0] if ins else None,
-                              _step(sg.tensors[op.outputs[0]]) if len(op.outputs) and op.outputs[0] >= 0 else None))
-        return out
-    raise ExportError(f"flatbuffer has no signature {key!r}")
-
-
-def _step(t: Any) -> float | None:
-    q = getattr(t, "quantization", None)
-    scale = getattr(q, "scale", None) if q is not None else None
-    return float(np.max(scale)) if scale is not None and len(scale) else None
-
-
-def _tname(t: Any) -> str:
-    return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-
-
-def all_tensors(model: bytes, key: str, inputs: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-    """For each input batch, every named tensor of signature ``key`` dequantized to float32 (the
-    quantizer's own interpreter helpers; builtin kernels, so no delegate hides an intermediate)."""
-    from ai_edge_quantizer.utils import tfl_interpreter_utils as tiu
-
-    interp = tiu.create_tfl_interpreter(model, use_xnnpack=False, num_threads=1, preserve_all_tensors=True)
-    sg = tiu.get_signature_main_subgraph_index(interp, key)
-    details = tiu.get_tensor_name_to_details_map(interp, sg)
-    (name,) = interp.get_signature_runner(key).get_input_details()
-    for z in inputs:
-        tiu.invoke_interpreter_signature(interp, {name: z}, key)
-        yield {n: np.asarray(tiu.get_tensor_data(interp, d, sg), dtype=np.float32) for n, d in details.items()
-               if np.dtype(d["dtype"]) != np.object_ and all(d["shape"])}
 
 
 def keep_float_recipe(rcp: Any, scopes: list[str]) -> Any:

@@ -132,8 +132,8 @@ class _Acc:
 def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]],
                  quant_runs: Iterable[dict[str, np.ndarray]], *, kept: Sequence[str] = (),
                  latents: int | None = None, channel_axis: int = -1, reference: str | None = None) -> dict[str, Any]:
-    """The manifest's ``layers`` section from two runs of the same latents (``litert_adapter.all_tensors``)
-    through the float and the quantized file; ``ops`` are ``litert_adapter.OpInfo`` of the quantized file
+    """The manifest's ``layers`` section from two runs of the same latents (``litert_layers.all_tensors``)
+    through the float and the quantized file; ``ops`` are ``litert_layers.OpInfo`` of the quantized file
     (or any object with its fields; one with a ``layer`` names its layer itself, as ONNX nodes do).
     ``channel_axis``: -1 for TFLite's NHWC tensors, 1 for ONNX's NCHW."""
     names = {o.output for o in ops} | {o.input for o in ops if o.input}
