@@ -29,20 +29,17 @@ the teacher so that it takes z alone (a fixed label) and distil one student per 
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import inspect
 import logging
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from edgegan.errors import ConditionalTeacherError, ConfigError, TeacherError
-from edgegan.manifest import MANIFEST_NAME, sha256_file
+from edgegan.manifest import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +135,8 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
     code to run, so a ``module:factory`` there is refused before anything is imported (issue 14), and
     so is a TorchScript file, before ``torch.jit.load`` runs its code (issue 25), unless
     ``allow_torchscript`` (``bench --trust-teacher``; default: as ``allow_factory``)."""
+    from edgegan import teacher_files  # the foreign forms; it imports this module's helpers
+
     if latent_rank is not None and latent_rank not in LATENT_RANKS:
         raise ConfigError(f"latent rank must be 2 (N, L) or 4 (N, L, 1, 1), got {latent_rank!r}")
     rng = parse_range(output_range)
@@ -152,7 +151,7 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
     if _is_factory(spec) and not p.exists():
         if not allow_factory:
             refuse_recorded_factory(spec, weights)
-        src = _from_factory(spec, weights, latent_dim, latent_rank, device, import_dir)
+        src = teacher_files.from_factory(spec, weights, latent_dim, latent_rank, device, import_dir)
     else:
         if not p.exists():
             raise TeacherError(f"{spec}: no such teacher (expected a run directory, .onnx, TorchScript file, or "
@@ -164,12 +163,12 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
         p = p.resolve()
         head = _head(p, spec)
         if p.suffix == ".onnx" or (head[:1] == b"\x08" and p.suffix not in (".pt", ".ts", ".pth")):
-            src = _from_onnx(p, latent_dim)
+            src = teacher_files.from_onnx(p, latent_dim)
         elif head[:2] == b"PK":  # TorchScript archives are zip files
             # issue 25: torch.jit.load runs the archive's __setstate__, then bench runs its forward
             if not (allow_factory if allow_torchscript is None else allow_torchscript):
                 raise FactoryRefused(f"{spec}: " + TORCHSCRIPT_HINT.format(spec=spec))
-            src = _from_torchscript(p, latent_dim, latent_rank, device)
+            src = teacher_files.from_torchscript(p, latent_dim, latent_rank, device)
         else:
             raise TeacherError(f"{spec}: unrecognised teacher file (not ONNX, not a TorchScript archive)")
     _set_range(src, rng, check_range)
@@ -302,187 +301,6 @@ def _required_args(fn) -> int:
         return 1
     return sum(1 for p in sig.parameters.values()
                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-
-
-def _from_torchscript(p: Path, latent_dim: int | None, rank: int | None, device: str) -> GeneratorSource:
-    import torch
-
-    try:
-        module = torch.jit.load(str(p), map_location=device)
-    except Exception as e:  # noqa: BLE001
-        raise TeacherError(f"{p}: not a loadable TorchScript archive ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    try:  # the schema's first argument is self
-        args = [a for a in module.forward.schema.arguments[1:] if not a.has_default_value()]
-    except (AttributeError, RuntimeError):
-        args = []
-    _refuse_conditional(str(p), len(args))
-    raw = _wrap(module, device)
-    L, r, shape = _probe(raw, latent_dim, rank, str(p))
-    params = sum(t.numel() for t in module.parameters())
-    return GeneratorSource("torchscript", str(p), L, shape, params, _shaped(raw, r), module,
-                           {"sha256": sha256_file(p)}, latent_rank=r)
-
-
-def _from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
-    import numpy as np
-    import torch
-
-    try:
-        import onnx
-        import onnxruntime as ort
-    except ImportError as e:
-        raise TeacherError(f"{p}: ONNX teachers need onnxruntime and onnx (pip install 'edgegan[export]'): {e}") from None
-    from edgegan_runtime.checks import MAX_BYTES
-    from edgegan_runtime.errors import ModelFileError
-    from edgegan_runtime.fileio import read_regular
-    from edgegan_runtime.onnx_check import check_structure
-
-    # Read once, bounded, and run from those bytes with the runtime's structural checks first: no
-    # external data is read from beside the file (issue 25), no loop, no attribute that crashes ORT.
-    data = read_regular(p, MAX_BYTES, "teacher file", error=TeacherError)
-    try:
-        model = onnx.load_model_from_string(data)
-        check_structure(model, str(p))
-        onnx.checker.check_model(model)
-        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except ModelFileError as e:
-        raise TeacherError(str(e)) from None
-    except Exception as e:  # noqa: BLE001
-        raise TeacherError(f"{p}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    inputs = sess.get_inputs()
-    _refuse_conditional(str(p), len(inputs))
-    if len(inputs) != 1:
-        raise TeacherError(f"{p}: teacher must take exactly one input (z), it takes {len(inputs)}")
-    shape = inputs[0].shape
-    dims = [d for d in shape[1:]]
-    rank = len(shape)
-    if rank not in LATENT_RANKS or (rank == 4 and list(dims[1:]) != [1, 1]):
-        raise TeacherError(f"{p}: teacher input has shape {shape}; expected (N, L) or (N, L, 1, 1)")
-    if latent_dim is None:
-        if not dims or not isinstance(dims[0], int):
-            raise TeacherError(f"{p}: cannot read the latent size from input shape {shape}; pass --latent-dim")
-        latent_dim = int(dims[0])
-    in_name = inputs[0].name
-    # Every initializer counts, BatchNorm running statistics included (torch counts only parameters).
-    params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
-
-    def raw(z: torch.Tensor) -> torch.Tensor:
-        x = np.ascontiguousarray(z.detach().cpu().numpy().astype(np.float32))
-        return torch.from_numpy(sess.run(None, {in_name: x})[0])
-
-    L, r, out_shape = _probe(raw, latent_dim, rank, str(p))
-    return GeneratorSource("onnx", str(p), L, out_shape, params, _shaped(raw, r), None, {"sha256": sha256_file(p)},
-                           latent_rank=r)
-
-
-@contextlib.contextmanager
-def _on_path(folder: str | None):
-    if folder is None or folder in sys.path:
-        yield
-        return
-    sys.path.insert(0, folder)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(folder)
-
-
-def _import_factory(spec: str, import_dir: str | None):
-    """``module:function``, imported as Python would, else from ``import_dir`` (default: the current
-    directory, which the ``edgegan`` console script does not put on sys.path)."""
-    mod_name, fn_name = spec.split(":")
-    folder = os.path.abspath(import_dir) if import_dir else os.getcwd()
-    try:
-        with _on_path(folder):
-            fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
-        raise TeacherError(f"{spec}: cannot import the factory from {folder} or sys.path ({type(e).__name__}: {e}); "
-                           "run from the directory that holds the module, or put it on PYTHONPATH") from None
-    mod = sys.modules[mod_name]
-    where = os.path.dirname(os.path.abspath(getattr(mod, "__file__", "") or folder))
-    # the directory to put on sys.path: the top package's parent
-    for _ in range(mod_name.count(".")):
-        where = os.path.dirname(where)
-    return fn, where
-
-
-def _from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: int | None, device: str,
-                  import_dir: str | None) -> GeneratorSource:
-    from edgegan.checkpoint import load_tensors
-    from edgegan.errors import CheckpointError
-
-    import torch
-
-    fn, where = _import_factory(spec, import_dir)
-    try:
-        module = fn()
-    except Exception as e:  # noqa: BLE001 - the user's code: its failure is a teacher error, one line
-        raise TeacherError(f"{spec}: the factory failed ({type(e).__name__}: {e})") from None
-    if not isinstance(module, torch.nn.Module):  # issue 25: a factory returning a function, a tensor, None
-        raise TeacherError(f"{spec}: the factory returned {type(module).__name__}, not a torch.nn.Module")
-    if weights is not None:
-        path, key = _split_key(weights)
-        if not os.path.exists(path):
-            raise TeacherError(f"{path}: teacher weights file does not exist")
-        weights = os.path.abspath(path) + (f"#{key}" if key else "")
-        try:
-            state = load_tensors(path) if _is_safetensors(path) else torch_state_dict(path, key)
-            module.load_state_dict(state)
-        except (CheckpointError, RuntimeError) as e:
-            raise TeacherError(f"{weights}: weights do not fit {spec} ({str(e).splitlines()[0]})") from None
-    _refuse_conditional(spec, _required_args(getattr(module, "forward", module)))
-    L = latent_dim or getattr(module, "latent_dim", None)
-    raw = _wrap(module, device)
-    L, r, shape = _probe(raw, L, rank, spec)
-    params = sum(t.numel() for t in module.parameters())
-    info = {"weights": weights, "sha256": sha256_file(_split_key(weights)[0]) if weights else None, "import_dir": where}
-    return GeneratorSource("factory", spec, L, shape, params, _shaped(raw, r), module, info, latent_rank=r)
-
-
-def _split_key(weights: str) -> tuple[str, str | None]:
-    """``W.pth#netG_state_dict`` -> (``W.pth``, ``netG_state_dict``): a state dict inside a torch.save dict."""
-    if "#" in weights and not os.path.exists(weights):
-        path, _, key = weights.rpartition("#")
-        return path, key or None
-    return weights, None
-
-
-def _is_safetensors(path: str) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(16)
-    return path.endswith(".safetensors") or (len(head) > 8 and head[8:9] == b"{")
-
-
-def torch_state_dict(path: str, key: str | None = None) -> dict:
-    """A state dict saved with ``torch.save`` (``.pth``), read with ``weights_only=True``: tensors and
-    plain containers only, no code runs (a pickle that needs a class is refused). ``key`` picks one
-    state dict out of a checkpoint that holds several (``{"netG_state_dict": ..., "netD_state_dict": ...}``)."""
-    import torch
-
-    from edgegan.errors import CheckpointError
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle, zip and unpickler errors alike
-        raise CheckpointError(f"{path}: not a torch.save file that loads with weights_only=True "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-
-    def is_state(d) -> bool:
-        return isinstance(d, dict) and bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
-
-    if key is not None:
-        if not isinstance(obj, dict) or key not in obj:
-            have = sorted(obj) if isinstance(obj, dict) else []
-            raise CheckpointError(f"{path}: no key {key!r} (keys: {', '.join(map(str, have)) or 'none'})")
-        obj = obj[key]
-    if is_state(obj):
-        return obj
-    nested = sorted(k for k, v in obj.items() if is_state(v)) if isinstance(obj, dict) else []
-    if nested:
-        raise CheckpointError(f"{path}: holds several entries ({', '.join(map(str, nested))}); pick the generator's "
-                              f"state dict with --teacher-weights {path}#{nested[0]}")
-    raise CheckpointError(f"{path}: not a state dict (a dict of tensors)")
 
 
 def _probe_outputs(src: GeneratorSource):

@@ -16,7 +16,8 @@ from torch import nn
 from edgegan.distill import DistillConfig, distill, progress_line
 from edgegan.errors import ConfigError, TeacherError
 from edgegan.sources import load_generator
-from edgegan.terms import Context, GanTerm, Step, pair_stages
+from edgegan.stages import pair_stages
+from edgegan.terms import Context, GanTerm, Step
 
 FACE64 = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "face64"
 
@@ -196,7 +197,7 @@ def test_torchscript_teacher_is_refused_with_the_factory_route(tmp_path):
 @pytest.mark.onnx
 def test_onnx_teacher_features_are_extra_graph_outputs_equal_to_the_modules_hooks(tmp_path):
     from edgegan.models import build_generator
-    from edgegan.terms import FeatureCapture
+    from edgegan.stages import FeatureCapture
 
     g, _, onnx_path = _exported(tmp_path)
     student = build_generator("dcgan", d=2, nc=3, image_size=64, latent_dim=16)

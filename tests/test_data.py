@@ -5,7 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from edgegan.data import load_dataset, read_idx
+from edgegan.data import load_dataset
+from edgegan.dataset_files import read_idx
 from edgegan.errors import ConfigError, DatasetError, UnknownNameError
 
 

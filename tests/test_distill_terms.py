@@ -12,9 +12,11 @@ import sys
 import pytest
 import torch
 
-from edgegan.distill import DistillConfig, distill, ema_decay, lr_at
+from edgegan.distill import DistillConfig, distill, ema_decay
+from edgegan.distill_config import lr_at
 from edgegan.errors import ConfigError, TeacherError, UnknownNameError
-from edgegan.terms import RECIPES, TERMS, Context, FeatureTerm, GanTerm, PerceptualTerm, PixelTerm, Step, pair_stages, parse_terms
+from edgegan.stages import pair_stages
+from edgegan.terms import RECIPES, TERMS, Context, FeatureTerm, GanTerm, PerceptualTerm, PixelTerm, Step, parse_terms
 from edgegan.train import TrainConfig, train_gan
 from tests.procs import Lines, spawned, wait_until
 
@@ -122,7 +124,7 @@ def _ctx(teacher_run, **cfg):
 
 
 def _step(ctx, src, student):
-    from edgegan.terms import FeatureCapture
+    from edgegan.stages import FeatureCapture
 
     th, sh = FeatureCapture(ctx.stages.teacher_modules), FeatureCapture(ctx.stages.student_modules)
     try:

@@ -107,7 +107,7 @@ class SweepConfig:
     device: str = opt("cpu", "cpu, cuda or cuda:N (training)")
 
     def __post_init__(self) -> None:
-        from edgegan.distill import LOSSES
+        from edgegan.distill_config import LOSSES
 
         self.sizes()
         self.lrs()

@@ -1,0 +1,153 @@
+"""What one distillation is asked to do (``DistillConfig``, from which ``edgegan distill``'s options are
+generated), the recipe it resolves to, and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
+                            WEIGHT, Bounds, check_bounds, opt)
+from edgegan.errors import ConfigError
+
+
+LOSSES = ("mse", "joint", "best", "blackbox")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
+PIXEL_LOSSES = ("mse", "l1")
+GAN_LOSSES = ("nonsat", "hinge", "relativistic")
+GAN_REALS = ("auto", "teacher", "dataset")  # what the GAN term's discriminator takes as real (issue 19)
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
+    teacher_weights: str | None = None  # module:factory teacher's weights: safetensors, or a torch.save state dict (.pth, read with weights_only=True; W.pth#KEY picks one of several)
+    latent_dim: int | None = opt(None, "latent size of an ONNX, TorchScript or factory teacher when it cannot be read "
+                                 "from it (an edgegan run records its own: a different value is an error)", bounds=LATENT)
+    teacher_range: str | None = opt(None, "the teacher's output range LO,HI, e.g. 0,1 for a Sigmoid head (default: "
+                                    "measured on a probe batch); the student learns it mapped to [-1, 1], recorded")
+    family: str | None = opt(None, "student family (default: dcgan where it makes the teacher's images, square 32 or "
+                             "64, else anyshape)", choices=FAMILY_NAMES)
+    d: int = opt(2, "student depth factor", bounds=DEPTH)
+    min_width: int | None = opt(None, "dcgan student: narrowest hidden stage (default: the paper's widths, d at the "
+                                "last stage); e.g. 8 for a d=2 student of an RGB teacher", bounds=DEPTH)
+    loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
+                    "feature term), blackbox (a foreign teacher without data); see edgegan/terms.py", choices=LOSSES)
+    terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
+    lam: float = opt(0.01, "λ: weight of the GAN term in the joint recipe", bounds=WEIGHT)
+    pixel_loss: str = opt("mse", "pixel term's distance", choices=PIXEL_LOSSES)
+    gan_loss: str = opt("nonsat", "GAN term's loss: non-saturating BCE, hinge, or relativistic (D(T(z)) - D(S(z)) for "
+                        "the same z, RpGAN)", choices=GAN_LOSSES)
+    gan_real: str = opt("auto", "the GAN term's real images: teacher (T(z), no data needed: black-box distillation as in "
+                        "TinyGAN), dataset (--dataset), auto: the dataset when one is given or recorded, else the teacher",
+                        choices=GAN_REALS)
+    gan_start: int = opt(0, "steps of the other terms alone before the GAN term starts (a warm start)", bounds=EVERY)
+    d_sn: bool = opt(False, "spectral norm on the discriminator's convolutions (Miyato et al. 2018)")
+    d_disc: int = opt(16, "depth factor of the GAN term's discriminator", bounds=DEPTH)
+    d_lr: float = opt(2e-4, "discriminator's Adam learning rate", bounds=LEARNING_RATE)
+    d_beta1: float = opt(0.5, "discriminator's Adam β1", bounds=BETA)
+    feature_layers: str | None = None  # feature term for non-dcgan teachers: teacher_module=student_module,...
+    dataset: str | None = opt(None, "real data for the GAN term (default: the teacher's dataset)", choices=DATASET_NAMES)
+    data_dir: str | None = None  # folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)
+    image_size: str | None = opt(None, "size of the GAN term's real images, S or HxW (the teacher's): needed when the "
+                                 "dataset's images are another size, which are then resized (recorded)")
+    steps: int = opt(2000, "optimiser steps (a resumed run continues up to this)", bounds=STEPS)
+    batch_size: int = opt(64, "latents per step", bounds=BATCH)
+    # Adam learning rate of the student. Pixel-MSE regression is stable, and small-d students learn slowly
+    # at the GAN rate 2e-4 (a 1x1 output conv over d channels moves ~lr per step): measured on MNIST,
+    # 300 steps of a d=2 student cut the MSE 3x at 1e-3, 15x at 3e-3, 42x at 1e-2.
+    lr: float = opt(5e-3, "student learning rate (Adam)", bounds=LEARNING_RATE)
+    beta1: float = opt(0.5, "Adam beta1 of the student", bounds=BETA)
+    lr_schedule: str | None = opt(None, "learning-rate schedule: constant, or cosine to 1% of lr (default: the recipe's)",
+                                  choices=LR_SCHEDULES)
+    warmup_steps: int = opt(0, "linear learning-rate warm-up at the start", bounds=EVERY)
+    ema: float | None = opt(None, "decay of an EMA of the student's weights, exported instead of them (e.g. 0.99; 0: off; "
+                            "default: the recipe's)", bounds=BETA)
+    latent_pool: int = opt(0, "0: fresh z every step (the paper); N: draw from N fixed latents, teacher outputs cached",
+                           bounds=Bounds(0, 10**6))
+    seed: int = opt(0, "random seed", bounds=SEED)
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    eval_samples: int = opt(256, "fixed latents on which the student-teacher MSE is reported", bounds=Bounds(1, 65536))
+    checkpoint_every: int = opt(500, "steps between resumable checkpoints (0: only at the end)", bounds=EVERY)
+    progress_every: int = opt(0, "seconds between progress lines on stderr (step, s/step, ETA, MSE), for hour-long runs "
+                              "whose stderr is a log file, not a terminal (0: off)", bounds=EVERY)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
+        for name, valid in (("loss", LOSSES), ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES),
+                            ("gan_real", GAN_REALS)):
+            if getattr(self, name) not in valid:
+                from edgegan.errors import UnknownNameError
+
+                raise UnknownNameError(name.replace("_", "-"), getattr(self, name), list(valid))
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            from edgegan.errors import UnknownNameError
+
+            raise UnknownNameError("lr-schedule", self.lr_schedule, list(LR_SCHEDULES))
+        if self.min_width is not None and self.family not in (None, "dcgan"):  # None: chosen from the teacher
+            raise ConfigError(f"--min-width shapes dcgan students; the {self.family} family has no such option")
+        if self.latent_pool and self.latent_pool < self.batch_size:
+            raise ConfigError(f"latent-pool ({self.latent_pool}) must hold at least one batch ({self.batch_size})")
+        from edgegan.data import parse_image_size
+        from edgegan.sources import parse_range
+
+        parse_image_size(self.image_size)
+        parse_range(self.teacher_range)
+        self.recipe()  # unknown terms, bad weights: an error now, before anything is read or written
+
+    def effective(self) -> "DistillConfig":
+        """This config with the named recipe's options (beyond ema and lr_schedule, which ``recipe``
+        resolves) wherever the option is at its declared default; ``--terms`` recipes set none. What
+        a run trains with, and what its manifest records as its config."""
+        import dataclasses
+
+        from edgegan.terms import RECIPES
+
+        if self.terms is not None:
+            return self
+        opts = {k: v for k, v in RECIPES.get(self.loss).options.items() if k not in ("ema", "lr_schedule")}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        change = {k: v for k, v in opts.items() if getattr(self, k) == defaults[k]}
+        return dataclasses.replace(self, **change) if change else self
+
+    def recipe(self) -> "ResolvedRecipe":
+        """The terms and options this config trains with: ``terms`` if given, else the named recipe's,
+        with the recipe's options wherever the user left an option unset (None)."""
+        from edgegan.terms import RECIPES, parse_terms
+
+        named = RECIPES.get(self.loss)
+        spec = self.terms if self.terms is not None else named.terms.format(lam=self.lam)
+        opts = named.options if self.terms is None else {}
+        ema = self.ema if self.ema is not None else opts.get("ema", 0.0)
+        sched = self.lr_schedule if self.lr_schedule is not None else opts.get("lr_schedule", "constant")
+        return ResolvedRecipe(self.loss if self.terms is None else "custom", parse_terms(spec), float(ema), sched)
+
+
+@dataclass(frozen=True)
+class ResolvedRecipe:
+    name: str
+    terms: tuple  # of edgegan.terms.TermSpec
+    ema: float
+    lr_schedule: str
+
+    def describe(self) -> dict[str, Any]:
+        from edgegan.terms import format_terms
+
+        return {"name": self.name, "terms": format_terms(self.terms),
+                "weights": {t.name: t.weight for t in self.terms}, "ema": self.ema, "lr_schedule": self.lr_schedule}
+
+
+# Fields that may differ between an interrupted run and its resumption.
+_RESUMABLE = {"steps", "checkpoint_every", "device", "data_dir", "teacher", "teacher_weights", "progress_every"}
+
+
+def lr_at(step: int, cfg: DistillConfig, schedule: str) -> float:
+    """Learning rate of step ``step`` (1-based): linear warm-up, then constant or cosine to 1% of lr."""
+    if cfg.warmup_steps and step <= cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    if schedule == "cosine":
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        t = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+    return cfg.lr
