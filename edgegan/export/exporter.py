@@ -80,17 +80,18 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
         raise
 
 
-def export_run(run: str | os.PathLike, *, format: str, quantize: str = "none", batch: Sequence[int] | None = None,
-               calibration_samples: int | None = None, out: str | os.PathLike | None = None,
-               allow_mismatch: bool = False, seed: int = 0, progress: bool = False,
-               keep_float: Sequence[str] | str | None = None, report: bool = False) -> dict[str, Any]:
+def export_run(run: str | os.PathLike, options: ExportOptions | None = None, *, out: str | os.PathLike | None = None,
+               progress: bool = False, **fields: Any) -> dict[str, Any]:
     """Export a run's generator to ``OUT/exports/`` and record the entry in ``OUT/manifest.json``.
 
+    ``options`` is what ``edgegan export`` builds from its command line, passed as it is; or give its fields
+    as keywords (``format="tflite", quantize="int8", batch=[1, 64]``), not both.
     OUT is ``out`` or the run directory. An ``out`` other than the run gets a copy of the run's
     manifest sections and weights, so it is self-contained. Returns the export entry.
     """
-    opts = ExportOptions(format=format, quantize=quantize, batch=batch, calibration_samples=calibration_samples,
-                         allow_mismatch=allow_mismatch, seed=seed, keep_float=keep_float, report=report)
+    if options is not None and fields:
+        raise TypeError(f"export_run: give options or its fields ({', '.join(sorted(fields))}), not both")
+    opts = options if options is not None else ExportOptions(**fields)
     loaded = load_run(run)  # CheckpointError for a missing or corrupt run, before anything is written
     run_dir = loaded.run_dir
     out_dir = Path(out) if out is not None else run_dir

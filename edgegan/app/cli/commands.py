@@ -81,9 +81,7 @@ def _export_commands() -> None:
         from edgegan.quiet import converters_quiet
 
         with converters_quiet(not _STATE["debug"]):
-            entry = export_run(run, format=cfg.format, quantize=cfg.quantize, batch=cfg.batch, out=out,
-                               calibration_samples=cfg.calibration_samples, allow_mismatch=cfg.allow_mismatch,
-                               seed=cfg.seed, keep_float=cfg.keep_float, report=cfg.report)
+            entry = export_run(run, cfg, out=out)
         if as_json:
             click.echo(json.dumps(entry, indent=2))
             return
