@@ -13,7 +13,7 @@ TFLITE_PY ?= $(shell command -v python3.11 2>/dev/null || echo $(PY))
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed
 
-.PHONY: install tflite-venv web-deps demo test test-fast bench bench-mnist bench-recipes clean
+.PHONY: install tflite-venv web-deps demo test test-fast docs bench bench-mnist bench-recipes clean
 
 install: $(STAMP)
 
@@ -71,6 +71,11 @@ test: install tflite-venv web-deps
 
 test-fast: install
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not slow"
+
+# The documentation site (mkdocs.yml, docs/) into site-docs/; --strict fails on any warning (a broken link or
+# anchor). NO_MKDOCS_2_WARNING silences Material's end-of-life banner, a notice and not a build warning.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -f mkdocs.yml
 
 # Benchmarks: each writes JSON + markdown (with machine and versions) under bench/results/.
 bench: install
