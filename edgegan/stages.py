@@ -44,11 +44,11 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
     if teacher.module is None:
         raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers and this teacher exposes "
                            "none; pass the generator's Python class as module:factory with --teacher-weights "
-                           "W.safetensors (README: 'Distil a pretrained GAN you downloaded'), or use pixel and gan")
+                           "W.safetensors (docs/teachers.md: 'Distil a pretrained GAN you downloaded'), or use pixel and gan")
     if isinstance(teacher.module, torch.jit.ScriptModule):
         raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers; TorchScript modules take no "
                            "forward hooks: pass the generator's Python class as module:factory with --teacher-weights "
-                           "W.safetensors (README: 'Distil a pretrained GAN you downloaded'), or use pixel and gan")
+                           "W.safetensors (docs/teachers.md: 'Distil a pretrained GAN you downloaded'), or use pixel and gan")
     t_named, s_named = dict(teacher.module.named_modules()), dict(student.named_modules())
     if layers:
         pairs = _parse_layers(layers, s_named)

@@ -279,7 +279,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
     lines = [f"# aarch64 by emulation ({doc['created']})", "",
              "**Emulated.** The bundle ran in an arm64 Debian root filesystem under qemu-user on an x86-64 host. "
              "This proves that it runs on aarch64 and makes the same images as x86; the timings are qemu's, "
-             "**not device latency** (README.md, \"On a board\", estimates real boards from the x86 numbers).", "",
+             "**not device latency** (docs/boards-and-web.md, \"On a board\", estimates real boards from the x86 numbers).", "",
              f"Host: {mc['host_cpu']}, {mc['host_cores']} cores, {mc['host_platform']}. {mc['qemu']}, "
              f"`-cpu {mc['qemu_cpu']}`; {mc['rootfs']}; emulated python {em['python']}, versions "
              + ", ".join(f"{k} {v}" for k, v in em["versions"].items()) + f". Run {doc['run']}; "

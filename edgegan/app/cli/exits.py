@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     other threads and at exit are one line each as well. ``--debug`` shows tracebacks instead."""
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE.update(debug=False, threads=None)
-    if COMPLETE_VAR in os.environ:  # shell completion (README): click's own protocol, then exit
+    if COMPLETE_VAR in os.environ:  # shell completion (docs/cli.md): click's own protocol, then exit
         cli.main(args, prog_name="edgegan", complete_var=COMPLETE_VAR)
     hooks = _one_line_hooks()
     try:
