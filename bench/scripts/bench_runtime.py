@@ -28,7 +28,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
@@ -121,33 +120,21 @@ def probe(v: Variant, batch: int, threads: int, timeout: float = 300) -> dict:
 
 
 def torch_eager_child(d: int, batch: int, threads: int) -> None:
-    """Runs in a subprocess: torch eager latency of the same generator, printed as JSON."""
+    """Runs in a subprocess: torch eager latency of the same generator, printed as JSON (the runtime probe's
+    timing protocol, ``edgegan_runtime.probe.time_calls``)."""
     import torch
 
-    from edgegan_runtime.probe import peak_rss_mb
+    from edgegan_runtime.probe import peak_rss_mb, time_calls
 
     torch.set_num_threads(threads)
     g = build_generator(d)
     z = torch.randn(batch, LATENT)
     with torch.inference_mode():
-        t0 = time.perf_counter()
-        warm = 0
-        while warm < 10 or time.perf_counter() - t0 < 0.2:
-            g(z)
-            warm += 1
-        per = (time.perf_counter() - t0) / warm
-        runs = int(max(200, min(20000, 1.0 / per)))
-        times = np.empty(runs)
-        for i in range(runs):
-            t = time.perf_counter_ns()
-            g(z)
-            times[i] = time.perf_counter_ns() - t
-    us = times / 1e3
+        t = time_calls(lambda: g(z))
     print(json.dumps({
-        "backend": "torch-eager", "batch": batch, "threads": threads, "runs": runs,
-        "p50_us": float(np.percentile(us, 50)), "p90_us": float(np.percentile(us, 90)),
-        "p99_us": float(np.percentile(us, 99)), "mean_us": float(us.mean()),
-        "images_per_s": batch * 1e6 / float(us.mean()),
+        "backend": "torch-eager", "batch": batch, "threads": threads, "runs": t["runs"],
+        "p50_us": t["p50_us"], "p90_us": t["p90_us"], "p99_us": t["p99_us"], "mean_us": t["mean_us"],
+        "images_per_s": batch * 1e6 / t["mean_us"],
         "peak_rss_mb": peak_rss_mb(),
         "torch": torch.__version__,
     }))

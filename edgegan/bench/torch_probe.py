@@ -17,7 +17,6 @@ import time
 def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = None, seed: int = 0,
           weights: str | None = None, record: dict | None = None) -> dict:
     t0 = time.perf_counter_ns()
-    import numpy as np
     import torch
 
     torch.set_num_threads(threads)
@@ -27,27 +26,11 @@ def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = Non
     src = load_recorded({**record, "spec": spec}, check_range=False, allow_factory=True) if record is not None else load_generator(spec, weights=weights)
     load_ns = time.perf_counter_ns() - t0
     z = torch.from_numpy(latent(batch, src.latent_dim, seed))
-    fwd = src.forward
-    t0 = time.perf_counter_ns()
-    fwd(z)
-    first_ns = time.perf_counter_ns() - t0
-    warm, t0 = 0, time.perf_counter_ns()
-    while warm < 5 or time.perf_counter_ns() - t0 < 0.3e9:
-        fwd(z)
-        warm += 1
-    warm_ns = time.perf_counter_ns() - t0
-    if runs is None:  # >= 200 runs, about a second
-        runs = int(min(5000, max(200, 1e9 * warm / max(warm_ns, 1))))
-    times = np.empty(runs, dtype=np.int64)
-    for i in range(runs):
-        t = time.perf_counter_ns()
-        fwd(z)
-        times[i] = time.perf_counter_ns() - t
-    from edgegan_runtime.probe import peak_rss_mb  # VmHWM: ru_maxrss would include a large parent's peak
+    from edgegan_runtime.probe import peak_rss_mb, time_calls  # the one timing protocol; VmHWM, not ru_maxrss
 
+    fwd = src.forward
+    timing = time_calls(lambda: fwd(z), runs=runs)
     peak = peak_rss_mb()
-    us = times / 1e3
-    mean = float(us.mean())
     nbytes = None
     if src.kind == "edgegan":
         from edgegan.manifest import read_manifest
@@ -56,10 +39,8 @@ def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = Non
     elif os.path.isfile(spec):
         nbytes = os.path.getsize(spec)
     return {"model": spec, "format": "torch", "precision": "fp32", "backend": "torch-eager", "batch": batch,
-            "threads": threads, "load_ms": load_ns / 1e6, "first_ms": first_ns / 1e6, "warmup_runs": warm,
-            "runs": runs, "p50_us": float(np.percentile(us, 50)), "p90_us": float(np.percentile(us, 90)),
-            "p99_us": float(np.percentile(us, 99)), "mean_us": mean, "us_per_image": float(np.percentile(us, 50)) / batch,
-            "images_per_s": batch * 1e6 / mean, "peak_rss_mb": peak, "bytes": nbytes,
+            "threads": threads, "load_ms": load_ns / 1e6, **timing, "us_per_image": timing["p50_us"] / batch,
+            "images_per_s": batch * 1e6 / timing["mean_us"], "peak_rss_mb": peak, "bytes": nbytes,
             "versions": {"torch": torch.__version__}}
 
 

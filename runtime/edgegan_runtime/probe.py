@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -90,6 +90,35 @@ def cpu_name(cpuinfo: str | None = None) -> str:
     return board or cores or platform.processor() or platform.machine()
 
 
+def time_calls(run: Callable[[], Any], *, runs: int | None = None) -> dict[str, Any]:
+    """The one timing protocol (the runtime's probe, ``edgegan.bench.torch_probe`` and the bench scripts):
+    one first call, then a warm-up of at least 10 calls and ``WARMUP_S``, then ``runs`` calls (default:
+    about ``TARGET_S`` of them, never fewer than ``MIN_RUNS``), each timed alone with ``perf_counter_ns``.
+    Returns first_ms, warmup_runs, warmup_ms, runs and the per-call p50/p90/p99/mean/min in µs."""
+    if runs is not None and (not isinstance(runs, int) or runs < 1):
+        raise InputError(f"runs must be an integer >= 1, got {runs!r}")
+    clock = time.perf_counter_ns
+    t0 = clock()
+    run()
+    first_ns = clock() - t0
+    warm, t0 = 0, clock()
+    while warm < 10 or clock() - t0 < WARMUP_S * 1e9:
+        run()
+        warm += 1
+    warm_ns = clock() - t0
+    if runs is None:
+        runs = int(min(MAX_RUNS, max(MIN_RUNS, TARGET_S * 1e9 * warm / max(warm_ns, 1))))
+    times = np.empty(runs, dtype=np.int64)
+    for i in range(runs):
+        t = clock()
+        run()
+        times[i] = clock() - t
+    us = times / 1e3
+    return {"first_ms": first_ns / 1e6, "warmup_runs": warm, "warmup_ms": warm_ns / 1e6, "runs": runs,
+            "p50_us": float(np.percentile(us, 50)), "p90_us": float(np.percentile(us, 90)),
+            "p99_us": float(np.percentile(us, 99)), "mean_us": float(us.mean()), "min_us": float(us.min())}
+
+
 def bench(
     path: str | os.PathLike,
     *,
@@ -109,28 +138,8 @@ def bench(
     g = load(path, backend=backend, threads=threads, export=export)
     load_ns = time.perf_counter_ns() - t0
     z = latent(batch, g.latent_dim, seed)
-    run = g.generate_from
-    t0 = time.perf_counter_ns()
-    run(z)
-    first_ns = time.perf_counter_ns() - t0
-
-    warm, t0 = 0, time.perf_counter_ns()
-    while warm < 10 or time.perf_counter_ns() - t0 < WARMUP_S * 1e9:
-        run(z)
-        warm += 1
-    warm_ns = time.perf_counter_ns() - t0
-    if runs is None:
-        runs = int(min(MAX_RUNS, max(MIN_RUNS, TARGET_S * 1e9 * warm / max(warm_ns, 1))))
-
-    times = np.empty(runs, dtype=np.int64)
-    clock = time.perf_counter_ns
-    for i in range(runs):
-        t = clock()
-        run(z)
-        times[i] = clock() - t
+    timing = time_calls(lambda: g.generate_from(z), runs=runs)
     peak = peak_rss_mb()  # before the report's own imports
-    us = times / 1e3
-    mean = float(us.mean())
     spec = BACKENDS[g.backend]
     result = {
         "model": str(g.path),
@@ -142,17 +151,9 @@ def bench(
         "latent_dim": g.latent_dim,
         "output_shape": list(g.output_shape),
         "load_ms": load_ns / 1e6,
-        "first_ms": first_ns / 1e6,
-        "warmup_runs": warm,
-        "warmup_ms": warm_ns / 1e6,
-        "runs": runs,
-        "p50_us": float(np.percentile(us, 50)),
-        "p90_us": float(np.percentile(us, 90)),
-        "p99_us": float(np.percentile(us, 99)),
-        "mean_us": mean,
-        "min_us": float(us.min()),
-        "us_per_image": float(np.percentile(us, 50)) / batch,
-        "images_per_s": batch * 1e6 / mean,
+        **timing,
+        "us_per_image": timing["p50_us"] / batch,
+        "images_per_s": batch * 1e6 / timing["mean_us"],
         "peak_rss_mb": peak,
         "bytes": g.bytes,
         "sha256": g.sha256,
