@@ -408,11 +408,8 @@ def gan_real_source(cfg: DistillConfig, teacher) -> str:
         return cfg.gan_real
     if cfg.dataset is not None:
         return "dataset"
-    if teacher.kind == "edgegan":
-        from edgegan.manifest import read_manifest
-
-        if read_manifest(teacher.spec).get("dataset", {}).get("name"):
-            return "dataset"
+    if teacher.manifest is not None and teacher.manifest.get("dataset", {}).get("name"):
+        return "dataset"
     return "teacher"
 
 
@@ -420,10 +417,8 @@ def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int]):
     from edgegan.data import load_dataset
 
     name = cfg.dataset
-    if name is None and teacher.kind == "edgegan":  # default: the data the teacher was trained on
-        from edgegan.manifest import read_manifest
-
-        name = read_manifest(teacher.spec).get("dataset", {}).get("name")
+    if name is None and teacher.manifest is not None:  # default: the data the teacher was trained on
+        name = teacher.manifest.get("dataset", {}).get("name")
     if name is None:
         raise ConfigError("the gan term needs real data: pass --dataset")
     data = load_dataset(name, data_dir=cfg.data_dir, split="train", image_size=(shape[1], shape[2]))

@@ -106,6 +106,9 @@ class GeneratorSource:
     range: tuple[float, float] = EDGEGAN_RANGE  # the teacher's own output range, mapped to [-1, 1] by forward
     range_source: str = "edgegan"  # "edgegan" (a run), "given" (--teacher-range), "measured" (probe batch)
     probe: dict[str, Any] = field(default_factory=dict)  # min, max, outside fraction on the probe batch
+    # An edgegan teacher's manifest, read once when it is loaded and read from here by distill, the terms
+    # and bench (never re-read from the run); None for foreign teachers.
+    manifest: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def latent_shape(self) -> list[int]:
@@ -256,7 +259,8 @@ def _from_run(spec: str, device: str) -> GeneratorSource:
     m = run.manifest["model"]
     return GeneratorSource("edgegan", str(run.run_dir.resolve()), run.latent_dim, tuple(m["output"]["shape"]),
                            m["params"], _wrap(run.generator, device), run.generator,
-                           {"family": m["family"], "args": m["args"], "sha256": m["weights"]["sha256"]})
+                           {"family": m["family"], "args": m["args"], "sha256": m["weights"]["sha256"]},
+                           manifest=run.manifest)
 
 
 def _probe(raw, latent_dim: int | None, rank: int | None, spec: str) -> tuple[int, int, tuple[int, int, int]]:

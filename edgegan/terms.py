@@ -349,14 +349,13 @@ for _t in (PixelTerm, GanTerm, FeatureTerm, PerceptualTerm):
 def _teacher_discriminator(ctx: Context):
     """The discriminator saved beside an edgegan teacher run; refused with the reason otherwise."""
     from edgegan.checkpoint import load_tensors
-    from edgegan.manifest import read_manifest
     from edgegan.models import build_discriminator
 
     t = ctx.teacher
     why = f"the perceptual term uses the teacher run's discriminator; a {t.kind} teacher has none"
     if t.kind != "edgegan":
         raise TeacherError(f"{t.spec}: {why} (use pixel, feature or gan)")
-    m = read_manifest(t.spec)
+    m = t.manifest
     entry = m.get("discriminator")
     if not entry:
         raise TeacherError(f"{t.spec}: {why} (this run has no discriminator.safetensors)")

@@ -268,8 +268,8 @@ def test_bench_reference_is_the_teachers_own_samples_on_disjoint_latents():
     scored = src.forward(torch.from_numpy(latent(16, 16, 0))).numpy()
     assert not np.isclose(ref.images, scored).all(axis=(1, 2, 3)).any()  # no image scored against itself
     m = {"distill": {"dataset": None}}
-    assert _dataset_of(m, {"kind": "factory"}, None, None) == (None, None)
-    assert _dataset_of(m, {"kind": "factory"}, "celeba", None) == ("celeba", None)
+    assert _dataset_of(m, None, None, None) == (None, None)
+    assert _dataset_of(m, None, "celeba", None) == ("celeba", None)
 
 
 @pytest.mark.slow

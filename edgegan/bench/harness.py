@@ -108,7 +108,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         tsource = load_recorded(tinfo, run_dir, allow_factory=teacher is not None, allow_torchscript=trust_teacher)
         tinfo["kind"] = tsource.kind
         student = load_run(run_dir)
-        ds_name, ds_dir = _dataset_of(m, tinfo, dataset, data_dir)
+        ds_name, ds_dir = _dataset_of(m, tsource.manifest, dataset, data_dir)
         L = student.latent_dim
         z = latent(samples, L, seed)
         say = log.warning if progress else log.info
@@ -126,7 +126,7 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                          "latency": latency, "images": images, **(extra or {})})
 
         if "teacher" in models:
-            row("teacher", "teacher", t_params, t_macs, _teacher_bytes(tsource.describe()), probe_torch(
+            row("teacher", "teacher", t_params, t_macs, _teacher_bytes(tsource), probe_torch(
                 tsource.spec, batch=batch, threads=threads, record=tsource.describe()) if tsource.kind != "onnx"
                 else probe_runtime(tsource.spec, batch=batch, threads=threads),
                 teacher_imgs, fmt="torch" if tsource.kind != "onnx" else "onnx")
@@ -216,26 +216,26 @@ def teacher_reference(tsource, n: int, seed: int):
                         f"latents seed {s}", "teacher")
 
 
-def _dataset_of(m: dict, tinfo: dict, dataset: str | None, data_dir: str | None) -> tuple[str | None, str | None]:
-    """The reference dataset: given, recorded by distill (--dataset), or the edgegan teacher's; None for a
-    foreign teacher with none (then the teacher's own samples are the reference)."""
+def _dataset_of(m: dict, teacher_manifest: dict | None, dataset: str | None,
+                data_dir: str | None) -> tuple[str | None, str | None]:
+    """The dataset a student is scored against: --dataset, else the one it was distilled with, else its edgegan
+    teacher's (``teacher_manifest``, as loaded); (None, None) for a foreign teacher without one."""
     if dataset:
         return dataset, data_dir
     dd = m["distill"].get("dataset")
     if dd:
         return dd["name"], data_dir or m.get("config", {}).get("data_dir")
-    if tinfo.get("kind") == "edgegan":
-        tm = read_manifest(tinfo["spec"])
-        if "dataset" in tm:
-            return tm["dataset"]["name"], data_dir or tm.get("config", {}).get("data_dir")
+    if teacher_manifest is not None:
+        if "dataset" in teacher_manifest:
+            return teacher_manifest["dataset"]["name"], data_dir or teacher_manifest.get("config", {}).get("data_dir")
         raise ConfigError("cannot tell which dataset the teacher was trained on: pass --dataset")
     return None, None
 
 
-def _teacher_bytes(tinfo: dict) -> int | None:
-    if tinfo.get("kind") == "edgegan":
-        return read_manifest(tinfo["spec"])["model"]["weights"]["bytes"]
-    p = Path(tinfo["spec"])
+def _teacher_bytes(tsource) -> int | None:
+    if tsource.manifest is not None:
+        return tsource.manifest["model"]["weights"]["bytes"]
+    p = Path(tsource.spec)
     return p.stat().st_size if p.is_file() else None
 
 

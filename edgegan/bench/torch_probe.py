@@ -32,10 +32,8 @@ def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = Non
     timing = time_calls(lambda: fwd(z), runs=runs)
     peak = peak_rss_mb()
     nbytes = None
-    if src.kind == "edgegan":
-        from edgegan.manifest import read_manifest
-
-        nbytes = read_manifest(src.spec)["model"]["weights"]["bytes"]
+    if src.manifest is not None:
+        nbytes = src.manifest["model"]["weights"]["bytes"]
     elif os.path.isfile(spec):
         nbytes = os.path.getsize(spec)
     return {"model": spec, "format": "torch", "precision": "fp32", "backend": "torch-eager", "batch": batch,
