@@ -157,6 +157,10 @@ def test_site_holds_page_module_models_runtime_and_host_references(run, site):
         assert np.array_equal(host, x)
         assert (site / m["reference"]["pixels"]).read_bytes() == rt.to_pixels(x).tobytes()
     assert (site / "ort" / "ort-wasm-simd-threaded.wasm").stat().st_size > 1 << 20
+    # The page asks for the first model at once, beside site.json and the runtime (the first image waits for all).
+    html = (site / "index.html").read_text()
+    assert f'<link rel="preload" href="{doc["models"][0]["file"]}" as="fetch" crossorigin>' in html
+    assert "edgegan:model-preload" not in html and '<link rel="preload" href="site.json"' in html
 
 
 def _nothing_written(parent: Path, out: Path) -> None:
@@ -165,7 +169,7 @@ def _nothing_written(parent: Path, out: Path) -> None:
 
 
 def test_bad_inputs_are_one_line_errors_and_write_nothing(run, tmp_path, monkeypatch):
-    from edgegan import web_bundle
+    from edgegan.app import web_bundle
     from edgegan.testing import make_run, tiny_student
 
     out = tmp_path / "site"

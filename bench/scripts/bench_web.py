@@ -1,12 +1,14 @@
 """The web target in a real browser beside the native runtimes, same machine, same run (issue 23).
 
     .venv/bin/python bench/scripts/bench_web.py runs/mnist-d2 runs/face64-d2     # writes bench/results/web.{json,md}
+    .venv/bin/python bench/scripts/bench_web.py RUN --out /tmp/web/web           # elsewhere (screenshots beside it)
 
 For each run (its ONNX exports go on the page; its TFLite exports are timed natively for comparison):
 `edgegan bundle --target web` builds the site, a local server serves it, and headless Chromium (Debian's,
 driven by tests/web_driver.mjs through playwright-core) opens it --repeats times, each in a fresh profile
-(a first visit: nothing cached), then reloads it offline once (a return visit: served by the service
-worker). The page's own probe (batch 1, blocks of 10 calls) gives the browser's per-image latency and
+(a first visit: nothing cached; the page is opened once the just-launched browser is idle, see
+tests/web_driver.mjs, or at once with --no-settle), then reloads it offline once (a return visit: served by
+the service worker). The page's own probe (batch 1, blocks of 10 calls) gives the browser's per-image latency and
 its device.json; the native numbers are the runtime's probe (`edgegan-runtime bench --json`, batch 1,
 one thread, a fresh process per file), run between the browser visits on the same machine.
 Needs `make web-deps`.
@@ -52,15 +54,21 @@ def serve(folder: Path):
         t.join()
 
 
-def visit(url: str, tmp: Path, label: str, i: int) -> dict:
+SETTLE_MS = 5000  # the longest the driver waits for a just-launched browser to go idle
+
+
+def visit(url: str, tmp: Path, label: str, i: int, settle: bool = True) -> dict:
     out, shot, dev = tmp / f"out{i}.json", tmp / f"page{i}.png", tmp / f"device{i}.json"
+    env = {**os.environ, "EDGEGAN_WEB_SETTLE_MS": str(SETTLE_MS if settle else 0)}
+    load = os.getloadavg()[0]
     r = subprocess.run(["node", str(DRIVER), url, str(out), str(shot), str(dev), label], capture_output=True,
-                       text=True, timeout=900)
+                       text=True, timeout=900, env=env)
     if r.returncode != 0:
         raise SystemExit(f"the browser driver failed: {r.stderr.strip()[-500:]}")
     doc = json.loads(out.read_text())
     doc["device"] = json.loads(dev.read_text())
     doc["shot"] = str(shot)
+    doc["loadavg"] = round(load, 2)
     return doc
 
 
@@ -73,7 +81,7 @@ def native(run: Path, name: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def bench_run(run: Path, repeats: int, tmp: Path) -> dict:
+def bench_run(run: Path, repeats: int, tmp: Path, shots: Path, settle: bool = True) -> dict:
     from edgegan.app.web_bundle import make_site
     from edgegan_runtime.probe import cpu_name
 
@@ -84,10 +92,10 @@ def bench_run(run: Path, repeats: int, tmp: Path) -> dict:
     visits, natives = [], {n: [] for n in names}
     with serve(site) as url:
         for i in range(repeats):
-            visits.append(visit(url, tmp, cpu_name(), i))
+            visits.append(visit(url, tmp, cpu_name(), i, settle))
             for n in names:  # interleaved with the browser visits: the same load on the machine for both
                 natives[n].append(native(run, n))
-    shot = RESULTS / f"web-{run.name}.png"
+    shot = shots / f"web-{run.name}.png"
     shutil.copyfile(visits[-1]["shot"], shot)
     browser = {}
     for mdl in visits[0]["device"]["models"]:
@@ -101,8 +109,9 @@ def bench_run(run: Path, repeats: int, tmp: Path) -> dict:
             "first_image_ms": [v["firstImageMs"] for v in visits],
             "return_visit_first_image_ms": [v.get("offlineFirstImageMs") for v in visits],
             "timeline_first_visit": visits[0].get("timeline"), "offline": [v.get("offline") for v in visits],
+            "loadavg_visits": [v["loadavg"] for v in visits], "settle_ms": [v.get("settleMs") for v in visits],
             "threads_note": visits[0].get("threadsNote"), "browser_name": visits[0]["device"]["machine"]["browser"],
-            "screenshot": str(shot.relative_to(REPO))}
+            "screenshot": str(shot.relative_to(REPO)) if shot.is_relative_to(REPO) else str(shot)}
 
 
 def med(xs: list) -> float | None:
@@ -132,7 +141,11 @@ def to_markdown(doc: dict) -> str:
                          f"{par['pixels_differing']} of {par['pixels']} pixels differ (largest {par['max_pixel_diff']}), "
                          f"{'passed' if par['passed'] else 'FAILED'} ({par['threshold']}) |")
         fi, rv = r["first_image_ms"], r["return_visit_first_image_ms"]
-        lines += ["", f"First image after opening the page: first visit (fresh profile) {', '.join(f'{x:,.0f}' for x in fi)} ms "
+        opened = ("once the just-launched browser was idle" if doc.get("settle", False) else
+                  "right after launching the browser")
+        lines += ["", f"First image after opening the page: first visit (fresh profile, opened {opened}; load average "
+                  f"{', '.join(f'{x:.1f}' for x in r.get('loadavg_visits', []))} before each visit) "
+                  f"{', '.join(f'{x:,.0f}' for x in fi)} ms "
                   f"(median {med(fi):,.0f}); return visit, offline through the service worker: "
                   f"{', '.join(f'{x:,.0f}' for x in rv if x)} ms (median {_f(med(rv), ',.0f')}). "
                   f"Offline reload: {r['offline'][-1]}. Timeline of the first visit (ms since navigation): "
@@ -202,6 +215,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=RESULTS / "web")
     p.add_argument("--render", action="store_true", help="only rewrite the .md from the .json (new notes)")
+    p.add_argument("--no-settle", action="store_true",
+                   help="open the page right after launching the browser (its start-up work then competes with the page)")
     a = p.parse_args()
     if a.render:
         doc = json.loads(a.out.with_suffix(".json").read_text())
@@ -212,9 +227,10 @@ def main() -> None:
     from edgegan_runtime.probe import cpu_name, versions
 
     load = os.getloadavg()[0]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgegan-web-bench-") as tmp:
-        runs = [bench_run(r, a.repeats, Path(tmp)) for r in a.runs]
-    doc = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": a.repeats,
+        runs = [bench_run(r, a.repeats, Path(tmp), a.out.parent, not a.no_settle) for r in a.runs]
+    doc = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": a.repeats, "settle": not a.no_settle,
            "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "loadavg": round(load, 1)},
            "browser": runs[0]["browser_name"],
            "versions": {"onnxruntime-web": runtime_version(), **versions("onnxruntime", "ai-edge-litert")},

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -96,6 +97,7 @@ def make_site(run: str | os.PathLike, *, out: str | os.PathLike, exports: Sequen
         files[f"ort/{Path(f).name}"] = (pkg / f).read_bytes()
     for a in ASSETS:
         files[a] = (WEB_DIR / a).read_bytes()
+    files["index.html"] = _preload_model(files["index.html"], models[0]["file"])
     for size, name in ((192, "icon.png"), (512, "icon-512.png")):  # the two sizes browsers ask to install a PWA
         files[name] = _icon(files[models[0]["reference"]["pixels"]], models[0]["contract"], size)
     doc = {"schema": SCHEMA, "created": now_iso(), "run": _stem(run_dir),
@@ -114,6 +116,19 @@ def make_site(run: str | os.PathLike, *, out: str | os.PathLike, exports: Sequen
     log.info("wrote %s: %d models, %d files, %d bytes", out, len(models), len(files), total)
     return {"path": str(out), "bytes": total, "files": len(files), "models": [x["name"] for x in models],
             "target": "web", "runtime": f"{RUNTIME} {runtime_version()}"}
+
+
+MODEL_PRELOAD = b"<!-- edgegan:model-preload -->"
+
+
+def _preload_model(html: bytes, file: str) -> bytes:
+    """index.html with its marker replaced by a preload of the model the page opens first (site.json's first),
+    so that the model downloads beside site.json and the runtime, not after site.json is read. The link's mode
+    (as=fetch, crossorigin) is the page's fetch(): the browser hands the preloaded response to it."""
+    if html.count(MODEL_PRELOAD) != 1:
+        raise BundleError(f"{WEB_DIR / 'index.html'}: needs one {MODEL_PRELOAD.decode()} line (edgegan's own page)")
+    link = f'<link rel="preload" href="{html_escape(file)}" as="fetch" crossorigin>'
+    return html.replace(MODEL_PRELOAD, link.encode())
 
 
 def _check_out(out: Path) -> None:

@@ -1,11 +1,17 @@
 // The page: a grid for a seed, the model's contract, a check against the host's images and a probe
 // that writes device.json. State for scripts and tests: body[data-state] (loading | ready | error),
 // #check[data-state] (pending | pass | fail), and window.edgegan (firstImageMs, reference(), measure()).
-import { loadGenerator, latent, toPixels, threadsAvailable, imageData } from "./edgegan.js";
+import { loadGenerator, latent, toPixels, threadsAvailable, imageData, startRuntime } from "./edgegan.js";
 
 const GRID_N = 8;
 const $ = (id) => document.getElementById(id);
 const api = (window.edgegan = { firstImageMs: null, site: null, generators: {}, timeline: {} });
+// The runtime starts first thing (index.html's inline script did already, unless blocked; one start either way),
+// beside site.json and the model. "ort/" is the site's runtime.path (edgegan bundle writes that folder; index.html
+// names it too). A failure here shows up again, with its message, in loadGenerator.
+const RUNTIME_PATH = "ort/";
+startRuntime(new URL(RUNTIME_PATH, document.baseURI).href, threadsAvailable().threads)
+  .then(() => { api.timeline.runtime_ready = performance.now(); }, () => {});
 
 function fail(msg) {
   document.body.dataset.state = "error";

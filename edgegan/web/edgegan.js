@@ -132,17 +132,53 @@ async function sha256Hex(bytes) {
 }
 
 let ortPromise = null;
+let ortBaseLoaded = null;
+let runtimePromise = null;
 
-/** onnxruntime-web, loaded once from ortBase (a folder URL holding the site's ort/ files). */
+/** onnxruntime-web, loaded once from ortBase (a folder URL holding the site's ort/ files); threads is fixed
+ *  by the first call (onnxruntime-web reads env.wasm.numThreads once, when it starts). */
 export function loadOrt(ortBase, threads) {
   if (!ortPromise) {
+    ortBaseLoaded = ortBase;
     ortPromise = import(new URL("ort.wasm.min.mjs", ortBase).href).then((ort) => {
       ort.env.wasm.wasmPaths = ortBase;
       ort.env.wasm.numThreads = threads;
       return ort;
     });
+  } else if (ortBase !== ortBaseLoaded) {
+    return Promise.reject(new Error(`onnxruntime-web is loaded from ${ortBaseLoaded}, not ${ortBase}`));
   }
   return ortPromise;
+}
+
+// An ONNX file of one Identity node (x -> y, float32 [1]; 65 bytes): a session of it makes onnxruntime-web
+// start before any model is known.
+const WARM_MODEL = "CAg6NwoQCgF4EgF5IghJZGVudGl0eRIBd1oPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEA0=";
+
+/** Start onnxruntime-web now instead of on the first model's InferenceSession.create (it starts lazily, on
+ *  the first session). Its start is most of a first visit's time to the first image: compiling its 15 MB
+ *  WebAssembly, instantiating it, OrtInit with its kernel registry, and V8 compiling, on first call, the
+ *  ~3,500 functions a session and a run use (one ~0.5 s task on the page's thread). Called as the page's
+ *  first script, the compile reads the .wasm as it downloads and all of it overlaps fetching app.js,
+ *  site.json and the model; the model's session then reads only its own file. Resolves to the ort module
+ *  once a session of WARM_MODEL was made, run and released; idempotent (one promise). */
+export function startRuntime(ortBase, threads = threadsAvailable().threads) {
+  if (!runtimePromise) {
+    runtimePromise = loadOrt(ortBase, threads).then(async (ort) => {
+      const bytes = Uint8Array.from(atob(WARM_MODEL), (ch) => ch.charCodeAt(0));
+      const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+      try {
+        const x = new ort.Tensor("float32", new Float32Array(1), [1]);
+        const r = await session.run({ x });
+        x.dispose();
+        r.y.dispose();
+      } finally {
+        await session.release();
+      }
+      return ort;
+    });
+  }
+  return runtimePromise;
 }
 
 /** Threads the WebAssembly runtime can use here: several only with cross-origin isolation
@@ -212,6 +248,6 @@ export async function loadGenerator(site, entry, { base = document.baseURI, thre
   const session = await ort.InferenceSession.create(bytes, {
     executionProviders: ["wasm"], graphOptimizationLevel: "all",
   });
-  timeline.session = performance.now(); // includes compiling the WebAssembly on the first model
+  timeline.session = performance.now(); // includes starting the runtime, unless startRuntime did before
   return new Generator(ort, session, entry, sha);
 }
