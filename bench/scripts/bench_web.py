@@ -188,23 +188,23 @@ NOTES = [
     "",
     "## Caveats",
     "",
-    "- The machine was shared by four engineers' jobs (load average 12–18 on 2 cores throughout). The native "
-    "probe's p50 is stable under that load (a tight loop in one process: ±2 % between runs); the browser's is "
-    "not (one visit to the next varies 2–4×, e.g. the mnist int8 file 990–4,260 µs): read the browser column as "
-    "an upper bound on this CPU, and its ratio to native (4× for the MNIST fp32 file, 20–40× for the others) as "
-    "indicative only. onnxruntime-web 1.31.1 against the native onnxruntime 1.32.0 of this venv.",
-    "- The first image of a first visit waits for 15 MB of WebAssembly to be fetched and compiled (`session` in "
-    "the timeline); the goal of 1 s was met on return visits (0.56–0.83 s, service worker cache) and missed on "
-    "first visits (1.2–2.4 s) at this load. Measured on this machine at load average 16: no quieter minute came. "
-    "Apart (a page that only fetches and compiles the .wasm, 3 fresh profiles, load average 20): Python's "
-    "http.server took 190–510 ms to serve the 14.8 MB file and WebAssembly.compile 160–300 ms; the rest of "
-    "`session` is onnxruntime-web's start-up. A server that compresses (the .wasm gzips well) or a return "
-    "visit (service worker) removes most of the fetch.",
+    "- One other job (a 12,000-step distillation on one core) ran throughout: load average 2.4-3.5 before the "
+    "visits (each visit records its own). The native probe's p50 is stable under load (a tight loop in one "
+    "process); the browser's varies about +-150 ms from one visit to the next: read the browser column as an "
+    "upper bound on this CPU and its ratio to native as indicative. onnxruntime-web 1.31.1 against the native "
+    "onnxruntime 1.32.0 of this venv.",
+    "- First image: the page starts onnxruntime-web from its first script (a 65-byte Identity session) while "
+    "site.json and the model (both preloaded) download, so the runtime's start (about 0.45-0.56 s of one "
+    "main-thread task: V8 compiling ~3,500 WebAssembly functions on first call, OrtInit, the session) overlaps "
+    "them. A first visit (fresh profile) is opened once the just-launched browser is idle: new-headless "
+    "Chromium builds its UI right after launch, and on 2 cores that took 0.25 s from the page "
+    "(`--no-settle` opens at once: medians 1.0 s for both students, bench run of 2026-12-06 00:40). The goal "
+    "(first image within 1 s) is met on first visits (medians 0.66-0.76 s) and return visits (0.40-0.54 s).",
     "- No cross-origin isolation on a plain static server: one thread. Serving with `Cross-Origin-Opener-Policy: "
     "same-origin` and `Cross-Origin-Embedder-Policy: require-corp` lets the page use up to 4 (not measured here).",
-    "- The students: `runs/mnist-d2` is a d=2 student distilled for 300 steps from a d=16 MNIST teacher trained "
-    "300 steps; `runs/face64-d2` a d=2 student distilled for 300 steps from the pretrained face64 DCGAN "
-    "(`/work/shared/teachers/face64`, its ONNX file). Quality is not the point here: pixels and latency are.",
+    "- The students: `mnist-d2` is a d=2 student distilled for 300 steps from a d=16 MNIST teacher trained 300 "
+    "steps; `bb-long-s0` (face64 d=2) the 12,000-step `--loss blackbox` student of the pretrained face64 DCGAN "
+    "(bench/results/face64.md). Quality is not the point here: pixels and latency are.",
     "",
 ]
 
