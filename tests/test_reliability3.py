@@ -412,9 +412,9 @@ def test_a_factory_that_returns_no_module_is_a_teacher_error(tmp_path, capsys):
 def test_bench_refuses_samples_that_will_not_fit_in_memory(runs, tmp_path, capsys, monkeypatch):
     """The memory a bench needs is estimated before any work and compared with what the machine has
     (here: 64 MiB, set by the test, so the outcome does not depend on this machine)."""
-    from edgegan.bench import harness
+    from edgegan.bench import probes  # the memory check lives beside the probes
 
-    monkeypatch.setattr(harness, "available_memory", lambda: 64 << 20)
+    monkeypatch.setattr(probes, "available_memory", lambda: 64 << 20)
     out = tmp_path / "b"
     got, lines = cli(capsys, "bench", runs / "s", "--samples", "100000", "--out", out)
     assert got == BENCH, lines
