@@ -24,6 +24,7 @@ from torch import nn
 
 from edgegan.errors import ConfigError
 from edgegan.models import FAMILIES, Family
+from edgegan.models.conditional import Projection, check_num_classes, with_label
 from edgegan.models.dcgan import _dcgan_init, _up
 
 MAX_SIDE = 512
@@ -38,6 +39,7 @@ class AnyShapeArgs:
     width: int = 32  # output width, 4..512
     latent_dim: int = 100  # size of z
     d_disc: int | None = None  # width factor of the matching discriminator (None: same as d)
+    num_classes: int | None = None  # classes of a conditional generator (models.conditional); None: unconditional
 
     def __post_init__(self) -> None:
         for name in ("d", "nc", "latent_dim", "height", "width"):
@@ -50,6 +52,7 @@ class AnyShapeArgs:
                 raise ConfigError(f"anyshape: {name} must be in [{MIN_SIDE}, {MAX_SIDE}], got {v}")
         if self.d_disc is not None and (not isinstance(self.d_disc, int) or self.d_disc < 1):
             raise ConfigError(f"anyshape: d_disc must be an integer >= 1, got {self.d_disc!r}")
+        check_num_classes("anyshape", self.num_classes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,7 +82,7 @@ class AnyShapeGenerator(nn.Module):
         self.args = args
         widths = args.widths(args.d)
         h0, w0 = args.seed_grid
-        layers: list[nn.Module] = [nn.ConvTranspose2d(args.latent_dim, widths[0], (h0, w0), 1, 0, bias=False),
+        layers: list[nn.Module] = [nn.ConvTranspose2d(args.latent_dim + (args.num_classes or 0), widths[0], (h0, w0), 1, 0, bias=False),
                                    nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
         for cin, cout in zip(widths, widths[1:]):
             layers += _up(cin, cout)
@@ -93,10 +96,12 @@ class AnyShapeGenerator(nn.Module):
     def latent_dim(self) -> int:
         return self.args.latent_dim
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.dim() == 2:
-            z = z[:, :, None, None]
-        y = self.net(z)
+    @property
+    def num_classes(self) -> int | None:
+        return self.args.num_classes
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.net(with_label(z, label, self.args.num_classes))
         if self._crop:  # centre-crop the 2^k-aligned grid to the exact size
             H, W = self.args.height, self.args.width
             top, left = (y.shape[2] - H) // 2, (y.shape[3] - W) // 2
@@ -119,9 +124,16 @@ class AnyShapeDiscriminator(nn.Module):
             n = self.net(torch.zeros(1, args.nc, args.height, args.width)).numel()
         self.head = nn.Linear(n, 1)
         self.apply(_dcgan_init)
+        self.projection = Projection(args.num_classes, widths[-1]) if args.num_classes else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net(x).flatten(1)).squeeze(1)
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.net(x)
+        out = self.head(h.flatten(1)).squeeze(1)
+        if self.projection is not None:
+            return out + self.projection(h, label)
+        if label is not None:
+            raise ConfigError("this discriminator is unconditional; it takes no label")
+        return out
 
 
 FAMILIES.add(

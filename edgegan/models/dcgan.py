@@ -17,6 +17,7 @@ from torch import nn
 
 from edgegan.errors import ConfigError
 from edgegan.models import FAMILIES, Family
+from edgegan.models.conditional import Projection, check_num_classes, with_label
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class DCGANArgs:
     # channels at 32x32 and 64x64, a 2-D colour space per pixel; min_width=8 widens those stages for
     # ~2% more parameters (issue 19: the face64 teacher).
     min_width: int | None = None
+    # Classes of a conditional generator (issue 20): a one-hot label concatenated to z (models.conditional);
+    # None: unconditional.
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         from edgegan.config import DEPTH, LATENT, Bounds
@@ -47,6 +51,7 @@ class DCGANArgs:
         if self.min_width is not None and (not isinstance(self.min_width, int) or isinstance(self.min_width, bool)
                                            or not DEPTH.admits(self.min_width)):
             raise ConfigError(f"dcgan: min_width must be an integer {DEPTH.describe()}, got {self.min_width!r}")
+        check_num_classes("dcgan", self.num_classes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,7 +73,7 @@ class DCGANGenerator(nn.Module):
         d = args.d
         widths = [8 * d, 4 * d, 2 * d, d] if args.image_size == 32 else [16 * d, 8 * d, 4 * d, 2 * d, d]
         widths = [max(w, args.min_width or 0) for w in widths]
-        layers: list[nn.Module] = _up(args.latent_dim, widths[0], first=True)
+        layers: list[nn.Module] = _up(args.latent_dim + (args.num_classes or 0), widths[0], first=True)
         for cin, cout in zip(widths, widths[1:]):
             layers += _up(cin, cout)
         layers += [nn.Conv2d(widths[-1], args.nc, 1, 1, 0, bias=True), nn.Tanh()]
@@ -79,11 +84,13 @@ class DCGANGenerator(nn.Module):
     def latent_dim(self) -> int:
         return self.args.latent_dim
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # Accept (N, latent) as well as the classic (N, latent, 1, 1).
-        if z.dim() == 2:
-            z = z[:, :, None, None]
-        return self.net(z)
+    @property
+    def num_classes(self) -> int | None:
+        return self.args.num_classes
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        # z (N, latent) as well as the classic (N, latent, 1, 1); label: index (N,) or one-hot (N, K)
+        return self.net(with_label(z, label, self.args.num_classes))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -99,9 +106,15 @@ class DCGANDiscriminator(nn.Module):
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
         self.apply(_dcgan_init)
+        self.projection = Projection(args.num_classes, widths[-1]) if args.num_classes else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten(1).squeeze(1)
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        if self.projection is None:
+            if label is not None:
+                raise ConfigError("this discriminator is unconditional; it takes no label")
+            return self.net(x).flatten(1).squeeze(1)
+        h = self.net[:-1](x)
+        return self.net[-1](h).flatten(1).squeeze(1) + self.projection(h, label)
 
 
 def _dcgan_init(m: nn.Module) -> None:
