@@ -66,14 +66,19 @@ def save_generator_weights(path: str | os.PathLike, generator: torch.nn.Module, 
 
 
 def model_section(generator: torch.nn.Module, family: str, args: dict[str, Any], run_dir: str | os.PathLike,
-                  weights_name: str = WEIGHTS_NAME, write: bool = True) -> dict[str, Any]:
+                  weights_name: str = WEIGHTS_NAME, write: bool = True,
+                  class_names: list[str] | None = None) -> dict[str, Any]:
     """Save a generator's weights in ``run_dir`` (unless ``write`` is False: already saved) and return
-    the manifest's ``model`` section."""
+    the manifest's ``model`` section; a conditional generator's (``args.num_classes``) has ``classes``:
+    ``{"count": K, "names": [...] or null}``, read by export into the file's contract (issue 20)."""
     run_dir = Path(run_dir)
     wpath = run_dir / weights_name
     if write:
         save_generator_weights(wpath, generator, family)
     a = get_family(family).make_args(**args)
+    k = getattr(a, "num_classes", None)
+    if class_names is not None and (k is None or len(class_names) != k):
+        raise ConfigError(f"{len(class_names)} class names for a generator of {k or 'no'} classes")
     return {
         "family": family,
         "args": a.to_dict(),
@@ -81,6 +86,7 @@ def model_section(generator: torch.nn.Module, family: str, args: dict[str, Any],
         "latent": {"dim": a.latent_dim, "distribution": "standard_normal"},
         "output": {"shape": list(a.output_shape), "range": [-1.0, 1.0], "layout": "NCHW"},
         "weights": file_entry(wpath, run_dir),
+        **({"classes": {"count": k, "names": None if class_names is None else list(class_names)}} if k else {}),
     }
 
 
@@ -105,6 +111,15 @@ class LoadedRun:
     @property
     def output_shape(self) -> tuple[int, ...]:
         return tuple(self.manifest["model"]["output"]["shape"])
+
+    @property
+    def num_classes(self) -> int | None:
+        """K of a conditional generator (it takes z and a label in [0, K)); None: unconditional."""
+        return self.manifest["model"]["args"].get("num_classes")
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return (self.manifest["model"].get("classes") or {}).get("names")
 
 
 def load_run(run: str | os.PathLike) -> LoadedRun:

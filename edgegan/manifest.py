@@ -189,6 +189,8 @@ _TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...], bool], ...] = (
     (("model", "weights", "bytes"), int, _REQUIRED), (("model", "params"), int, _REQUIRED),
     (("model", "latent"), dict, _REQUIRED), (("model", "latent", "dim"), int, _REQUIRED),
     (("model", "output"), dict, _REQUIRED), (("model", "output", "shape"), list, _REQUIRED),
+    (("model", "classes"), dict, _OPTIONAL), (("model", "classes", "count"), int, _REQUIRED),
+    (("model", "classes", "names"), (list, type(None)), _OPTIONAL),
     (("kind",), str, _OPTIONAL), (("exports",), list, _OPTIONAL),
     (("distill",), dict, _OPTIONAL), (("distill", "teacher"), dict, _REQUIRED),
     (("distill", "teacher", "spec"), str, _REQUIRED), (("distill", "teacher", "kind"), str, _REQUIRED),
