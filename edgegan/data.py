@@ -57,6 +57,12 @@ class ImageDataset:
     native: tuple[int, int] | None = None  # (H, W) of the pixels as read (after MNIST's padding), before any resize
 
     @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes 0..K-1 where the dataset defines them (CIFAR-10's, the digits')."""
+        names = CLASS_NAMES.get(self.name)
+        return list(names) if names is not None and len(names) == self.num_classes else None
+
+    @property
     def sha256(self) -> str:
         """Content hash of the pixels (and labels): the key under which derived artefacts are cached."""
         h = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
@@ -88,6 +94,11 @@ class ImageDataset:
         return torch.from_numpy(self.images)
 
 
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(i) for i in range(10)),
+    "digits": tuple(str(i) for i in range(10)),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
 RESIZE_METHOD = "centre crop to the aspect ratio, bicubic resize"
 MIN_SIDE, MAX_SIDE = 4, 512
 Size = int | tuple[int, int]

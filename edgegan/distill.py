@@ -28,6 +28,9 @@ from edgegan.errors import CheckpointError, ConfigError, DivergenceError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 from edgegan.outputs import check_out, run_output
 from edgegan.distill_config import LOSSES, _RESUMABLE, DistillConfig, ResolvedRecipe, lr_at
+from edgegan.distill_parts import (_check_image_size, _ema_update, _gan_record, _real_data, _teacher_record, ema_decay,
+                                   gan_real_source, latent_pool_y, latent_pool_z, progress_line)
+from edgegan.labels import Labels, label_args
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,8 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
 
     teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=str(device),
-                             output_range=cfg.teacher_range)
+                             output_range=cfg.teacher_range, num_classes=cfg.num_classes)
+    labels = Labels.for_teacher(cfg, teacher)  # None: unconditional
     if cfg.latent_dim is not None and cfg.latent_dim != teacher.latent_dim:
         from edgegan.errors import TeacherError
 
@@ -99,7 +103,8 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         log.info("student family %s for the teacher's %dx%dx%d images", cfg.family, C, H, W)
     try:
         args = student_args(cfg.family, cfg.d, (C, H, W), teacher.latent_dim,
-                            **({"min_width": cfg.min_width} if cfg.min_width else {}))
+                            **({"min_width": cfg.min_width} if cfg.min_width else {}),
+                            **({"num_classes": labels.num_classes} if labels else {}))
     except ConfigError as e:
         from edgegan.errors import TeacherError
 
@@ -109,22 +114,22 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     _check_image_size(cfg, (H, W))
 
     term_classes = [(TERMS.get(t.name), t.weight) for t in recipe.terms]
-    real_images, dataset_info = None, None
+    real_images, real_labels, dataset_info = None, None, None
     if any(cls.needs_real for cls, w in term_classes if w > 0):
         if gan_real_source(cfg, teacher) == "dataset":
-            real_images, dataset_info = _real_data(cfg, teacher, (C, H, W))
+            real_images, real_labels, dataset_info = _real_data(cfg, teacher, (C, H, W), labels)
 
     seed_everything(cfg.seed)
     student = build_generator(cfg.family, **args).to(device)
     rng = torch.Generator().manual_seed(cfg.seed)
     stages = pair_stages(teacher, student, cfg.feature_layers) if any(c.needs_features for c, _ in term_classes) else None
 
-    def real(n: int) -> torch.Tensor:  # n per rank: the global batch of real images is drawn, this rank's part kept
+    def real(n: int):  # n per rank: the global batch of real images is drawn, this rank's part kept
         idx = torch.randint(0, len(real_images), (n * world.size,), generator=rng)[world.local(n * world.size)]
-        return real_images[idx].to(device)
+        return real_images[idx].to(device), None if real_labels is None else real_labels[idx].to(device)
 
     ctx = Context(config=cfg, teacher=teacher, student=student, device=device, rng=rng,
-                  real=real if real_images is not None else None, stages=stages)
+                  real=real if real_images is not None else None, stages=stages, labels=labels)
     terms = [(cls(ctx), w) for cls, w in term_classes]
     params = list(student.parameters()) + [p for term, _ in terms for p in term.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -147,7 +152,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
             term.distribute(world.wrap)
 
     run = (cfg, out, recipe, teacher, student, student_run, terms, opt, ema, modules, optimizers, stages, rng, args,
-           dataset_info, prev, start_step, history, world, progress, pool_outputs)
+           dataset_info, prev, start_step, history, world, progress, pool_outputs, labels)
     if not world.is_main:  # under torchrun rank 0 alone makes, writes and cleans up the run folder
         return _run(*run)
     with run_output(out):
@@ -156,7 +161,8 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
 
 def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student, student_run, terms, opt, ema,
          modules: dict, optimizers: dict, stages, rng, args: dict, dataset_info, prev: dict | None, start_step: int,
-         history: list, world, progress: bool, pool_outputs: Any = None) -> dict[str, Any] | None:
+         history: list, world, progress: bool, pool_outputs: Any = None, labels: Labels | None = None
+         ) -> dict[str, Any] | None:
     import torch
 
     from edgegan.checkpoint import model_section
@@ -169,7 +175,9 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
 
     device = world.device
     eval_z = torch.from_numpy(latent(cfg.eval_samples, teacher.latent_dim, cfg.seed + 1)).to(device)
-    eval_t = torch.cat([teacher.forward(eval_z[i:i + 256]) for i in range(0, len(eval_z), 256)]).to(device)
+    eval_y = labels.balanced(cfg.eval_samples, device) if labels else None  # class i mod K
+    eval_t = torch.cat([teacher.forward(eval_z[i:i + 256], *label_args(labels, eval_y, slice(i, i + 256)))
+                        for i in range(0, len(eval_z), 256)]).to(device)
     final_model = ema if ema is not None else student
     if not torch.isfinite(eval_t).all():  # a student fitted to NaN would "finish" with MSE nan → nan
         from edgegan.errors import TeacherError
@@ -191,21 +199,23 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
         was = model.training
         model.eval()
         with torch.no_grad():
-            v = torch.nn.functional.mse_loss(model(eval_z), eval_t).item()
+            v = torch.nn.functional.mse_loss(model(eval_z, *label_args(labels, eval_y)), eval_t).item()
         model.train(was)
         return v
 
     mse_start = prev["mse_start"] if prev is not None else eval_mse(final_model)
-    pool_z = pool_t = None
+    pool_z = pool_t = pool_y = None
     if cfg.latent_pool and start_step < cfg.steps:  # a run resumed only to write its files needs no pool
         pool_z = torch.from_numpy(latent_pool_z(cfg, teacher.latent_dim)).to(device)
+        pool_y = latent_pool_y(cfg, labels, device)
         if stages is None and pool_outputs is not None:
             want = (cfg.latent_pool, *teacher.output_shape)
             if tuple(pool_outputs.shape) != want:
                 raise ConfigError(f"pool_outputs has shape {tuple(pool_outputs.shape)}, expected {want}")
             pool_t = pool_outputs.to(device)
         elif stages is None:  # only outputs are needed: the teacher runs once per pooled latent
-            pool_t = torch.cat([teacher.forward(pool_z[i:i + 256]) for i in range(0, len(pool_z), 256)]).to(device)
+            pool_t = torch.cat([teacher.forward(pool_z[i:i + 256], *label_args(labels, pool_y, slice(i, i + 256)))
+                                for i in range(0, len(pool_z), 256)]).to(device)
     t_hooks = (stages.teacher_tap or FeatureCapture(stages.teacher_modules)) if stages else None
     s_hooks = FeatureCapture(stages.student_modules) if stages else None
 
@@ -230,17 +240,18 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
                 g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
             if pool_z is not None:
                 idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)[part]
-                z = pool_z[idx]
-                target = pool_t[idx] if pool_t is not None else teacher.forward(z).to(device)
+                z, y = pool_z[idx], None if pool_y is None else pool_y[idx]
+                target = pool_t[idx] if pool_t is not None else teacher.forward(z, *label_args(labels, y)).to(device)
             else:
                 z = torch.randn(cfg.batch_size, teacher.latent_dim, generator=rng)[part].to(device)
-                target = teacher.forward(z).to(device)
+                y = labels.draw(cfg.batch_size, rng)[part].to(device) if labels else None
+                target = teacher.forward(z, *label_args(labels, y)).to(device)
             for term, w in terms:
                 term.at(step)
             t_feats = t_hooks.take() if t_hooks else []
-            fake = student_run(z)
+            fake = student_run(z, *label_args(labels, y))
             s_feats = s_hooks.take() if s_hooks else []
-            st = Step(z=z, student=fake, teacher=target, student_features=s_feats, teacher_features=t_feats)
+            st = Step(z=z, student=fake, teacher=target, student_features=s_feats, teacher_features=t_feats, labels=y)
             logs: dict[str, float] = {}
             for term, w in terms:
                 if w > 0:
@@ -292,8 +303,9 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
 
     with torch.no_grad():
         z64 = eval_z[:64].cpu()
+        eval_y = None if eval_y is None else eval_y.cpu()
         t_img = eval_t[:64].cpu().numpy()
-        s_img = final_model(z64).numpy()
+        s_img = final_model(z64, *label_args(labels, eval_y, slice(0, 64))).numpy()
     save_comparison({"teacher": t_img, f"student d={cfg.d}": s_img}, out / "samples" / "teacher_vs_student.png")
     sp = count_params(final_model)
     manifest = {
@@ -301,7 +313,8 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
         "kind": "student",
         "created": now_iso(),
         "versions": versions(),
-        "model": model_section(final_model, cfg.family, args, out),
+        "model": model_section(final_model, cfg.family, args, out,
+                               class_names=None if labels is None or labels.names is None else list(labels.names)),
         "config": asdict(cfg),
         "distill": {
             "teacher": _teacher_record(teacher, out, eval_outside),
@@ -311,6 +324,7 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             "weights_exported": "ema" if ema is not None else "student",
             "latent_sampling": f"pool of {cfg.latent_pool} fixed latents" if cfg.latent_pool else "fresh z every step",
             "dataset": dataset_info,
+            **({"labels": labels.describe()} if labels else {}),
             "gan": _gan_record(cfg, terms),
             "teacher_params": teacher.params,
             "student_params": sp,
@@ -330,105 +344,6 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
     }
     atomic_write_json(out / MANIFEST_NAME, manifest)
     return manifest
-
-
-def progress_line(step: int, start_step: int, steps: int, elapsed: float, loss: float) -> str:
-    """``step 1200/6000 (20%), 0.412 s/step, ETA 0:32:58, loss 0.0312``: this session's pace (a resumed
-    run's earlier sessions ran at another load) times the steps left."""
-    done = max(1, step - start_step)
-    per = elapsed / done
-    left = int(round(per * (steps - step)))
-    return (f"step {step}/{steps} ({100 * step / steps:.0f}%), {per:.3f} s/step, "
-            f"ETA {left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}, loss {loss:.4g}")
-
-
-def latent_pool_z(cfg: DistillConfig, latent_dim: int):
-    """The fixed latents of ``cfg.latent_pool`` (numpy, float32): the same for every run with this seed."""
-    from edgegan_runtime import latent
-
-    return latent(cfg.latent_pool, latent_dim, cfg.seed + 2)
-
-
-def ema_decay(step: int, decay: float) -> float:
-    """EMA decay at ``step`` (1-based), warmed up as TensorFlow's ExponentialMovingAverage does with
-    num_updates: min(decay, (1 + step) / (10 + step)), so short runs are not stuck at the initial weights."""
-    return min(decay, (1.0 + step) / (10.0 + step))
-
-
-def _ema_update(ema, model, decay: float) -> None:
-    import torch
-
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, 1.0 - decay)
-        for e, b in zip(ema.buffers(), model.buffers()):  # BatchNorm statistics: the student's own
-            e.copy_(b)
-
-
-def _check_image_size(cfg: DistillConfig, hw: tuple[int, int]) -> None:
-    from edgegan.data import parse_image_size
-
-    want = parse_image_size(cfg.image_size)
-    if want is not None and want != tuple(hw):
-        raise ConfigError(f"--image-size {cfg.image_size}: the teacher makes {hw[0]}x{hw[1]} images; the real images "
-                          "must be the teacher's size")
-
-
-def _teacher_record(teacher, out: Path, eval_outside: float) -> dict[str, Any]:
-    """``distill.teacher``: what every later command reads to load the teacher again (``load_recorded``)."""
-    import os
-
-    rec = teacher.describe()
-    rec["range"]["eval_outside"] = round(eval_outside, 6)
-    if teacher.kind != "factory":  # absolute, and relative to this manifest for a run moved with its teacher
-        rec["spec_from_run"] = os.path.relpath(teacher.spec, out.resolve())
-    else:
-        rec["distill_cwd"] = os.getcwd()
-    return rec
-
-
-def _gan_record(cfg: DistillConfig, terms) -> dict[str, Any] | None:
-    """``distill.gan``: what the GAN term took as real (``teacher`` images or the ``dataset``) and its
-    stabilisers; None without a GAN term (issue 19)."""
-    gan = next((t for t, w in terms if t.name == "gan" and w > 0), None)
-    if gan is None:
-        return None
-    return {"real": "dataset" if gan.ctx.real is not None else "teacher", "loss": cfg.gan_loss,
-            "spectral_norm": cfg.d_sn, "d_disc": cfg.d_disc, "d_lr": cfg.d_lr, "d_beta1": cfg.d_beta1,
-            "start_step": cfg.gan_start}
-
-
-def gan_real_source(cfg: DistillConfig, teacher) -> str:
-    """``"dataset"`` or ``"teacher"``: the GAN term's real images. ``auto`` takes the dataset when one is
-    given (``--dataset``) or an edgegan teacher records it, else the teacher's own images (no data)."""
-    if cfg.gan_real != "auto":
-        if cfg.gan_real == "teacher" and cfg.dataset is not None:
-            raise ConfigError(f"--gan-real teacher takes the teacher's images as real; --dataset {cfg.dataset} would "
-                              "be unused (leave one out)")
-        return cfg.gan_real
-    if cfg.dataset is not None:
-        return "dataset"
-    if teacher.manifest is not None and teacher.manifest.get("dataset", {}).get("name"):
-        return "dataset"
-    return "teacher"
-
-
-def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int]):
-    from edgegan.data import load_dataset
-
-    name = cfg.dataset
-    if name is None and teacher.manifest is not None:  # default: the data the teacher was trained on
-        name = teacher.manifest.get("dataset", {}).get("name")
-    if name is None:
-        raise ConfigError("the gan term needs real data: pass --dataset")
-    data = load_dataset(name, data_dir=cfg.data_dir, split="train", image_size=(shape[1], shape[2]))
-    if data.shape[0] != shape[0]:
-        raise ConfigError(f"dataset {name} has images {data.shape}, the teacher makes {shape}")
-    if data.resized and cfg.image_size is None:  # never upsample silently and call it the data's size
-        raise ConfigError(f"dataset {name} has {data.native[0]}x{data.native[1]} images, the teacher makes "
-                          f"{shape[1]}x{shape[2]}: pass --image-size {shape[1] if shape[1] == shape[2] else f'{shape[1]}x{shape[2]}'} "
-                          "to resize them for the GAN term (recorded in the manifest), or use a dataset of that size")
-    return data.torch(), data.describe()
 
 
 __all__ = ["DistillConfig", "LOSSES", "distill", "ema_decay", "latent_pool_z", "lr_at"]

@@ -27,6 +27,12 @@ class DistillConfig:
                                  "from it (an edgegan run records its own: a different value is an error)", bounds=LATENT)
     teacher_range: str | None = opt(None, "the teacher's output range LO,HI, e.g. 0,1 for a Sigmoid head (default: "
                                     "measured on a probe batch); the student learns it mapped to [-1, 1], recorded")
+    num_classes: int | None = opt(None, "classes of a conditional teacher (z and a label) when they cannot be read from "
+                                  "it; a value the teacher contradicts is an error", bounds=Bounds(2, 1000))
+    label_weights: str | None = opt(None, "conditional teacher: how often each class is drawn, K comma-separated "
+                                    "non-negative weights (default: uniform)")
+    class_names: str | None = opt(None, "conditional teacher: K comma-separated class names, recorded in the student's "
+                                  "manifest and files (default: the teacher's, else none)")
     family: str | None = opt(None, "student family (default: dcgan where it makes the teacher's images, square 32 or "
                              "64, else anyshape)", choices=FAMILY_NAMES)
     d: int = opt(2, "student depth factor", bounds=DEPTH)
@@ -94,6 +100,8 @@ class DistillConfig:
 
         parse_image_size(self.image_size)
         parse_range(self.teacher_range)
+        parse_label_weights(self.label_weights)
+        parse_class_names(self.class_names)
         self.recipe()  # unknown terms, bad weights: an error now, before anything is read or written
 
     def effective(self) -> "DistillConfig":
@@ -122,6 +130,32 @@ class DistillConfig:
         ema = self.ema if self.ema is not None else opts.get("ema", 0.0)
         sched = self.lr_schedule if self.lr_schedule is not None else opts.get("lr_schedule", "constant")
         return ResolvedRecipe(self.loss if self.terms is None else "custom", parse_terms(spec), float(ema), sched)
+
+
+def parse_label_weights(text: str | None, k: int | None = None) -> list[float] | None:
+    """``"1,1,2"`` -> [1.0, 1.0, 2.0]: finite, >= 0, not all 0, and K of them when K is known."""
+    if text is None:
+        return None
+    try:
+        w = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise ConfigError(f"--label-weights must be comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) and v >= 0 for v in w) or not any(v > 0 for v in w):
+        raise ConfigError(f"--label-weights must be finite, >= 0 and not all 0, got {text!r}")
+    if k is not None and len(w) != k:
+        raise ConfigError(f"--label-weights gives {len(w)} weights for a teacher of {k} classes")
+    return w
+
+
+def parse_class_names(text: str | None, k: int | None = None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [v.strip() for v in str(text).split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise ConfigError(f"--class-names must be distinct, non-empty names separated by commas, got {text!r}")
+    if k is not None and len(names) != k:
+        raise ConfigError(f"--class-names gives {len(names)} names for a teacher of {k} classes")
+    return names
 
 
 @dataclass(frozen=True)

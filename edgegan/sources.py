@@ -23,8 +23,10 @@ What a foreign generator looks like is read once, recorded in the student's mani
   directory a ``module:factory`` was imported from (``import_dir``, the directory ``distill`` ran in),
   so later commands find the teacher from any directory.
 
-Conditional generators (z and a class label) are refused with ``ConditionalTeacherError``: wrap
-the teacher so that it takes z alone (a fixed label) and distil one student per label.
+* **labels** (issue 20): a conditional generator takes z and a class label, as an integer index (N,)
+  or a one-hot (N, K); the form and K are probed (``edgegan.teacher_labels``) or given
+  (``--num-classes``) and recorded; ``forward(z, y)`` then takes int64 indices y (N,) and hands the
+  teacher its own form. A generator with three or more inputs is refused (``ConditionalTeacherError``).
 """
 
 from __future__ import annotations
@@ -49,9 +51,8 @@ PROBE_SAMPLES = 64  # latents of the range probe
 PROBE_SEED = 0
 RANGE_TOLERANCE = 1e-3  # fraction of the range's span an output may overshoot before it is "outside"
 LATENT_RANKS = (2, 4)  # z (N, L) or (N, L, 1, 1)
-CONDITIONAL_HINT = ("edgegan distils unconditional generators (z -> image); wrap the teacher so that it takes z "
-                    "alone with a fixed label, e.g. forward(z) = G(z, torch.full((len(z),), LABEL)), export or "
-                    "script that wrapper, and distil one student per label")
+CONDITIONAL_HINT = ("edgegan distils generators that take z, or z and a class label (an integer index (N,) or a "
+                    "one-hot (N, K)); wrap the teacher so that it takes one of those")
 
 
 def parse_range(text: str | tuple | list | None) -> tuple[float, float] | None:
@@ -109,6 +110,13 @@ class GeneratorSource:
     # An edgegan teacher's manifest, read once when it is loaded and read from here by distill, the terms
     # and bench (never re-read from the run); None for foreign teachers.
     manifest: dict[str, Any] | None = field(default=None, repr=False)
+    # A conditional teacher's label form (teacher_labels.LabelForm); forward then takes (z, y), y int64 (N,)
+    labels: Any = None
+    class_names: list[str] | None = None
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.labels is None else self.labels.num_classes
 
     @property
     def latent_shape(self) -> list[int]:
@@ -121,6 +129,7 @@ class GeneratorSource:
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "spec": self.spec, "latent_dim": self.latent_dim, "latent_shape": self.latent_shape,
                 "output_shape": list(self.output_shape), "params": self.params,
+                **({} if self.labels is None else {"labels": self.labels.describe(), "class_names": self.class_names}),
                 "range": {"declared": list(self.range), "source": self.range_source, "mapping": mapping_text(self.range),
                           "probe": self.probe},
                 **self.info}
@@ -130,14 +139,16 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
                    device: str = "cpu", latent_rank: int | None = None,
                    output_range: tuple[float, float] | str | None = None,
                    import_dir: str | None = None, check_range: bool = True,
-                   allow_factory: bool = True, allow_torchscript: bool | None = None) -> GeneratorSource:
+                   allow_factory: bool = True, allow_torchscript: bool | None = None,
+                   num_classes: int | None = None, label_form: dict | None = None) -> GeneratorSource:
     """Load ``spec``; ``latent_rank`` and ``output_range`` skip the probes (as recorded in a manifest);
     ``import_dir``: where a module:factory's module is found when it is not importable otherwise;
     ``check_range`` False skips the probe batch where the range is known (a latency probe's load time);
     ``allow_factory=False`` for a spec read from a file (a manifest): a manifest must never name
     code to run, so a ``module:factory`` there is refused before anything is imported (issue 14), and
     so is a TorchScript file, before ``torch.jit.load`` runs its code (issue 25), unless
-    ``allow_torchscript`` (``bench --trust-teacher``; default: as ``allow_factory``)."""
+    ``allow_torchscript`` (``bench --trust-teacher``; default: as ``allow_factory``). ``num_classes``
+    (``--num-classes``) and ``label_form`` (as recorded: form, num_classes, dtype) for a conditional teacher."""
     from edgegan import teacher_files  # the foreign forms; it imports this module's helpers
 
     if latent_rank is not None and latent_rank not in LATENT_RANKS:
@@ -146,6 +157,9 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
     p = Path(spec)
     if p.is_dir() or p.name == MANIFEST_NAME:
         src = _from_run(spec, device)
+        if num_classes is not None and num_classes != src.num_classes:
+            raise ConfigError(f"{spec}: --num-classes {num_classes} contradicts the run, whose generator takes "
+                              + (f"{src.num_classes} classes" if src.num_classes else "no label"))
         if rng is not None and rng != EDGEGAN_RANGE:
             raise ConfigError(f"{spec}: an edgegan run makes images in [-1, 1]; --teacher-range {rng} contradicts it")
         if check_range:
@@ -154,7 +168,8 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
     if _is_factory(spec) and not p.exists():
         if not allow_factory:
             refuse_recorded_factory(spec, weights)
-        src = teacher_files.from_factory(spec, weights, latent_dim, latent_rank, device, import_dir)
+        src = teacher_files.from_factory(spec, weights, latent_dim, latent_rank, device, import_dir,
+                                         labels=(num_classes, label_form))
     else:
         if not p.exists():
             raise TeacherError(f"{spec}: no such teacher (expected a run directory, .onnx, TorchScript file, or "
@@ -166,14 +181,16 @@ def load_generator(spec: str, *, weights: str | None = None, latent_dim: int | N
         p = p.resolve()
         head = _head(p, spec)
         if p.suffix == ".onnx" or (head[:1] == b"\x08" and p.suffix not in (".pt", ".ts", ".pth")):
-            src = teacher_files.from_onnx(p, latent_dim)
+            src = teacher_files.from_onnx(p, latent_dim, labels=(num_classes, label_form))
         elif head[:2] == b"PK":  # TorchScript archives are zip files
             # issue 25: torch.jit.load runs the archive's __setstate__, then bench runs its forward
             if not (allow_factory if allow_torchscript is None else allow_torchscript):
                 raise FactoryRefused(f"{spec}: " + TORCHSCRIPT_HINT.format(spec=spec))
-            src = teacher_files.from_torchscript(p, latent_dim, latent_rank, device)
+            src = teacher_files.from_torchscript(p, latent_dim, latent_rank, device, labels=(num_classes, label_form))
         else:
             raise TeacherError(f"{spec}: unrecognised teacher file (not ONNX, not a TorchScript archive)")
+    if num_classes is not None and src.labels is None:
+        raise ConfigError(f"{spec}: --num-classes {num_classes} given, but the teacher takes z alone (no label)")
     _set_range(src, rng, check_range)
     return src
 
@@ -196,7 +213,8 @@ def load_recorded(teacher: dict[str, Any], run_dir: str | os.PathLike | None = N
     return load_generator(spec, weights=teacher.get("weights"), latent_dim=teacher.get("latent_dim"), device=device,
                           latent_rank=rank, output_range=tuple(rng) if rng else None,
                           import_dir=teacher.get("import_dir"), check_range=check_range,
-                          allow_factory=allow_factory, allow_torchscript=allow_factory or allow_torchscript)
+                          allow_factory=allow_factory, allow_torchscript=allow_factory or allow_torchscript,
+                          label_form=teacher.get("labels"))
 
 
 def refuse_recorded_factory(spec: str, weights: str | None = None, kind: str | None = None,
@@ -241,9 +259,9 @@ def _wrap(module, device):
 
     module.eval().to(device)
 
-    def forward(z: torch.Tensor) -> torch.Tensor:
+    def forward(z: torch.Tensor, *label: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # not inference_mode: its tensors cannot enter the student's loss
-            return module(z.to(device))
+            return module(z.to(device), *(y.to(device) for y in label))
 
     return forward
 
@@ -256,11 +274,15 @@ def _from_run(spec: str, device: str) -> GeneratorSource:
         run = load_run(spec)
     except CheckpointError as e:
         raise TeacherError(str(e)) from None
+    from edgegan.teacher_labels import LabelForm
+
     m = run.manifest["model"]
+    k = run.num_classes
     return GeneratorSource("edgegan", str(run.run_dir.resolve()), run.latent_dim, tuple(m["output"]["shape"]),
                            m["params"], _wrap(run.generator, device), run.generator,
                            {"family": m["family"], "args": m["args"], "sha256": m["weights"]["sha256"]},
-                           manifest=run.manifest)
+                           manifest=run.manifest, labels=LabelForm("index", k) if k else None,
+                           class_names=run.class_names)
 
 
 def _probe(raw, latent_dim: int | None, rank: int | None, spec: str) -> tuple[int, int, tuple[int, int, int]]:
@@ -293,9 +315,8 @@ def _shaped(raw, rank: int):
 
 
 def _refuse_conditional(spec: str, n_inputs: int) -> None:
-    if n_inputs > 1:
-        raise ConditionalTeacherError(f"{spec}: the teacher takes {n_inputs} inputs (a conditional generator: z and "
-                                      f"a class label?); {CONDITIONAL_HINT}")
+    if n_inputs > 2:
+        raise ConditionalTeacherError(f"{spec}: the teacher takes {n_inputs} inputs; {CONDITIONAL_HINT}")
 
 
 def _required_args(fn) -> int:
@@ -313,6 +334,8 @@ def _probe_outputs(src: GeneratorSource):
     from edgegan_runtime import latent
 
     z = torch.from_numpy(latent(PROBE_SAMPLES, src.latent_dim, PROBE_SEED))
+    if src.labels is not None:  # every class in turn
+        return src.forward(z, torch.arange(PROBE_SAMPLES) % src.num_classes).float()
     return src.forward(z).float()
 
 
@@ -355,4 +378,4 @@ def _set_range(src: GeneratorSource, rng: tuple[float, float] | None, check: boo
         _check_range(src, rng, "measured", y)
     if rng != EDGEGAN_RANGE:
         raw = src.forward
-        src.forward = lambda z: to_edgegan_range(raw(z), rng)
+        src.forward = lambda z, *y: to_edgegan_range(raw(z, *y), rng)

@@ -40,6 +40,9 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
     import torch
 
     if teacher.kind == "onnx":
+        if getattr(teacher, "labels", None) is not None:
+            raise TeacherError(f"{teacher.spec}: the feature term does not tap conditional ONNX teachers yet; pass the "
+                               "generator's Python class as module:factory with --teacher-weights, or use pixel and gan")
         return _onnx_pairs(teacher, student, layers)
     if teacher.module is None:
         raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers and this teacher exposes "
@@ -58,8 +61,9 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
     else:
         pairs = _pair_by_resolution(teacher, student, t_named, s_named)
     t_mods, s_mods = [t_named[a] for a, _ in pairs], [s_named[b] for _, b in pairs]
-    t_ch = _channels(teacher.module, t_mods, teacher.latent_dim, getattr(teacher, "latent_rank", 2))
-    s_ch = _channels(student, s_mods, teacher.latent_dim)
+    t_ch = _channels(teacher.module, t_mods, teacher.latent_dim, getattr(teacher, "latent_rank", 2),
+                     probe_label(getattr(teacher, "labels", None)))
+    s_ch = _channels(student, s_mods, teacher.latent_dim, label=probe_label(student=student))
     return StagePairs(t_mods, s_mods, t_ch, s_ch, pairs)
 
 
@@ -100,10 +104,11 @@ def _closest(name: str, named: dict) -> str:
     return f"; did you mean {hit[0]!r}?" if hit else f" (its layers: {_some(named)})"
 
 
-def _output_shapes(model, names: list[str], named: dict, latent_dim: int, latent_rank: int = 2) -> dict[str, tuple]:
+def _output_shapes(model, names: list[str], named: dict, latent_dim: int, latent_rank: int = 2,
+                   label: tuple = ()) -> dict[str, tuple]:
     """Output shape of each named module that runs exactly once in one forward pass on two latents."""
 
-    shapes = _hooked_shapes(model, [named[n] for n in names], latent_dim, latent_rank)
+    shapes = _hooked_shapes(model, [named[n] for n in names], latent_dim, latent_rank, label)
     return {n: v[0] for n, v in zip(names, shapes) if len(v) == 1 and len(v[0]) == 4}
 
 
@@ -112,8 +117,9 @@ def _pair_by_resolution(teacher: Any, student, t_named: dict, s_named: dict) -> 
 
     t_act = [n for n, m in t_named.items() if type(m).__name__ in _ACTIVATIONS]
     s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU)]
-    t_shape = _output_shapes(teacher.module, t_act, t_named, teacher.latent_dim, getattr(teacher, "latent_rank", 2))
-    s_shape = _output_shapes(student, s_act, s_named, teacher.latent_dim)
+    t_shape = _output_shapes(teacher.module, t_act, t_named, teacher.latent_dim, getattr(teacher, "latent_rank", 2),
+                             probe_label(getattr(teacher, "labels", None)))
+    s_shape = _output_shapes(student, s_act, s_named, teacher.latent_dim, label=probe_label(student=student))
     t_by_res: dict[tuple, str] = {}
     for n in t_act:  # the last activation at each resolution: the stage's output
         if n in t_shape:
@@ -131,7 +137,7 @@ def _some(named: dict) -> str:
     return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
 
 
-def _hooked_shapes(model, modules: list, latent_dim: int, latent_rank: int = 2) -> list[list[tuple]]:
+def _hooked_shapes(model, modules: list, latent_dim: int, latent_rank: int = 2, label: tuple = ()) -> list[list[tuple]]:
     """The output shapes each module gives in one eval forward pass on two zero latents (a list per
     module: a module that runs twice has two), read by forward hooks that are removed afterwards."""
     import torch
@@ -144,7 +150,8 @@ def _hooked_shapes(model, modules: list, latent_dim: int, latent_rank: int = 2) 
         model.eval()
         with torch.no_grad():
             device = next(iter(model.parameters()), torch.zeros(())).device
-            model(torch.zeros(2, latent_dim, *([1, 1] if latent_rank == 4 else []), device=device))
+            z = torch.zeros(2, latent_dim, *([1, 1] if latent_rank == 4 else []), device=device)
+            model(z, *(y.to(device) for y in label))
     finally:
         model.train(was)
         for h in hooks:
@@ -152,10 +159,22 @@ def _hooked_shapes(model, modules: list, latent_dim: int, latent_rank: int = 2) 
     return seen
 
 
-def _channels(model, modules: list, latent_dim: int, latent_rank: int = 2) -> list[int]:
+def probe_label(form: Any = None, student: Any = None) -> tuple:
+    """The label argument of a probe pass on two latents: () for an unconditional model, class 0 in the
+    model's own form for a conditional one (a teacher's recorded LabelForm, a student's index)."""
+    import torch
+
+    if form is not None:
+        return (form.encode(torch.zeros(2, dtype=torch.int64)),)
+    if student is not None and getattr(student, "num_classes", None):
+        return (torch.zeros(2, dtype=torch.int64),)
+    return ()
+
+
+def _channels(model, modules: list, latent_dim: int, latent_rank: int = 2, label: tuple = ()) -> list[int]:
     """Channels of each module's output, by one forward pass on two latents (shapes must be NCHW)."""
 
-    shapes = _hooked_shapes(model, modules, latent_dim, latent_rank)
+    shapes = _hooked_shapes(model, modules, latent_dim, latent_rank, label)
     if any(len(v) != 1 or len(v[0]) != 4 for v in shapes):
         raise ConfigError(f"feature stages must each run once and give (N, C, H, W) outputs, got {shapes}")
     return [v[0][1] for v in shapes]

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from edgegan.errors import TeacherError
+from edgegan.errors import ConfigError, TeacherError
 from edgegan.manifest import sha256_file
 from edgegan.sources import (LATENT_RANKS, GeneratorSource, _probe, _refuse_conditional, _required_args, _shaped,
                              _wrap)
@@ -19,7 +19,8 @@ from edgegan.sources import (LATENT_RANKS, GeneratorSource, _probe, _refuse_cond
 log = logging.getLogger("edgegan.sources")
 
 
-def from_torchscript(p: Path, latent_dim: int | None, rank: int | None, device: str) -> GeneratorSource:
+def from_torchscript(p: Path, latent_dim: int | None, rank: int | None, device: str,
+                     labels: tuple = (None, None)) -> GeneratorSource:
     import torch
 
     try:
@@ -32,13 +33,31 @@ def from_torchscript(p: Path, latent_dim: int | None, rank: int | None, device: 
         args = []
     _refuse_conditional(str(p), len(args))
     raw = _wrap(module, device)
-    L, r, shape = _probe(raw, latent_dim, rank, str(p))
     params = sum(t.numel() for t in module.parameters())
-    return GeneratorSource("torchscript", str(p), L, shape, params, _shaped(raw, r), module,
-                           {"sha256": sha256_file(p)}, latent_rank=r)
+    info = {"sha256": sha256_file(p)}
+    if len(args) == 2:
+        return _conditional("torchscript", str(p), raw, module, params, info, latent_dim, rank, labels)
+    L, r, shape = _probe(raw, latent_dim, rank, str(p))
+    return GeneratorSource("torchscript", str(p), L, shape, params, _shaped(raw, r), module, info, latent_rank=r)
 
 
-def from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
+def _conditional(kind: str, spec: str, raw2, module, params, info: dict, latent_dim: int | None, rank: int | None,
+                 labels: tuple, declared_k: int | None = None, index_dtype: str = "int64") -> GeneratorSource:
+    """The GeneratorSource of a teacher that takes (z, label) (issue 20)."""
+    from edgegan.teacher_labels import conditional_forward, module_classes, probe_conditional
+
+    num_classes, recorded = labels
+    L, r, shape, lf = probe_conditional(raw2, spec, latent_dim=latent_dim, rank=rank, num_classes=num_classes,
+                                        recorded=recorded, declared_k=declared_k or module_classes(module),
+                                        index_dtype=index_dtype)
+    if num_classes is not None and num_classes != lf.num_classes:
+        raise ConfigError(f"{spec}: --num-classes {num_classes} contradicts the teacher, recorded with {lf.num_classes}")
+    log.info("%s: conditional teacher, %s labels of %d classes", spec, lf.form, lf.num_classes)
+    return GeneratorSource(kind, spec, L, shape, params, conditional_forward(raw2, r, lf), module, info,
+                           latent_rank=r, labels=lf)
+
+
+def from_onnx(p: Path, latent_dim: int | None, labels: tuple = (None, None)) -> GeneratorSource:
     import numpy as np
     import torch
 
@@ -59,15 +78,18 @@ def from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
         model = onnx.load_model_from_string(data)
         check_structure(model, str(p))
         onnx.checker.check_model(model)
-        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        so = ort.SessionOptions()
+        so.log_severity_level = 4  # probing runs the teacher on inputs it may refuse; its refusals are answers
+        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     except ModelFileError as e:
         raise TeacherError(str(e)) from None
     except Exception as e:  # noqa: BLE001
         raise TeacherError(f"{p}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     inputs = sess.get_inputs()
     _refuse_conditional(str(p), len(inputs))
-    if len(inputs) != 1:
-        raise TeacherError(f"{p}: teacher must take exactly one input (z), it takes {len(inputs)}")
+    params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
+    if len(inputs) == 2:
+        return _onnx_conditional(p, sess, inputs, params, latent_dim, labels)
     shape = inputs[0].shape
     dims = [d for d in shape[1:]]
     rank = len(shape)
@@ -79,7 +101,6 @@ def from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
         latent_dim = int(dims[0])
     in_name = inputs[0].name
     # Every initializer counts, BatchNorm running statistics included (torch counts only parameters).
-    params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
 
     def raw(z: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(z.detach().cpu().numpy().astype(np.float32))
@@ -88,6 +109,49 @@ def from_onnx(p: Path, latent_dim: int | None) -> GeneratorSource:
     L, r, out_shape = _probe(raw, latent_dim, rank, str(p))
     return GeneratorSource("onnx", str(p), L, out_shape, params, _shaped(raw, r), None, {"sha256": sha256_file(p)},
                            latent_rank=r)
+
+
+_LABEL_NAMES = ("label", "labels", "y", "class", "classes", "c", "class_label", "cls", "onehot", "one_hot")
+
+
+def _onnx_conditional(p: Path, sess, inputs, params: int, latent_dim: int | None, labels: tuple) -> GeneratorSource:
+    """An ONNX teacher with inputs z and a label: which is which from their types and names; K from a
+    one-hot input's static width."""
+    import numpy as np
+    import torch
+
+    def is_int(i) -> bool:
+        return i.type in ("tensor(int64)", "tensor(int32)")
+
+    def labelish(i) -> bool:
+        return is_int(i) or i.name.lower() in _LABEL_NAMES
+
+    order = sorted(range(2), key=lambda j: not labelish(inputs[j]))  # the label input first
+    li, zi = inputs[order[0]], inputs[order[1]]
+    if is_int(zi) or zi.type != "tensor(float)" or li.type not in ("tensor(float)", "tensor(int64)", "tensor(int32)"):
+        raise TeacherError(f"{p}: a conditional teacher takes float z and a class label (int64/int32 (N,) or float "
+                           f"one-hot (N, K)); its inputs are {[(i.name, i.type, i.shape) for i in inputs]}")
+    zshape = zi.shape
+    if latent_dim is None and len(zshape) >= 2 and isinstance(zshape[1], int):
+        latent_dim = int(zshape[1])
+    declared = None
+    if not is_int(li):
+        if len(li.shape) != 2:
+            raise TeacherError(f"{p}: float label input {li.name!r} of shape {li.shape}; expected a one-hot (N, K)")
+        declared = li.shape[1] if isinstance(li.shape[1], int) else None
+    elif len(li.shape) != 1:
+        raise TeacherError(f"{p}: integer label input {li.name!r} of shape {li.shape}; expected class indices (N,)")
+
+    def raw2(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(z.detach().cpu().numpy().astype(np.float32))
+        return torch.from_numpy(sess.run(None, {zi.name: x, li.name: np.ascontiguousarray(y.cpu().numpy())})[0])
+
+    rank = len(zshape) if len(zshape) in LATENT_RANKS else None
+    src = _conditional("onnx", str(p), raw2, None, params, {"sha256": sha256_file(p)}, latent_dim, rank, labels,
+                       declared_k=declared, index_dtype="int32" if li.type == "tensor(int32)" else "int64")
+    if (src.labels.form == "index") != is_int(li):
+        raise TeacherError(f"{p}: label input {li.name!r} is {li.type} but ran as {src.labels.form} labels")
+    return src
 
 
 @contextlib.contextmanager
@@ -123,7 +187,7 @@ def _import_factory(spec: str, import_dir: str | None):
 
 
 def from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: int | None, device: str,
-                  import_dir: str | None) -> GeneratorSource:
+                 import_dir: str | None, labels: tuple = (None, None)) -> GeneratorSource:
     from edgegan.checkpoint import load_tensors
     from edgegan.errors import CheckpointError
 
@@ -146,12 +210,15 @@ def from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: i
             module.load_state_dict(state)
         except (CheckpointError, RuntimeError) as e:
             raise TeacherError(f"{weights}: weights do not fit {spec} ({str(e).splitlines()[0]})") from None
-    _refuse_conditional(spec, _required_args(getattr(module, "forward", module)))
+    n_args = _required_args(getattr(module, "forward", module))
+    _refuse_conditional(spec, n_args)
     L = latent_dim or getattr(module, "latent_dim", None)
     raw = _wrap(module, device)
-    L, r, shape = _probe(raw, L, rank, spec)
     params = sum(t.numel() for t in module.parameters())
     info = {"weights": weights, "sha256": sha256_file(_split_key(weights)[0]) if weights else None, "import_dir": where}
+    if n_args == 2:
+        return _conditional("factory", spec, raw, module, params, info, L, rank, labels)
+    L, r, shape = _probe(raw, L, rank, spec)
     return GeneratorSource("factory", spec, L, shape, params, _shaped(raw, r), module, info, latent_rank=r)
 
 

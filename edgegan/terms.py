@@ -115,6 +115,12 @@ class Step:
     teacher: "torch.Tensor"  # T(z), no grad
     student_features: list  # per paired stage (with grad), when a term asked for them
     teacher_features: list  # per paired stage (no grad)
+    labels: "torch.Tensor | None" = None  # a conditional run's class of each z (int64), else None
+
+    @property
+    def label_args(self) -> tuple:
+        """What a conditional network takes after its input: (labels,), or () when unconditional."""
+        return () if self.labels is None else (self.labels,)
 
 
 @dataclass
@@ -126,8 +132,9 @@ class Context:
     student: "torch.nn.Module"
     device: "torch.device"
     rng: "torch.Generator"
-    real: Callable[[int], "torch.Tensor"] | None  # batch of real images, when the recipe needs data
+    real: Callable[[int], tuple] | None  # (real images, their labels or None), when the recipe needs data
     stages: "StagePairs | None"  # paired feature stages (edgegan.stages), when a term needs them
+    labels: Any = None  # a conditional run's edgegan.labels.Labels (its discriminators are conditional too)
 
 
 class Term:
@@ -187,7 +194,9 @@ class GanTerm(Term):
     distillation as in TinyGAN (Chang & Lu 2020), which needs no training data. The stabilisers the
     GAN literature uses are options: hinge or relativistic loss, spectral norm on D (``d_sn``), a
     weaker D (``d_disc``), its own lr (``d_lr``), and a warm start on the other terms alone
-    (``gan_start`` steps, during which D neither trains nor is consulted; issue 19)."""
+    (``gan_start`` steps, during which D neither trains nor is consulted; issue 19). For a conditional
+    teacher D is a projection discriminator: real images with their labels (the dataset's, or the
+    step's for the teacher's images), the student's with the step's (issue 20)."""
 
     name = "gan"
     needs_real = True
@@ -201,8 +210,9 @@ class GanTerm(Term):
         cfg = ctx.config
         C, H, W = ctx.teacher.output_shape
         family = choose_family(cfg.family, cfg.d, (C, H, W), ctx.teacher.latent_dim)
+        k = {"num_classes": ctx.labels.num_classes} if ctx.labels is not None else {}
         self.D = build_discriminator(family, **student_args(family, cfg.d, (C, H, W), ctx.teacher.latent_dim,
-                                                            d_disc=cfg.d_disc)).to(ctx.device)
+                                                            d_disc=cfg.d_disc, **k)).to(ctx.device)
         if getattr(cfg, "d_sn", False):
             _spectral_norm(self.D)
         self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.d_beta1, 0.999))
@@ -220,8 +230,12 @@ class GanTerm(Term):
     def distribute(self, wrap):
         self.D_run = wrap(self.D)
 
-    def _real(self, step: Step) -> "torch.Tensor":
-        return step.teacher if self.ctx.real is None else self.ctx.real(len(step.z))
+    def _real(self, step: Step) -> tuple:
+        """(real images, then their labels when conditional): D's positional arguments."""
+        if self.ctx.real is None:
+            return (step.teacher, *step.label_args)
+        x, y = self.ctx.real(len(step.z))
+        return (x,) if self.ctx.labels is None else (x, y)
 
     def before_student(self, step: Step) -> dict[str, float]:
         import torch.nn.functional as F
@@ -229,7 +243,7 @@ class GanTerm(Term):
         if not self.active:
             return {}
         real = self._real(step)
-        d_real, d_fake = self.D_run(real), self.D_run(step.student.detach())
+        d_real, d_fake = self.D_run(*real), self.D_run(step.student.detach(), *step.label_args)
         kind = self.ctx.config.gan_loss
         if kind == "hinge":
             loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
@@ -248,13 +262,13 @@ class GanTerm(Term):
 
         if not self.active:
             return step.student.sum() * 0.0  # keeps the recipe's columns; no gradient
-        d_fake = self.D_run(step.student)
+        d_fake = self.D_run(step.student, *step.label_args)
         kind = self.ctx.config.gan_loss
         if kind == "hinge":
             return -d_fake.mean()
         if kind == "relativistic":
             with torch.no_grad():
-                d_real = self.D_run(self._real(step))
+                d_real = self.D_run(*self._real(step))
             return F.softplus(-(d_fake - d_real)).mean()
         return F.softplus(-d_fake).mean()
 
@@ -322,11 +336,11 @@ class PerceptualTerm(Term):
             p.requires_grad_(False)
         self.layers = [m for m in self.net.modules() if isinstance(m, nn.LeakyReLU)]
 
-    def _features(self, x):
+    def _features(self, x, label_args: tuple = ()):
         feats: list = []
         hooks = [m.register_forward_hook(lambda _m, _i, o: feats.append(o)) for m in self.layers]
         try:
-            self.net(x)
+            self.net(x, *label_args)
         finally:
             for h in hooks:
                 h.remove()
@@ -337,8 +351,8 @@ class PerceptualTerm(Term):
         import torch.nn.functional as F
 
         with torch.no_grad():
-            want = self._features(step.teacher)
-        got = self._features(step.student)
+            want = self._features(step.teacher, step.label_args)
+        got = self._features(step.student, step.label_args)
         return sum(F.mse_loss(g, w) for g, w in zip(got, want)) / len(got)
 
 

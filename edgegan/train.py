@@ -53,13 +53,16 @@ class TrainConfig:
     kind: str = opt("teacher", "what the run is recorded as: a teacher, or a student-sized baseline trained "
                     "from scratch (the paper's baseline); the training is the same", choices=KINDS)
     limit: int | None = opt(None, "use only the first N training images", bounds=Bounds(1, None))
+    conditional: bool = opt(False, "train a class-conditional GAN on the dataset's labels: the generator takes z and "
+                            "a class, the discriminator is a projection discriminator (issue 20)")
 
     def __post_init__(self) -> None:
         check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
         check_choices(self)  # kind, image_size
 
-    def model_args(self, nc: int) -> dict[str, Any]:
-        return {"d": self.d, "nc": nc, "image_size": self.image_size, "latent_dim": self.latent_dim, "d_disc": self.d_disc}
+    def model_args(self, nc: int, num_classes: int | None = None) -> dict[str, Any]:
+        return {"d": self.d, "nc": nc, "image_size": self.image_size, "latent_dim": self.latent_dim, "d_disc": self.d_disc,
+                **({"num_classes": num_classes} if self.conditional else {})}
 
 
 # Fields that may differ between an interrupted run and its resumption.
@@ -110,7 +113,10 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
 
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split="train", image_size=cfg.image_size, limit=cfg.limit)
     nc = data.shape[0]
-    margs = cfg.model_args(nc)
+    if cfg.conditional and (data.labels is None or not data.num_classes or data.num_classes < 2):
+        raise ConfigError(f"--conditional needs a dataset with class labels; {cfg.dataset} has none "
+                          "(mnist, digits and cifar10 have them; a folder's npz may carry 'labels')")
+    margs = cfg.model_args(nc, data.num_classes)
     seed_everything(cfg.seed)
     G = build_generator(cfg.family, **margs).to(device)
     D = build_discriminator(cfg.family, **margs).to(device)
@@ -141,7 +147,10 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
     G_run, D_run = world.wrap(G), world.wrap(D)  # DistributedDataParallel under torchrun, else G and D
     images = data.torch()
     n = len(images)
+    k = margs.get("num_classes")  # conditional: real images carry their labels, fakes get uniform ones
+    labels = torch.from_numpy(data.labels) if k else None
     fixed_z = torch.from_numpy(latent(64, cfg.latent_dim, cfg.seed)).to(device)
+    fixed_y = grid_labels(64, k, device)
     t0 = time.perf_counter()
     pb = bar(cfg.steps, f"train {cfg.kind} d={cfg.d}", initial=start_step, enabled=progress and world.is_main)
     part = world.local(cfg.batch_size)  # every rank draws the global batch and keeps its slice
@@ -153,10 +162,17 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
             idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)[part]
             real = images[idx].to(device)
             z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen)[part].to(device)
-            fake = G_run(z)
+            if k:
+                y_real = labels[idx].to(device)
+                y_fake = torch.randint(0, k, (cfg.batch_size,), generator=gen)[part].to(device)
+                cond_real, cond_fake = (y_real,), (y_fake,)
+            else:
+                cond_real = cond_fake = ()
+            fake = G_run(z, *cond_fake)
             # Discriminator: real → 1, fake → 0.
             opt_d.zero_grad(set_to_none=True)
-            loss_d = F.binary_cross_entropy_with_logits(D_run(real), ones) + F.binary_cross_entropy_with_logits(D_run(fake.detach()), zeros)
+            loss_d = (F.binary_cross_entropy_with_logits(D_run(real, *cond_real), ones)
+                      + F.binary_cross_entropy_with_logits(D_run(fake.detach(), *cond_fake), zeros))
             if not torch.isfinite(loss_d):  # NaN/inf: stop before a step spoils the weights (issue 14)
                 raise DivergenceError(f"training diverged at step {step}: discriminator loss is {loss_d.item()}; "
                                       "lower --lr")
@@ -164,7 +180,7 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
             opt_d.step()
             # Generator: non-saturating loss, fake → 1.
             opt_g.zero_grad(set_to_none=True)
-            loss_g = F.binary_cross_entropy_with_logits(D_run(fake), ones)
+            loss_g = F.binary_cross_entropy_with_logits(D_run(fake, *cond_fake), ones)
             if not torch.isfinite(loss_g):
                 raise DivergenceError(f"training diverged at step {step}: generator loss is {loss_g.item()}; "
                                       "lower --lr")
@@ -175,7 +191,7 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
             pb.update(1)
             pb.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}", refresh=False)
             if cfg.sample_every and step % cfg.sample_every == 0 and step != cfg.steps:
-                _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid)
+                _sample(G, fixed_z, out / "samples" / f"step_{step:06d}.png", save_grid, fixed_y)
             if world.any(stop.requested) and step != cfg.steps:  # Ctrl-C/SIGTERM: an exact checkpoint here, then stop
                 _checkpoint(out, cfg, step, history, G, D, opt_g, opt_d, gen)
                 log.warning("interrupted: checkpoint at step %d in %s (continue with --resume)", step, out)
@@ -188,7 +204,7 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
     seconds = time.perf_counter() - t0
     if not world.is_main:
         return None  # rank 0 writes the run
-    _sample(G, fixed_z, out / "samples" / f"step_{cfg.steps:06d}.png", save_grid)
+    _sample(G, fixed_z, out / "samples" / f"step_{cfg.steps:06d}.png", save_grid, fixed_y)
     _checkpoint(out, cfg, cfg.steps, history, G, D, opt_g, opt_d, gen)
     G.eval()
     # The final weights, then the manifest (the commit point); a failure between them removes the
@@ -202,7 +218,7 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
         "kind": cfg.kind,
         "created": now_iso(),
         "versions": versions(),
-        "model": model_section(G.cpu(), cfg.family, margs, out, write=False),
+        "model": model_section(G.cpu(), cfg.family, margs, out, write=False, class_names=data.class_names if k else None),
         "discriminator": file_entry(out / _WEIGHTS[1], out),
         "dataset": data.describe(),
         "config": asdict(cfg),
@@ -220,7 +236,15 @@ def _train(cfg: TrainConfig, out: Path, data, margs: dict, G, D, opt_g, opt_d, g
     return manifest
 
 
-def _sample(G, z, path: Path, save_grid) -> None:
+def grid_labels(n: int, k: int | None, device="cpu"):
+    """Labels of a conditional sample grid of ``n`` images: image i is of class i % k, so with k columns
+    each column is one class; None when unconditional."""
+    import torch
+
+    return None if not k else (torch.arange(n) % k).to(device)
+
+
+def _sample(G, z, path: Path, save_grid, y=None) -> None:
     import torch
 
     from edgegan.distributed import is_main
@@ -230,9 +254,9 @@ def _sample(G, z, path: Path, save_grid) -> None:
     was = G.training
     G.eval()
     with torch.no_grad():
-        imgs = G(z).cpu().numpy()
+        imgs = (G(z) if y is None else G(z, y)).cpu().numpy()
     G.train(was)
-    save_grid(imgs, path, nrow=8)
+    save_grid(imgs, path, nrow=8 if y is None or int(y.max()) + 1 > 16 else int(y.max()) + 1)
 
 
 _WEIGHTS = ("generator.safetensors", "discriminator.safetensors")  # final files, written with the manifest

@@ -232,22 +232,47 @@ def test_a_latent_of_another_rank_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------ conditional
 
-def test_conditional_teachers_are_refused_with_the_workaround(gens, tmp_path):
+def test_conditional_teachers_load_in_every_form_with_their_labels_probed(gens, tmp_path):
+    """Issue 20 (which replaced the refusal of issue 10): an index-label teacher as ONNX, TorchScript and
+    module:factory is probed once, the same everywhere: z of 16, 10 classes (the smallest label its
+    embedding refuses), and forward(z, y) is the module's own output for those labels."""
     folder, mod = gens
     g = mod.conditional().eval()
     z, y = torch.randn(2, 16), torch.tensor([1, 2])
     onnx_path = to_onnx(g, (z, y), tmp_path / "c.onnx", names=("z", "y"))
     ts_path = tmp_path / "c.pt"
     torch.jit.script(g).save(str(ts_path))
+    zz, yy = torch.randn(5, 16), torch.tensor([0, 3, 9, 9, 4])
+    with torch.no_grad():
+        want = g(zz, yy)
     sys.path.insert(0, str(folder))
     try:
         for spec in (str(onnx_path), str(ts_path), f"{MODULE}:conditional"):
-            with pytest.raises(ConditionalTeacherError, match="takes 2 inputs.*fixed label"):
-                load_generator(spec)
+            src = load_generator(spec)
+            assert (src.latent_dim, src.num_classes, src.labels.form) == (16, 10, "index"), spec
+            assert src.describe()["labels"] == {"form": "index", "num_classes": 10, "dtype": "int64"}
+            assert torch.allclose(src.forward(zz, yy), want, atol=1e-5), spec
+            with pytest.raises(ConfigError, match=r"label outside \[0, 10\)"):
+                src.forward(zz, torch.tensor([0, 1, 2, 3, 10]))
+            with pytest.raises(ConfigError, match="integer class indices"):
+                src.forward(zz, torch.zeros(5))
+        with pytest.raises(ConfigError, match="--num-classes 12 contradicts"):
+            load_generator(str(ts_path), num_classes=12)
     finally:
         sys.path.remove(str(folder))
-    r = cli("distill", "--teacher", str(ts_path), "--out", str(tmp_path / "s"), check=False)
-    assert r.returncode == 4 and "fixed label" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_teacher_with_three_inputs_is_refused_in_one_line(tmp_path):
+    class Three(torch.nn.Module):
+        def forward(self, z, y, w):
+            return torch.tanh(z[:, :1, None, None].expand(-1, 1, 4, 4) + w[:, :1, None, None] + y[:, None, None, None])
+
+    p = to_onnx(Three(), (torch.randn(2, 8), torch.randn(2), torch.randn(2, 8)), tmp_path / "three.onnx",
+                names=("z", "y", "w"))
+    with pytest.raises(ConditionalTeacherError, match="takes 3 inputs"):
+        load_generator(str(p))
+    r = cli("distill", "--teacher", str(p), "--out", str(tmp_path / "s"), check=False)
+    assert r.returncode == 4 and "takes 3 inputs" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "s").exists()
 
 
