@@ -29,6 +29,7 @@ from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, rea
 from edgegan.bench.devices import device_label, load_device_results, merge_device_results
 from edgegan.bench.probes import _check_memory, _file_images, _fwd, _torch_images, count_macs, probe_runtime, probe_torch
 from edgegan.bench.report import TEACHER_REFERENCE, _pareto, speedups, to_markdown
+from edgegan.stages import probe_label
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,18 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         ds_name, ds_dir = _dataset_of(m, tsource.manifest, dataset, data_dir)
         L = student.latent_dim
         z = latent(samples, L, seed)
+        k = student.num_classes  # conditional (issue 20): balanced labels, sample i asks for class i mod K
+        if k != tsource.num_classes:
+            raise BenchError(f"{run_dir}: the student takes {k or 'no'} classes, its teacher {tsource.num_classes or 'none'}")
+        labels = None if k is None else (np.arange(samples) % k).astype(np.int64)
         say = log.warning if progress else log.info
         say("bench %s: %d samples, reference %s", run_dir, samples, ds_name)
-        teacher_imgs = _torch_images(tsource.forward, z)
+        teacher_imgs = _torch_images(tsource.forward, z, labels=labels)
         rows: list[dict[str, Any]] = []
         t_params = tsource.params
         # Hooks count MACs of eager modules only: an ONNX or TorchScript teacher's are unknown (—), not 0.
-        t_macs = count_macs(tsource.module, L, tsource.latent_rank) if tsource.kind in ("edgegan", "factory") else None
+        t_macs = (count_macs(tsource.module, L, tsource.latent_rank, probe_label(tsource.labels))
+                  if tsource.kind in ("edgegan", "factory") else None)
 
         def row(name, kind, params, macs, nbytes, latency, images, fmt="torch", precision="fp32", extra=None):
             rows.append({"name": name, "kind": kind, "format": fmt, "precision": precision, "params": params,
@@ -137,17 +143,18 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
                 else:
                     f = out / "teacher_onnx" / entry["file"]
                     row("teacher", "teacher", t_params, t_macs, entry["bytes"], probe_runtime(f, batch=batch,
-                        threads=threads), _file_images(f, z), fmt="onnx", precision=entry["precision"])
+                        threads=threads), _file_images(f, z, labels), fmt="onnx", precision=entry["precision"])
         s_params = m["model"]["params"]
-        s_macs = count_macs(student.generator, L)
+        s_macs = count_macs(student.generator, L, label=probe_label(student=student.generator))
         if "student" in models:
             row(f"student d={m['model']['args'].get('d')}", "student", s_params, s_macs, m["model"]["weights"]["bytes"],
-                probe_torch(str(run_dir), batch=batch, threads=threads), _torch_images(_fwd(student.generator), z))
+                probe_torch(str(run_dir), batch=batch, threads=threads),
+                _torch_images(_fwd(student.generator), z, labels=labels))
         if "exports" in models:
             for e in m.get("exports", []):
                 f = run_dir / e["file"]
                 try:
-                    imgs = _file_images(f, z)
+                    imgs = _file_images(f, z, labels)
                 except Exception as ex:  # noqa: BLE001 - an export that cannot run is reported, not fatal
                     imgs, lat = None, {"error": f"{type(ex).__name__}: {ex}"}
                 else:
@@ -158,16 +165,19 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         for b, bm in base_runs:
             brun = load_run(b)
             bz = latent(samples, brun.latent_dim, seed)
+            by = None if brun.num_classes is None else (np.arange(samples) % brun.num_classes).astype(np.int64)
             row(f"{bm.get('kind', 'baseline')} d={bm['model']['args'].get('d')}", "baseline", bm["model"]["params"],
-                count_macs(brun.generator, brun.latent_dim), bm["model"]["weights"]["bytes"],
-                probe_torch(str(brun.run_dir), batch=batch, threads=threads), _torch_images(_fwd(brun.generator), bz),
+                count_macs(brun.generator, brun.latent_dim, label=probe_label(student=brun.generator)),
+                bm["model"]["weights"]["bytes"], probe_torch(str(brun.run_dir), batch=batch, threads=threads),
+                _torch_images(_fwd(brun.generator), bz, labels=by),
                 extra={"run": str(brun.run_dir), "train_steps": bm.get("train", {}).get("step")})
         teacher_ref = None
         if ds_name is None:  # no dataset known or given: the teacher's own samples are the reference (issue 19)
             ds_name = TEACHER_REFERENCE
             teacher_ref = teacher_reference(tsource, max(samples, 1000), seed)
         _quality(rows, ds_name, ds_dir, teacher_imgs, samples, seed, progress, inception,
-                 image_size=tuple(m["model"]["output"]["shape"][1:]), reference=teacher_ref)
+                 image_size=tuple(m["model"]["output"]["shape"][1:]), reference=teacher_ref, labels=labels,
+                 names=student.class_names)
         speedups(rows)
         for r in rows:
             if r["images"] is not None:
@@ -211,8 +221,10 @@ def teacher_reference(tsource, n: int, seed: int):
     from edgegan_runtime import latent
 
     s = seed + TEACHER_REFERENCE_SEED
-    imgs = _torch_images(tsource.forward, latent(n, tsource.latent_dim, s)).astype(np.float32)
-    return ImageDataset(TEACHER_REFERENCE, imgs, None, None, f"the teacher's images ({tsource.kind} {tsource.spec}), "
+    k = tsource.num_classes
+    y = None if k is None else (np.arange(n) % k).astype(np.int64)
+    imgs = _torch_images(tsource.forward, latent(n, tsource.latent_dim, s), labels=y).astype(np.float32)
+    return ImageDataset(TEACHER_REFERENCE, imgs, y, k, f"the teacher's images ({tsource.kind} {tsource.spec}), "
                         f"latents seed {s}", "teacher")
 
 
@@ -258,16 +270,19 @@ def _inception_options(path: str | Path | None):
 
 
 def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: np.ndarray, samples: int, seed: int,
-             progress: bool, inception: Any = None, image_size: tuple[int, int] = (32, 32), reference: Any = None) -> None:
+             progress: bool, inception: Any = None, image_size: tuple[int, int] = (32, 32), reference: Any = None,
+             labels: np.ndarray | None = None, names: list[str] | None = None) -> None:
     """Metrics against the dataset's test split at the run's image size (resized if the files are another
-    size: recorded in each row's ``quality.reference``), or against ``reference`` (the teacher's samples)."""
+    size: recorded in each row's ``quality.reference``), or against ``reference`` (the teacher's samples).
+    A conditional run's images (asked for ``labels``) also get ``quality.per_class`` when the dataset is
+    labelled with the same classes: the domain classifier's accuracy on the class asked for, KID per class."""
     from edgegan.data import load_dataset
     from edgegan.metrics.evaluate import evaluate, prepare_reference
 
     size = image_size[0] if image_size[0] == image_size[1] else tuple(image_size)
     ref = reference if reference is not None else load_dataset(ds_name, data_dir=ds_dir, split="test", image_size=size)
     clf = None
-    if ref.labels is not None and isinstance(size, int):  # the domain classifier takes square images
+    if ref.labels is not None and isinstance(size, int) and reference is None:  # the classifier takes square images
         from edgegan.metrics.classifier import get_classifier
 
         clf = get_classifier(ds_name, ds_dir, progress=progress, image_size=size)
@@ -282,6 +297,12 @@ def _quality(rows: list[dict], ds_name: str, ds_dir: str | None, teacher_imgs: n
         # baseline trained from scratch: its z maps to unrelated images.
         no_fidelity = (r["kind"] == "teacher" and r["format"] == "torch") or r["kind"] == "baseline"
         r["quality"] = evaluate(r["images"], prepared, teacher_images=None if no_fidelity else teacher_imgs)
+        if labels is not None and clf is not None and clf.num_classes == int(labels.max()) + 1:
+            from edgegan.metrics.conditional import per_class
+
+            pc = per_class(r["images"], labels, prepared.dataset.images, prepared.dataset.labels, clf, names=names,
+                           seed=seed, reference_features=prepared.classifier_features)
+            r["quality"]["per_class"] = pc
         if ref.resized:
             r["quality"]["reference_resized"] = ref.describe()["resized"]
 

@@ -17,9 +17,10 @@ from edgegan.errors import BenchError
 log = logging.getLogger("edgegan.bench.harness")
 
 
-def count_macs(module, latent_dim: int, latent_rank: int = 2) -> int:
+def count_macs(module, latent_dim: int, latent_rank: int = 2, label: tuple = ()) -> int:
     """Multiply-accumulates of one image through Conv2d / ConvTranspose2d / Linear layers; the module
-    is called with z of shape (1, L) or, for ``latent_rank`` 4, (1, L, 1, 1)."""
+    is called with z of shape (1, L) or, for ``latent_rank`` 4, (1, L, 1, 1), and a conditional one with
+    ``label`` (one label of its own form)."""
     import torch
 
     total = 0
@@ -38,7 +39,7 @@ def count_macs(module, latent_dim: int, latent_rank: int = 2) -> int:
           if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
     try:
         with torch.no_grad():
-            module.eval()(torch.zeros(1, latent_dim, *([1, 1] if latent_rank == 4 else [])))
+            module.eval()(torch.zeros(1, latent_dim, *([1, 1] if latent_rank == 4 else [])), *(y[:1] for y in label))
     finally:
         for h in hs:
             h.remove()
@@ -72,25 +73,29 @@ def probe_torch(spec: str, *, batch: int = 1, threads: int = 1, record: dict[str
                    "--batch", str(batch), "--threads", str(threads), *extra])
 
 
-def _torch_images(forward, z: np.ndarray, batch: int = 256) -> np.ndarray:
+def _torch_images(forward, z: np.ndarray, batch: int = 256, labels: np.ndarray | None = None) -> np.ndarray:
+    """``forward`` on ``z`` in batches; a conditional one with ``labels`` (int64 (N,)) as its second argument."""
     import torch
 
-    return np.concatenate([forward(torch.from_numpy(z[i:i + batch])).numpy() for i in range(0, len(z), batch)])
+    def y(i: int) -> tuple:
+        return () if labels is None else (torch.from_numpy(labels[i:i + batch]),)
+
+    return np.concatenate([forward(torch.from_numpy(z[i:i + batch]), *y(i)).numpy() for i in range(0, len(z), batch)])
 
 
-def _file_images(path: Path, z: np.ndarray) -> np.ndarray:
+def _file_images(path: Path, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     import edgegan_runtime as rt
 
     with rt.load(path) as g:  # the runtime splits any N over the file's batch sizes
-        return g.generate_from(z)
+        return g.generate_from(z) if labels is None else g.generate_from(z, labels=labels)
 
 
 def _fwd(module):
     import torch
 
-    def f(z):
+    def f(z, *label):
         with torch.no_grad():
-            return module(z)
+            return module(z, *label)
 
     return f
 

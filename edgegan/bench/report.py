@@ -81,6 +81,16 @@ def to_markdown(doc: dict) -> str:
                       "and whether its images match this host's within the export's parity thresholds."
                       + (" Emulated (qemu): those timings are the emulator's, not device latency." if mc.get("emulated")
                          else "")]
+        per = [(r, r["quality"]["per_class"]) for r in res["models"] if "per_class" in r.get("quality", {})]
+        if per:  # a conditional run (issue 20): does each model draw the class it is asked for
+            classes = [c["name"] for c in per[0][1]["classes"]]
+            lines += ["", "Per class (conditional): the domain classifier's accuracy on the class asked for, %.", "",
+                      "| model | format | precision | all | " + " | ".join(classes) + " | mean per-class KID ↓ |",
+                      "|---|---|---|---:|" + "---:|" * len(classes) + "---:|"]
+            for r, pc in per:
+                lines.append(f"| {r['name']} | {r['format']} | {r['precision']} | {100 * pc['accuracy']:.1f} | "
+                             + " | ".join(f"{100 * c['accuracy']:.1f}" for c in pc["classes"])
+                             + f" | {_fmt(pc.get('mean_class_kid'), '.3g')} |")
         if res["dataset"] == TEACHER_REFERENCE:
             lines += ["", "Reference: the teacher's own images on disjoint latents (no dataset known or given): the "
                       "teacher's SWD is the teacher-vs-teacher noise floor; PSNR/SSIM compare each model with the teacher "
