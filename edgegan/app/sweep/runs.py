@@ -154,7 +154,7 @@ class Sweep:
         from edgegan.manifest import read_manifest
         from edgegan.sources import load_generator
 
-        t = load_generator(self.teacher_spec())
+        t = _unconditional(load_generator(self.teacher_spec()))
         imgs = _images_of(t.forward, self.z(t.latent_dim))
         np.save(rd / "samples.npy", imgs[:GRID_IMAGES])
         m = read_manifest(self.teacher_spec())
@@ -212,7 +212,7 @@ class Sweep:
         if path.exists():
             t = load_tensors(path)["outputs"]
         else:
-            teacher = load_generator(self.teacher_spec())
+            teacher = _unconditional(load_generator(self.teacher_spec()))
             z = torch.from_numpy(latent_pool_z(dcfg, teacher.latent_dim))
             with torch.no_grad():
                 t = torch.cat([teacher.forward(z[i:i + 256]) for i in range(0, len(z), 256)]).contiguous()
@@ -302,3 +302,13 @@ def run_sweep(cfg: SweepConfig, out: str | Path, *, progress: bool = True) -> di
     finally:
         pb.close()
     return write_table(sw, plan)
+
+
+def _unconditional(teacher):
+    """A sweep compares unconditional students; a conditional teacher (issue 20) is a one-line error."""
+    if teacher.num_classes is not None:
+        from edgegan.errors import ConfigError
+
+        raise ConfigError(f"{teacher.spec}: a conditional teacher ({teacher.num_classes} classes); sweep does not take "
+                          "those yet: distil with edgegan distill and compare with edgegan bench")
+    return teacher
