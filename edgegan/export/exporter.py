@@ -29,14 +29,14 @@ import numpy as np
 import torch
 
 from edgegan.checkpoint import load_run
-from edgegan.errors import ConfigError, EdgeganError, ExportError, OutputError, ParityError
-from edgegan.export import parity, quant_report
+from edgegan.errors import ConfigError, ExportError, OutputError, ParityError
+from edgegan.export import parity, quant_report, tempfiles
 from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
 from edgegan.outputs import missing_dirs, remove_empty
-from edgegan.safedir import SafeDir, manifest_lock
+from edgegan.safedir import manifest_lock
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
         entry, tmp, final = _export(module, latent_dim, Path(out_dir), stem, opts, progress=progress,
                                     manifest_dir=Path(manifest_dir) if manifest_dir is not None else None,
                                     expected_output=tuple(expected_output) if expected_output is not None else None)
-        _commit(tmp, final)
+        tempfiles.commit(tmp, final)
         return entry
     except BaseException:
         remove_empty(created)
@@ -111,7 +111,7 @@ def export_run(run: str | os.PathLike, options: ExportOptions | None = None, *, 
         record_and_commit(out_dir, entry, tmp, final, copy_from=(run_dir, loaded.manifest) if separate else None)
     except BaseException:
         if tmp is not None:
-            _unlink(tmp)
+            tempfiles.unlink(tmp)
         remove_empty(created)
         raise
     return entry
@@ -220,14 +220,14 @@ def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int
            opts: ExportOptions, kernel_reference=None) -> tuple[Path, dict[str, Any]]:
     """Write ``data`` to a temporary file beside ``final`` and run it through the runtime; returns
     (the temporary file, the parity section) if parity passes (or ``allow_mismatch``), else deletes
-    it and raises ParityError. The caller renames it (``_commit``) once it is recorded."""
+    it and raises ParityError. The caller renames it (``tempfiles.commit``) once it is recorded."""
     prec = opts.precision
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{final.parent}: cannot create the folder ({e.strerror or type(e).__name__})") from None
-    _remove_stale_temps(final)
-    tmp = _write_temp(final, data)
+    tempfiles.remove_stale(final)
+    tmp = tempfiles.write(final, data)
     try:
         def ref(z: np.ndarray) -> np.ndarray:
             with torch.no_grad():
@@ -245,18 +245,9 @@ def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int
                 raise ParityError(msg)
             log.warning("%s\nkeeping it because allow_mismatch is set; marked failed in the manifest", msg)
     except BaseException:
-        _unlink(tmp)
+        tempfiles.unlink(tmp)
         raise
     return tmp, par
-
-
-def _commit(tmp: Path, final: Path) -> None:
-    try:  # renamed through the folder's descriptor, opened again with O_NOFOLLOW (issue 25)
-        with SafeDir(final.parent) as d:
-            d.replace(tmp.name, final.name)
-    except OSError as e:
-        _unlink(tmp)
-        raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
 
 
 def _probe(module: torch.nn.Module, latent_dim: int) -> tuple[int, ...]:
@@ -270,56 +261,6 @@ def _probe(module: torch.nn.Module, latent_dim: int) -> tuple[int, ...]:
         got = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ExportError(f"generator must return one tensor (B, C, H, W); got {got}")
     return tuple(int(s) for s in y.shape[1:])
-
-
-def _temp_prefix(final: Path) -> str:
-    return f".{final.stem}."
-
-
-_TEMP = re.compile(r"\.(?P<stem>.+)\.(?P<pid>\d+)\.\w+\.tmp\.\w+")
-
-
-def _remove_stale_temps(final: Path) -> None:
-    """Temporaries left in ``final``'s folder by exports that were killed (SIGKILL during the parity
-    check), of any file (issue 25): their name carries the writer's process id; those whose process
-    is gone are removed."""
-    with SafeDir(final.parent) as d:
-        for name in d.names():
-            m = _TEMP.fullmatch(name)
-            if m is None or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
-                continue
-            d.unlink(name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists, owned by someone else
-    return True
-
-
-def _write_temp(final: Path, data: bytes) -> Path:
-    # Same folder (so the rename is atomic), hidden name with our process id (so a later export can
-    # tell an orphan from a file being written), and the real extension: the runtime picks the type from it.
-    # Created through a descriptor of the folder opened with O_NOFOLLOW: a symbolic link swapped in for
-    # exports/ after its check cannot send the file outside the run (issue 25).
-    try:
-        with SafeDir(final.parent) as d:
-            name = d.write_temp(f"{_temp_prefix(final)}{os.getpid()}.", f".tmp{final.suffix}", data, FILE_MODE)
-    except OSError as e:
-        raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
-    return final.parent / name
-
-
-def _unlink(p: Path) -> None:
-    try:  # through the folder's descriptor where it is still a real folder (issue 25)
-        with SafeDir(p.parent) as d:
-            d.unlink(p.name)
-    except (EdgeganError, OSError):
-        pass
 
 
 def _stem_of(run_dir: Path) -> str:
@@ -339,7 +280,7 @@ def record_and_commit(out_dir: Path, entry: dict[str, Any], tmp: Path, final: Pa
             _copy_run(copy_from[0], out_dir, copy_from[1])
         before = record(out_dir, entry)  # recorded first: a failure here leaves no unrecorded file
         try:
-            _commit(tmp, final)
+            tempfiles.commit(tmp, final)
         except BaseException:
             write_manifest(out_dir, before)
             raise
@@ -399,6 +340,6 @@ def _copy_run(run_dir: Path, out_dir: Path, run_manifest: dict[str, Any]) -> Non
             raise ExportError(f"{src}: weights changed while being copied to {dst}")
         os.replace(tmp, dst)
     except BaseException:
-        _unlink(Path(tmp))
+        tempfiles.unlink(Path(tmp))
         raise
     atomic_write_json(mpath, m)
