@@ -20,10 +20,9 @@ def onnx(prepared: Any, opts: ExportOptions, latent_dim: int, calibration: np.nd
     res = onnx_export.export_onnx(prepared, latent_dim=latent_dim, precision=opts.precision.label,
                                   calibration=calibration, calibration_batch=CALIBRATION_BATCH, progress=progress,
                                   metadata=metadata, report=opts.report)
-    names = {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME}
     label = _label(prepared, lambda: labels.check_onnx_label(_onnx_model(res.data)))
-    if label:
-        names = {"input": onnx_export.INPUT_NAME, "label": label["label"]["name"], "output": onnx_export.OUTPUT_NAME}
+    names = {"input": onnx_export.INPUT_NAME, **({"label": label["label"]["name"]} if label else {}),
+             "output": onnx_export.OUTPUT_NAME}
     return res.data, {"dynamic_batch": True, **({"layers": res.layers} if res.layers is not None else {}),
                       "names": names, **label,
                       "quantization": None, "recipe": res.recipe, "recipe_why": res.recipe_why,
