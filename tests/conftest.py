@@ -32,3 +32,43 @@ def pytest_configure(config):
     if root is not None:
         os.environ["EDGEGAN_DATA"] = str(root)
     os.environ.setdefault("EDGEGAN_CACHE", str(REPO / ".cache"))
+
+
+# ------------------------------------------------------------------ a conditional run (issue 20)
+
+CLASS_NAMES = [f"class-{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="session")
+def conditional_run(tmp_path_factory) -> Path:
+    """A run of a conditional d=2 student of 10 named classes (``edgegan.testing.tiny_conditional_student``)."""
+    pytest.importorskip("torch")
+    from edgegan.testing import make_run, tiny_conditional_student
+
+    g = tiny_conditional_student(d=2, num_classes=10, steps=40, seed=0)
+    return make_run(tmp_path_factory.mktemp("conditional") / "cstudent", g, {"d": 2, "num_classes": 10},
+                    class_names=CLASS_NAMES)
+
+
+@pytest.fixture(scope="session")
+def conditional_export(conditional_run):
+    """``get(format, quantize)``: the run's export entry, made on first use (TFLite: signatures batch_1 and
+    batch_64); skips where the format's converter is not installed."""
+    import warnings
+
+    done: dict[tuple[str, str], dict] = {}
+
+    def get(fmt: str, quantize: str = "none") -> dict:
+        for mod in (("onnx", "onnxscript", "onnxruntime") if fmt == "onnx" else
+                    ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")):
+            pytest.importorskip(mod)
+        if (fmt, quantize) not in done:
+            from edgegan.export import export_run
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                done[fmt, quantize] = export_run(conditional_run, format=fmt, quantize=quantize,
+                                                 batch=[64] if fmt == "tflite" else None)
+        return done[fmt, quantize]
+
+    return get

@@ -15,13 +15,16 @@ from edgegan.export.formats import AUTO_KEEP_BUDGET, AUTO_KEEP_FLOAT, CALIBRATIO
 def onnx(prepared: Any, opts: ExportOptions, latent_dim: int, calibration: np.ndarray | None, *,
          progress: bool, metadata: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
     """torch.onnx (dynamo) with a dynamic batch axis; int8 by onnxruntime's static QDQ quantizer."""
-    from edgegan.export import onnx_export
+    from edgegan.export import labels, onnx_export
 
     res = onnx_export.export_onnx(prepared, latent_dim=latent_dim, precision=opts.precision.label,
                                   calibration=calibration, calibration_batch=CALIBRATION_BATCH, progress=progress,
                                   metadata=metadata, report=opts.report)
+    label = _label(prepared, lambda: labels.check_onnx_label(_onnx_model(res.data)))
+    names = {"input": onnx_export.INPUT_NAME, **({"label": label["label"]["name"]} if label else {}),
+             "output": onnx_export.OUTPUT_NAME}
     return res.data, {"dynamic_batch": True, **({"layers": res.layers} if res.layers is not None else {}),
-                      "names": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME},
+                      "names": names, **label,
                       "quantization": None, "recipe": res.recipe, "recipe_why": res.recipe_why,
                       "opset": res.opset, "optimizer": res.optimizer, "onnxsim": res.onnxsim, "notes": res.notes,
                       "versions": onnx_export.versions()}
@@ -31,7 +34,7 @@ def tflite(prepared: Any, opts: ExportOptions, latent_dim: int, calibration: np.
            progress: bool, metadata: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
     """litert-torch, one signature per batch size; quantized by ai-edge-quantizer, with the per-layer report
     (always on the check's latents for precisions with a channel limit) and --keep-float."""
-    from edgegan.export import litert_adapter
+    from edgegan.export import labels, litert_adapter
 
     check = CHECK_LATENTS if opts.precision.thresholds.channel_err_db else None
     res = litert_adapter.export_tflite(prepared, latent_dim=latent_dim, batches=opts.batches,
@@ -40,9 +43,25 @@ def tflite(prepared: Any, opts: ExportOptions, latent_dim: int, calibration: np.
                                        keep_float=opts.keep_float or (), report=opts.report,
                                        auto_keep=AUTO_KEEP_FLOAT, auto_budget=AUTO_KEEP_BUDGET, check_latents=check)
     quant_report.check_io(res.quantization, opts.precision, res.recipe)  # the file is what its name says
-    return res.data, {"signatures": res.signatures, "quantization": res.quantization, "recipe": res.recipe,
+    label = _label(prepared, lambda: labels.check_tflite_label(res.data))
+    return res.data, {"signatures": res.signatures, **label, "quantization": res.quantization, "recipe": res.recipe,
                       "recipe_why": None, **({"layers": res.layers} if res.layers is not None else {}),
                       "notes": res.notes, "versions": litert_adapter.versions()}
+
+
+def _label(prepared: Any, path: Any) -> dict[str, Any]:
+    """A conditional generator's file: {"label": its label input, with ``path``() (``labels.check_*_label``:
+    raises ExportError unless the one-hot reaches its first layer exactly)}; {} for an unconditional one."""
+    if not getattr(prepared, "num_classes", None):
+        return {}
+    found = path()
+    return {"label": {"dtype": "float32", "form": "onehot", "input": 1, "name": found.pop("name"), "path": found}}
+
+
+def _onnx_model(data: bytes) -> Any:
+    import onnx
+
+    return onnx.load_from_string(data)
 
 
 def onnx_qdq_kernels(data: bytes) -> Any:

@@ -11,6 +11,9 @@ Order of work, so that a failure leaves nothing half-written:
 4. the manifest's ``exports`` list updated atomically, and only then the file renamed to
    ``<stem>-<format>-<precision><ext>``: a failed manifest update leaves neither (issue 14), a
    failed rename puts the manifest back.
+
+A conditional generator (issue 20) goes the same way with a second input, its one-hot label: its
+pieces (the exported module, the label's calibration and exactness, per-class parity) are in ``labels``.
 """
 
 from __future__ import annotations
@@ -29,14 +32,14 @@ import numpy as np
 import torch
 
 from edgegan.checkpoint import load_run
-from edgegan.errors import ConfigError, EdgeganError, ExportError, OutputError, ParityError
-from edgegan.export import parity, quant_report
+from edgegan.errors import ConfigError, ExportError, OutputError, ParityError
+from edgegan.export import labels, parity, quant_report, tempfiles
 from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
 from edgegan.export.prepare import prepare_for_export
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
 from edgegan.outputs import missing_dirs, remove_empty
-from edgegan.safedir import SafeDir, manifest_lock
+from edgegan.safedir import manifest_lock
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
         entry, tmp, final = _export(module, latent_dim, Path(out_dir), stem, opts, progress=progress,
                                     manifest_dir=Path(manifest_dir) if manifest_dir is not None else None,
                                     expected_output=tuple(expected_output) if expected_output is not None else None)
-        _commit(tmp, final)
+        tempfiles.commit(tmp, final)
         return entry
     except BaseException:
         remove_empty(created)
@@ -107,11 +110,12 @@ def export_run(run: str | os.PathLike, options: ExportOptions | None = None, *, 
     try:
         entry, tmp, final = _export(loaded.generator, loaded.latent_dim, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
                                     progress=progress, manifest_dir=out_dir, expected_output=loaded.output_shape,
-                                    model_sha256=loaded.manifest["model"]["weights"].get("sha256"))
+                                    model_sha256=loaded.manifest["model"]["weights"].get("sha256"),
+                                    class_names=loaded.class_names)
         record_and_commit(out_dir, entry, tmp, final, copy_from=(run_dir, loaded.manifest) if separate else None)
     except BaseException:
         if tmp is not None:
-            _unlink(tmp)
+            tempfiles.unlink(tmp)
         remove_empty(created)
         raise
     return entry
@@ -124,30 +128,31 @@ _STEM = re.compile(r"[A-Za-z0-9._-]+")
 
 def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, opts: ExportOptions, *,
             progress: bool, manifest_dir: Path | None, expected_output: tuple[int, ...] | None,
-            model_sha256: str | None = None) -> tuple[dict[str, Any], Path, Path]:
+            model_sha256: str | None = None, class_names: list[str] | None = None) -> tuple[dict[str, Any], Path, Path]:
     """(manifest entry, the checked temporary file, the final path it is to be renamed to)."""
     t0 = time.perf_counter()
     spec, prec = opts.spec, opts.precision
     final = out_dir / f"{stem}-{spec.name}-{prec.label}{spec.extension}"
     reference = copy.deepcopy(module).float().eval()
+    classes = labels.of(reference, class_names)  # None: unconditional
     out_shape = _probe(reference, latent_dim)
     if expected_output is not None and tuple(out_shape) != tuple(expected_output):
         raise ExportError(f"generator makes images {list(out_shape)}, the manifest says {list(expected_output)}")
     log.info("exporting %s (%s, quantize=%s) to %s", stem, spec.name, opts.quantize, final)
-    prepared, rewrites = prepare_for_export(reference, rewrite_convt=spec.rewrite_convt)
+    prepared, rewrites = prepare_for_export(reference, rewrite_convt=spec.rewrite_convt, latent_dim=latent_dim)
     if opts.keep_float and opts.keep_float != (quant_report.AUTO,):
         quant_report.check_layers(opts.keep_float, quant_report.module_names(prepared))
-    calibration, calib_meta = _calibration(opts, latent_dim)
+    calibration, calib_meta = _calibration(opts, latent_dim, classes)
 
     t1 = time.perf_counter()
-    data, fields = _convert(prepared, opts, latent_dim, calibration, progress=progress,
-                            metadata=_file_metadata(stem, final.name, opts, latent_dim, out_shape, model_sha256))
+    metadata = _file_metadata(stem, final.name, opts, latent_dim, out_shape, model_sha256, classes)
+    data, fields = _convert(prepared, opts, latent_dim, calibration, progress=progress, metadata=metadata)
     t2 = time.perf_counter()
     kernel_reference = fields.pop("kernel_reference", None)
     broken = quant_report.channel_failures(fields.get("layers"), prec.thresholds)  # before anything is written
     if broken and not opts.allow_mismatch:
         raise ParityError(f"{final.name}: the quantized file has a broken layer against the float file: {broken[0]}")
-    tmp, par = _check(data, final, reference, latent_dim, opts, kernel_reference)
+    tmp, par = _check(data, final, reference, latent_dim, opts, kernel_reference, classes)
     if broken:
         par.update(passed=False, failures={**par.get("failures", {}), "layers": broken})
         log.warning("%s: %s; keeping it because allow_mismatch is set; marked failed in the manifest",
@@ -155,11 +160,13 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
     t3 = time.perf_counter()
 
     tool_versions = {**versions(), **fields.pop("versions")}
+    label = fields.pop("label", None)  # a conditional generator's label input (converters._label)
     entry: dict[str, Any] = {
         "file": os.path.relpath(final, manifest_dir or out_dir),
         "format": spec.name, "precision": prec.label, "quantize": opts.quantize,
         **fields,
         "input": {"shape": [None, latent_dim], "dtype": "float32"},
+        **({} if classes is None else {"label": {"shape": [None, classes.count], **label}, "classes": classes.record()}),
         "output": {"shape": [None, *out_shape], "dtype": "float32", "layout": "NCHW", "range": [-1.0, 1.0]},
         "sha256": sha256_file(tmp),
         "bytes": tmp.stat().st_size,
@@ -177,7 +184,7 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
 
 
 def _file_metadata(stem: str, file: str, opts: ExportOptions, latent_dim: int, out_shape: tuple[int, ...],
-                   model_sha256: str | None) -> dict[str, str]:
+                   model_sha256: str | None, classes: labels.Labels | None = None) -> dict[str, str]:
     """What every exported file carries inside itself: the ONNX path writes it to metadata_props, the
     TFLite path to the flatbuffer's metadata. ``edgegan.contract`` is the whole format-independent
     contract (``edgegan_runtime.contract``) that an app reads; the other keys are its older summary."""
@@ -186,14 +193,17 @@ def _file_metadata(stem: str, file: str, opts: ExportOptions, latent_dim: int, o
     identity = {"stem": stem, "file": file, "format": opts.spec.name, "precision": opts.precision.label,
                 "quantize": opts.quantize, "model_sha256": model_sha256}
     batches = list(opts.batches) if opts.batches is not None else None
-    c = contract.make_contract(latent_dim=latent_dim, output_shape=out_shape, batch_sizes=batches, identity=identity)
+    c = contract.make_contract(latent_dim=latent_dim, output_shape=out_shape, batch_sizes=batches, identity=identity,
+                               label=None if classes is None else classes.contract())
     return {"edgegan.stem": stem, "edgegan.latent_dim": str(latent_dim),
             "edgegan.output": f"NCHW {list(out_shape)} float32 in [-1, 1]",
             contract.METADATA_NAME: contract.encode(c).decode()}
 
 
-def _calibration(opts: ExportOptions, latent_dim: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
-    """Calibration latents for static precisions (seed + 1: never the parity latents) and their record."""
+def _calibration(opts: ExportOptions, latent_dim: int,
+                 classes: labels.Labels | None = None) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """Calibration latents for static precisions (seed + 1: never the parity latents) and their record; a
+    conditional generator's are rows z ++ one-hot of uniform classes (``labels.calibration``)."""
     if opts.calibration_count is None:
         return None, None
     import edgegan_runtime as rt
@@ -201,7 +211,8 @@ def _calibration(opts: ExportOptions, latent_dim: int) -> tuple[np.ndarray | Non
     seed = opts.seed + CALIBRATION_SEED_OFFSET
     meta = {"count": opts.calibration_count, "batch": CALIBRATION_BATCH, "seed": seed,
             "distribution": "edgegan_runtime.latent (standard normal)"}
-    return rt.latent(opts.calibration_count, latent_dim, seed), meta
+    rows, more = labels.calibration(rt.latent(opts.calibration_count, latent_dim, seed), classes, seed)
+    return rows, {**meta, **more}
 
 
 def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, calibration: np.ndarray | None, *,
@@ -216,26 +227,26 @@ def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, ca
     return data, fields
 
 
-def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int,
-           opts: ExportOptions, kernel_reference=None) -> tuple[Path, dict[str, Any]]:
+def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int, opts: ExportOptions,
+           kernel_reference=None, classes: labels.Labels | None = None) -> tuple[Path, dict[str, Any]]:
     """Write ``data`` to a temporary file beside ``final`` and run it through the runtime; returns
     (the temporary file, the parity section) if parity passes (or ``allow_mismatch``), else deletes
-    it and raises ParityError. The caller renames it (``_commit``) once it is recorded."""
+    it and raises ParityError. The caller renames it (``tempfiles.commit``) once it is recorded."""
     prec = opts.precision
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{final.parent}: cannot create the folder ({e.strerror or type(e).__name__})") from None
-    _remove_stale_temps(final)
-    tmp = _write_temp(final, data)
+    tempfiles.remove_stale(final)
+    tmp = tempfiles.write(final, data)
     try:
-        def ref(z: np.ndarray) -> np.ndarray:
+        def ref(z: np.ndarray) -> np.ndarray:  # z, or rows z ++ one-hot
             with torch.no_grad():
-                return reference(torch.from_numpy(np.ascontiguousarray(z))).float().numpy()
+                return reference(*labels.torch_inputs(z, latent_dim, classes)).float().numpy()
 
         par = parity.check(tmp, ref, latent_dim=latent_dim, batches=opts.batches, thresholds=prec.thresholds,
                            n=max(PARITY_N, *(opts.batches or (1,))), seed=opts.seed,
-                           kernel_reference=kernel_reference)
+                           kernel_reference=kernel_reference, classes=classes)
         if par.get("error"):
             par["error"] = par["error"].replace(str(tmp), final.name)
         if not par["passed"]:
@@ -245,81 +256,22 @@ def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int
                 raise ParityError(msg)
             log.warning("%s\nkeeping it because allow_mismatch is set; marked failed in the manifest", msg)
     except BaseException:
-        _unlink(tmp)
+        tempfiles.unlink(tmp)
         raise
     return tmp, par
-
-
-def _commit(tmp: Path, final: Path) -> None:
-    try:  # renamed through the folder's descriptor, opened again with O_NOFOLLOW (issue 25)
-        with SafeDir(final.parent) as d:
-            d.replace(tmp.name, final.name)
-    except OSError as e:
-        _unlink(tmp)
-        raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
 
 
 def _probe(module: torch.nn.Module, latent_dim: int) -> tuple[int, ...]:
     """Output shape (C, H, W) for one latent; checks the module honours the file contract."""
     try:
         with torch.no_grad():
-            y = module(torch.zeros(2, latent_dim))
+            y = module(*labels.sample_inputs(module, 2, latent_dim))
     except Exception as e:
         raise ExportError(f"generator does not accept z of shape (B, {latent_dim}): {type(e).__name__}: {e}") from e
     if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[0] != 2:
         got = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ExportError(f"generator must return one tensor (B, C, H, W); got {got}")
     return tuple(int(s) for s in y.shape[1:])
-
-
-def _temp_prefix(final: Path) -> str:
-    return f".{final.stem}."
-
-
-_TEMP = re.compile(r"\.(?P<stem>.+)\.(?P<pid>\d+)\.\w+\.tmp\.\w+")
-
-
-def _remove_stale_temps(final: Path) -> None:
-    """Temporaries left in ``final``'s folder by exports that were killed (SIGKILL during the parity
-    check), of any file (issue 25): their name carries the writer's process id; those whose process
-    is gone are removed."""
-    with SafeDir(final.parent) as d:
-        for name in d.names():
-            m = _TEMP.fullmatch(name)
-            if m is None or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
-                continue
-            d.unlink(name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists, owned by someone else
-    return True
-
-
-def _write_temp(final: Path, data: bytes) -> Path:
-    # Same folder (so the rename is atomic), hidden name with our process id (so a later export can
-    # tell an orphan from a file being written), and the real extension: the runtime picks the type from it.
-    # Created through a descriptor of the folder opened with O_NOFOLLOW: a symbolic link swapped in for
-    # exports/ after its check cannot send the file outside the run (issue 25).
-    try:
-        with SafeDir(final.parent) as d:
-            name = d.write_temp(f"{_temp_prefix(final)}{os.getpid()}.", f".tmp{final.suffix}", data, FILE_MODE)
-    except OSError as e:
-        raise OutputError(f"{final}: cannot write ({e.strerror or type(e).__name__})") from None
-    return final.parent / name
-
-
-def _unlink(p: Path) -> None:
-    try:  # through the folder's descriptor where it is still a real folder (issue 25)
-        with SafeDir(p.parent) as d:
-            d.unlink(p.name)
-    except (EdgeganError, OSError):
-        pass
 
 
 def _stem_of(run_dir: Path) -> str:
@@ -339,7 +291,7 @@ def record_and_commit(out_dir: Path, entry: dict[str, Any], tmp: Path, final: Pa
             _copy_run(copy_from[0], out_dir, copy_from[1])
         before = record(out_dir, entry)  # recorded first: a failure here leaves no unrecorded file
         try:
-            _commit(tmp, final)
+            tempfiles.commit(tmp, final)
         except BaseException:
             write_manifest(out_dir, before)
             raise
@@ -399,6 +351,6 @@ def _copy_run(run_dir: Path, out_dir: Path, run_manifest: dict[str, Any]) -> Non
             raise ExportError(f"{src}: weights changed while being copied to {dst}")
         os.replace(tmp, dst)
     except BaseException:
-        _unlink(Path(tmp))
+        tempfiles.unlink(Path(tmp))
         raise
     atomic_write_json(mpath, m)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from edgegan.errors import ExportError
+from edgegan.export import labels
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +117,12 @@ def _quiet(progress: bool) -> Iterator[None]:
 
 
 def convert(module: torch.nn.Module, latent_dim: int, batches: tuple[int, ...], *, progress: bool = False) -> bytes:
-    """Float32 flatbuffer with one signature ``batch_<b>`` per batch size."""
+    """Float32 flatbuffer with one signature ``batch_<b>`` per batch size (inputs ``args_0``: z, and a
+    conditional generator's ``args_1``: its one-hot label, issue 20)."""
     lt = _import_litert_torch(progress)
     conv = None
     for b in batches:
-        sample = (torch.zeros(b, latent_dim, dtype=torch.float32),)
+        sample = labels.sample_inputs(module, b, latent_dim)
         conv = lt.signature(signature_key(b), module, sample) if conv is None else \
             conv.signature(signature_key(b), module, sample)
     try:
@@ -209,8 +211,11 @@ def _calibrate(quantizer: Any, float_model: bytes, calib_model: bytes, rcp: Any,
     from ai_edge_quantizer import calibrator, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
 
+    from ai_edge_litert.interpreter import Interpreter
+
     key = signature_key(batch)
-    data = {key: [{_input_name(calib_model, key): z[i:i + batch]} for i in range(0, len(z), batch)]}
+    inputs = labels.tflite_inputs(Interpreter(model_content=calib_model), key)  # z (and a one-hot label)
+    data = {key: [labels.feed(inputs, z[i:i + batch]) for i in range(0, len(z), batch)]}
     if CALIBRATION_STAT == "moving-average":
         measured = quantizer.Quantizer(calib_model, rcp).calibrate(data)
     else:
@@ -221,16 +226,6 @@ def _calibrate(quantizer: Any, float_model: bytes, calib_model: bytes, rcp: Any,
         cal.calibrate(data, rm)
         measured = {k: {n: v for n, v in q.items() if n != "batches"} for k, q in cal.get_model_qsvs().items()}
     return share_ranges(measured, calib_model, key, float_model)
-
-
-def _input_name(model: bytes, key: str) -> str:
-    from ai_edge_litert.interpreter import Interpreter
-
-    sig = Interpreter(model_content=model).get_signature_list()
-    if key not in sig:
-        raise ExportError(f"calibration model has no signature {key!r} (has {sorted(sig)})")
-    (name,) = sig[key]["inputs"]
-    return name
 
 
 def _subgraph_tensor_order(model: Any, key: str) -> tuple[list[int], list[str]]:
@@ -276,15 +271,16 @@ def share_ranges(measured: dict[str, Any], source_model: bytes, source_key: str,
 
 
 def io_quantization(model: bytes) -> dict[str, Any] | None:
-    """Scale and zero point of the integer input/output tensors (the same for every signature), or None."""
+    """Scale and zero point of the integer input ("input", a conditional generator's "label") and output
+    tensors (the same for every signature), or None."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=model)
     seen: dict[str, dict[str, Any]] = {}
-    for key in interp.get_signature_list():
+    for key, sig in interp.get_signature_list().items():
         runner = interp.get_signature_runner(key)
-        for kind, details in (("input", runner.get_input_details()), ("output", runner.get_output_details())):
-            (d,) = details.values()
+        ins, (out,) = runner.get_input_details(), runner.get_output_details().values()
+        for kind, d in (*zip(("input", "label"), (ins[n] for n in sig["inputs"])), ("output", out)):
             dtype = np.dtype(d["dtype"]).name
             if dtype == "float32":
                 continue

@@ -99,11 +99,13 @@ def all_tensors(model: bytes, key: str, inputs: list[np.ndarray]) -> Iterator[di
     quantizer's own interpreter helpers; builtin kernels, so no delegate hides an intermediate)."""
     from ai_edge_quantizer.utils import tfl_interpreter_utils as tiu
 
+    from edgegan.export import labels
+
     interp = tiu.create_tfl_interpreter(model, use_xnnpack=False, num_threads=1, preserve_all_tensors=True)
     sg = tiu.get_signature_main_subgraph_index(interp, key)
     details = tiu.get_tensor_name_to_details_map(interp, sg)
-    (name,) = interp.get_signature_runner(key).get_input_details()
+    names = labels.tflite_inputs(interp, key)  # z, and a conditional generator's label (rows z ++ one-hot)
     for z in inputs:
-        tiu.invoke_interpreter_signature(interp, {name: z}, key)
+        tiu.invoke_interpreter_signature(interp, labels.feed(names, z), key)
         yield {n: np.asarray(tiu.get_tensor_data(interp, d, sg), dtype=np.float32) for n, d in details.items()
                if np.dtype(d["dtype"]) != np.object_ and all(d["shape"])}

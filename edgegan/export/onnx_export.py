@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from edgegan.errors import ExportError
+from edgegan.export import labels
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +116,13 @@ def to_onnx(module: torch.nn.Module, latent_dim: int, *,
     onnx = _import("onnx")
     _import("onnxscript")
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    args = labels.sample_inputs(module, 2, latent_dim)  # batch 2: a batch of 1 can be specialised away by the tracer
+    names = list(labels.INPUT_NAMES[:len(args)])  # z, and a conditional generator's one-hot label (issue 20)
     try:
         with _quiet_logs():
-            # Batch 2 as the example: a batch of 1 can be specialised away by the tracer.
-            program = torch.onnx.export(module, (torch.zeros(2, latent_dim),), dynamo=True, optimize=True,
-                                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                        dynamic_shapes={"z": {0: batch}}, verbose=progress, report=False)
+            program = torch.onnx.export(module, args, dynamo=True, optimize=True, input_names=names,
+                                        output_names=[OUTPUT_NAME], dynamic_shapes={n: {0: batch} for n in names},
+                                        verbose=progress, report=False)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:400]
         raise ExportError(f"torch.onnx (dynamo) could not export the generator: {first}") from e
@@ -148,10 +150,9 @@ def _try_onnxsim(model: Any) -> tuple[Any, dict[str, Any]]:
         rec.update(status="not-installed", error=f"{type(e).__name__}: {e}; pip install 'edgegan[export]'")
         log.warning("onnxsim is not installed (%s); the ONNX file is not simplified", e)
         return model, rec
-    rec["version"] = _version("onnxsim")
+    rec["version"] = versions().get("onnxsim")
     # Its check runs batch 2 (not 1: a dynamic batch is what the file promises); its progress prints go to DEBUG.
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    shapes = {model.graph.input[0].name: [2, *dims[1:]]}
+    shapes = {name: [2, width] for name, width in labels.onnx_inputs(model)}
     out = io.StringIO()
     try:
         with _quiet_logs(), contextlib.redirect_stdout(out):
@@ -174,13 +175,6 @@ def _try_onnxsim(model: Any) -> tuple[Any, dict[str, Any]]:
         return simplified, rec
     rec.update(status="no-change", nodes_after=after)
     return model, rec
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def opset_of(model: Any) -> int:
@@ -221,10 +215,10 @@ def fp16_weights(model: Any) -> Any:
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over fixed latents, in batches."""
+    """onnxruntime CalibrationDataReader over fixed latents (rows z ++ one-hot: ``labels.feed``), in batches."""
 
-    def __init__(self, z: np.ndarray, batch: int):
-        self._it = iter([{INPUT_NAME: z[i:i + batch]} for i in range(0, len(z), batch)])
+    def __init__(self, z: np.ndarray, batch: int, inputs: list[tuple[str, int]]):
+        self._it = iter([labels.feed(inputs, z[i:i + batch]) for i in range(0, len(z), batch)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
@@ -249,7 +243,7 @@ def int8_qdq(model: Any, calibration: np.ndarray, batch: int) -> tuple[Any, str]
             pre = src
         try:
             with _quiet_logs():
-                q.quantize_static(str(pre), str(dst), _Reader(calibration, batch),
+                q.quantize_static(str(pre), str(dst), _Reader(calibration, batch, labels.onnx_inputs(model)),
                                   quant_format=q.QuantFormat.QDQ, per_channel=True,
                                   activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QUInt8,
                                   calibrate_method=q.CalibrationMethod.MinMax)
@@ -289,9 +283,9 @@ def _run_all(model: Any, names: list[str], chunks: list[np.ndarray]) -> Iterator
     so.intra_op_num_threads = 1
     so.log_severity_level = 3
     sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    outs = [o.name for o in sess.get_outputs()]
+    outs, ins = [o.name for o in sess.get_outputs()], labels.session_inputs(sess)
     for z in chunks:
-        yield dict(zip(outs, (np.asarray(v, dtype=np.float32) for v in sess.run(None, {INPUT_NAME: z}))))
+        yield dict(zip(outs, (np.asarray(v, dtype=np.float32) for v in sess.run(None, labels.feed(ins, z)))))
 
 
 def layer_report(float_model: Any, quant_model: Any, calibration: np.ndarray, batch: int) -> dict[str, Any]:
@@ -351,9 +345,10 @@ def qdq_reference(data: bytes) -> Any:
     so.intra_op_num_threads = 1
     so.log_severity_level = 3
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    ins = labels.session_inputs(sess)
 
-    def run(z: np.ndarray) -> np.ndarray:
-        return sess.run(None, {INPUT_NAME: np.ascontiguousarray(z, dtype=np.float32)})[0]
+    def run(z: np.ndarray) -> np.ndarray:  # z, or rows z ++ one-hot
+        return sess.run(None, labels.feed(ins, np.ascontiguousarray(z, dtype=np.float32)))[0]
 
     return run
 

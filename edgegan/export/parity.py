@@ -4,6 +4,10 @@ The file is run by the runtime that apps ship (never by torch) on fixed latents
 (``edgegan_runtime.latent``): once on all ``n`` latents, and once per fixed batch size so every
 signature of a TFLite file is exercised. Like Optimum's validation, every failure is collected
 before one typed error reports the largest differences per signature.
+
+A conditional generator's file (issue 20) is checked per label: the ``n`` latents once with each class
+(every class, or ``labels.PARITY_CLASSES`` evenly spaced ones when there are more: ``label_<c>`` runs),
+then each fixed batch size with the checked classes in turn; the PyTorch module gets the same z and label.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from edgegan.errors import ParityError
 from edgegan.export.formats import CHANGED_LEVELS, Thresholds
+
+if TYPE_CHECKING:
+    from edgegan.export.labels import Labels
 
 log = logging.getLogger(__name__)
 
@@ -83,33 +90,42 @@ def failures(stats: dict[str, float], t: Thresholds, values: int | None = None) 
 
 def check(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], *, latent_dim: int,
           batches: Sequence[int] | None, thresholds: Thresholds, n: int, seed: int,
-          kernel_reference: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+          kernel_reference: Callable[[np.ndarray], np.ndarray] | None = None, classes: Labels | None = None) -> dict:
     """Run ``path`` through the runtime on ``latent(n, latent_dim, seed)`` and compare with ``reference``.
 
     ``kernel_reference``, for quantized files, computes the file's own arithmetic without this CPU's
     integer kernels: the runtime's output must match it within ``KERNEL_MAX_ABS`` (``kernels``), so a
     file that is accurate only on this machine's instruction set fails here, not on a user's CPU.
+    ``classes``: a conditional generator's (see the module doc); both references then take rows
+    z ++ one-hot (``labels.rows``).
 
     Returns the manifest's ``parity`` section (``passed`` False on a mismatch; the caller decides
     whether that raises). A file the runtime cannot load or run counts as a mismatch with ``error``.
     """
     import edgegan_runtime as rt
 
-    runs = {"all": n}
-    for b in batches or (1,):  # dynamic batch: also check batch 1
-        runs[f"batch_{b}"] = b
-    z = rt.latent(max(runs.values()), latent_dim, seed)
-    want = reference(z)
+    from edgegan.export import labels
+
+    runs = _runs(n, batches, classes)
+    z = rt.latent(max(count for count, _ in runs.values()), latent_dim, seed)
+    if classes is None:
+        want_all = reference(z)
+        wants = [want_all[:count] for count, _ in runs.values()]
+    else:
+        wants = [reference(labels.rows(z[:count], c, classes)) for count, c in runs.values()]
     section: dict = {"n": n, "seed": seed, "thresholds": thresholds.to_dict()}
+    if classes is not None:
+        section["labels"] = {"classes": classes.count, "checked": labels.parity_classes(classes.count),
+                             "rule": labels.parity_rule(classes.count)}
     try:
         gen = rt.load(path)
         section["backend"] = gen.backend
         per = {}
         outs = []
-        for label, count in runs.items():
-            got = gen.generate_from(z[:count])
-            per[label] = compare(got, want[:count])
-            outs.append((got, want[:count]))
+        for (label, (count, c)), want in zip(runs.items(), wants):
+            got = gen.generate_from(z[:count]) if c is None else gen.generate_from(z[:count], labels=c)
+            per[label] = compare(got, want)
+            outs.append((got, want))
         gen.close()
     except rt.RuntimeModelError as e:
         section.update({**{k: None for k in STATS}, "passed": False,
@@ -119,8 +135,10 @@ def check(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], *, la
     want_all = np.concatenate([w.reshape(len(w), -1) for _, w in outs])
     total = compare(got_all, want_all)
     problems = {label: failures(s, thresholds, values=g.size) for (label, s), (g, _) in zip(per.items(), outs)}
-    if kernel_reference is not None:
-        k = compare(outs[0][0], kernel_reference(z[:n]))
+    if kernel_reference is not None:  # the n-latent runs ("all", or one per checked class)
+        first = list(runs.values())[:1 if classes is None else len(section["labels"]["checked"])]
+        x = np.concatenate([labels.rows(z[:count], c, classes) for count, c in first])
+        k = compare(np.concatenate([got for got, _ in outs[:len(first)]]), kernel_reference(x))
         section["kernels"] = {"reference": KERNEL_REFERENCE, **k, "max_abs_limit": KERNEL_MAX_ABS}
         problems["kernels"] = failures(k, Thresholds(max_abs=KERNEL_MAX_ABS))
     section.update(total)
@@ -129,6 +147,18 @@ def check(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], *, la
     if not section["passed"]:
         section["failures"] = {k: v for k, v in problems.items() if v}
     return _json_safe(section)
+
+
+def _runs(n: int, batches: Sequence[int] | None, classes: Labels | None) -> dict[str, tuple[int, np.ndarray | None]]:
+    """{run: (latents, their classes or None)}: all ``n`` latents (once per checked class of a conditional
+    generator), then each fixed batch size (a conditional one's with the checked classes in turn)."""
+    from edgegan.export import labels
+
+    checked = None if classes is None else np.array(labels.parity_classes(classes.count), dtype=np.int64)
+    runs = {"all": (n, None)} if checked is None else {f"label_{c}": (n, np.full(n, c)) for c in checked}
+    for b in batches or (1,):  # dynamic batch: also check batch 1
+        runs[f"batch_{b}"] = (b, None if checked is None else np.resize(checked, b))
+    return runs
 
 
 def _json_safe(obj):

@@ -54,9 +54,12 @@ class FlatLatent(nn.Module):
         return self.generator(z.reshape(z.shape[0], -1, 1, 1))
 
 
-def prepare_for_export(module: nn.Module, *, rewrite_convt: bool = False) -> tuple[nn.Module, dict[str, int]]:
+def prepare_for_export(module: nn.Module, *, rewrite_convt: bool = False,
+                       latent_dim: int | None = None) -> tuple[nn.Module, dict[str, int]]:
     """A deep copy of ``module`` in eval mode, BatchNorm folded (ConvTs rewritten if asked), wrapped
-    as ``LatentToImage``; plus what was done, for the manifest."""
+    as ``LatentToImage``; plus what was done, for the manifest. A conditional generator (its
+    ``num_classes``; z of ``latent_dim``, default its own) is wrapped as ``labels.LabelledToImage``, its first
+    layer split in two so that the one-hot label stays exact in int8 (issue 20)."""
     m = copy.deepcopy(module).float().eval()
     for p in m.parameters():
         p.requires_grad_(False)
@@ -67,12 +70,18 @@ def prepare_for_export(module: nn.Module, *, rewrite_convt: bool = False) -> tup
         log.warning("BatchNorm layers not directly after a convolution in an nn.Sequential stay unfolded: %s",
                     ", ".join(left))
     done["batchnorm_unfolded"] = len(left)
+    wrapped = LatentToImage(m)
+    if getattr(m, "num_classes", None):
+        from edgegan.export.labels import LabelledToImage
+
+        wrapped = LabelledToImage(m, latent_dim if latent_dim is not None else m.latent_dim)
+        done["label_layer_split"] = 1
     if rewrite_convt:
-        done["convtranspose_rewritten"] = rewrite_transposed_convs(m)
+        done["convtranspose_rewritten"] = rewrite_transposed_convs(wrapped)
         if done["convtranspose_rewritten"]:
             log.info("rewrote %d transposed convolution(s) as padding 0 + crop for the TFLite converter",
                      done["convtranspose_rewritten"])
-    return LatentToImage(m).eval(), done
+    return wrapped.eval(), done
 
 
 # --------------------------------------------------------------------------------------- folding

@@ -249,7 +249,7 @@ def check_io(quantization: dict[str, Any] | None, precision: Any, recipe: str | 
     """ParityError when a file's input/output tensors are not the precision's (an int8 file with
     int16 tensors is another precision, whatever its images look like)."""
     got = {k: v["dtype"] for k, v in (quantization or {}).items()}
-    for kind in ("input", "output"):
+    for kind in ("input", "label", "output"):  # label: a conditional generator's (issue 20)
         dtype = got.get(kind, "float32")
         if dtype not in (precision.io_dtype, "float32"):  # float32: a layer kept in float at that end
             raise ParityError(f"{precision.label} file made by recipe {recipe} has a {dtype} {kind}; "

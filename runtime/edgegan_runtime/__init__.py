@@ -4,6 +4,7 @@
     g = rt.load("runs/student/manifest.json", export="tflite:int8")
     pixels = g.generate(16, seed=0)          # uint8 (16, H, W, C)
     images = g.generate_from(rt.latent(16, g.latent_dim, 0))   # float32 (16, C, H, W) in [-1, 1]
+    pixels = c.generate(16, seed=0, label=7)  # a conditional generator (c.num_classes == K): class 7
 
 Every file is verified (size, type, sha256, structure) before a native interpreter sees it; every
 failure is a ``RuntimeModelError`` subclass with a one-line message naming the file.
@@ -17,6 +18,7 @@ from edgegan_runtime.errors import (  # noqa: E402
     BackendUnavailableError,
     FileReadError,
     InputError,
+    LabelError,
     ManifestError,
     ModelFileError,
     OutputError,
@@ -24,6 +26,7 @@ from edgegan_runtime.errors import (  # noqa: E402
     RuntimeModelError,
 )
 from edgegan_runtime.generator import Generator, load, to_pixels  # noqa: E402
+from edgegan_runtime.labels import one_hot  # noqa: E402
 from edgegan_runtime.latent import latent  # noqa: E402
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "FileReadError",
     "Generator",
     "InputError",
+    "LabelError",
     "ManifestError",
     "ModelFileError",
     "OutputError",
@@ -41,5 +45,6 @@ __all__ = [
     "backends",
     "latent",
     "load",
+    "one_hot",
     "to_pixels",
 ]

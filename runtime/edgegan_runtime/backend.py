@@ -14,8 +14,9 @@ runtime refuses such a file with ``BackendUnavailableError`` before native code 
 "dynamic-int8"). ``edgegan formats`` shows the same table.
 
 Interpreters are imported only when a backend is built. An adapter turns a verified model into
-``Session`` objects with one method, ``run(z, batch) -> float32 (batch, C, H, W)``, where ``batch``
-is one of the model's batch sizes (any size when the batch is dynamic). A ``Session`` serves one
+``Session`` objects with one method, ``run(z, batch, onehot=None) -> float32 (batch, C, H, W)``, where
+``batch`` is one of the model's batch sizes (any size when the batch is dynamic) and ``onehot`` the
+label input (batch, K) of a conditional model (issue 20). A ``Session`` serves one
 caller at a time; the generator keeps a pool of them. ONNX Runtime sessions share one thread-safe
 InferenceSession and are cheap (an IOBinding each); a TFLite interpreter is not thread-safe, so each
 TFLite session is a whole interpreter, and the pool holds at most ``pool_size`` of them.
@@ -55,9 +56,10 @@ class BackendSpec:
 
 
 class Session:
-    """One native session or interpreter; ``run`` is called with a C-contiguous float32 (batch, latent)."""
+    """One native session or interpreter; ``run`` is called with a C-contiguous float32 (batch, latent), and
+    a conditional model's C-contiguous float32 one-hot (batch, K)."""
 
-    def run(self, z: np.ndarray, batch: int) -> np.ndarray:  # pragma: no cover - interface
+    def run(self, z: np.ndarray, batch: int, onehot: np.ndarray | None = None) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -103,7 +105,8 @@ class _OrtRunner(Session):
         self._ort = ort
         self._in, self._out = checked.onnx_io.input_name, checked.onnx_io.output_name
         self._shape = checked.onnx_io.input_shape or (checked.latent_dim,), checked.output_shape
-        self._bindings: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}
+        self._label = checked.onnx_io.label_name, checked.num_classes  # a conditional model's second input
+        self._bindings: dict[int, tuple[Any, np.ndarray, np.ndarray, np.ndarray | None]] = {}
         self._options = ort.RunOptions()
         self._options.log_severity_level = 4
         csess = getattr(sess, "_sess", None)
@@ -114,7 +117,7 @@ class _OrtRunner(Session):
             else (lambda b: sess.run_with_iobinding(b, self._options))
         )
 
-    def _binding(self, batch: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    def _binding(self, batch: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray | None]:
         got = self._bindings.get(batch)
         if got is None:
             if len(self._bindings) >= self.MAX_BINDINGS:
@@ -124,13 +127,19 @@ class _OrtRunner(Session):
             b = self.sess.io_binding()
             b.bind_input(self._in, "cpu", 0, np.float32, x.shape, x.ctypes.data)
             b.bind_output(self._out, "cpu", 0, np.float32, y.shape, y.ctypes.data)
-            got = self._bindings[batch] = (b, x, y)
+            h = None
+            if self._label[0] is not None:
+                h = np.zeros((batch, self._label[1]), np.float32)
+                b.bind_input(self._label[0], "cpu", 0, np.float32, h.shape, h.ctypes.data)
+            got = self._bindings[batch] = (b, x, y, h)
         return got
 
-    def run(self, z: np.ndarray, batch: int) -> np.ndarray:
+    def run(self, z: np.ndarray, batch: int, onehot: np.ndarray | None = None) -> np.ndarray:
         try:
-            b, x, y = self._binding(batch)
+            b, x, y, h = self._binding(batch)
             np.copyto(x.reshape(z.shape), z)  # a view: z (N, L) into a (N, L) or (N, L, 1, 1) buffer
+            if h is not None:
+                np.copyto(h, onehot)
             self._run_bound(b)
             return y.copy()
         except Exception as e:
@@ -161,6 +170,7 @@ class _Plan:
     input: TensorSpec
     output: TensorSpec
     allocated_batch: int | None = None
+    label: TensorSpec | None = None  # a conditional model's one-hot input
 
 
 class _TfliteSession(Session):
@@ -183,16 +193,17 @@ class _TfliteSession(Session):
                 if got != sg:
                     raise BackendError(f"{name}: signature {e.key!r} runs subgraph {got}, the file says {sg}")
             batch = None if checked.batch_sizes is None else e.input.shape[0]
-            self._plans.setdefault(batch, _Plan(sg, e.input, e.output))
+            self._plans.setdefault(batch, _Plan(sg, e.input, e.output, label=e.label))
         if allocate:  # the smallest batch only: the others allocate on first use (1.2 MB for batch_64 at d=2)
             batch = min(self._plans, key=lambda b: b or 0)
             self._prepare(self._plans[batch], batch or 1)
 
     def _prepare(self, plan: _Plan, batch: int) -> None:
         try:
-            if plan.input.shape_signature[:1] == (-1,) or plan.input.shape[0] != batch:
-                shape = np.array((batch, *plan.input.shape[1:]), dtype=np.int32)
-                self._w.ResizeInputTensor(plan.input.index, shape, False, plan.subgraph)
+            for t in (plan.input, plan.label) if plan.label is not None else (plan.input,):
+                if t.shape_signature[:1] == (-1,) or t.shape[0] != batch:
+                    shape = np.array((batch, *t.shape[1:]), dtype=np.int32)
+                    self._w.ResizeInputTensor(t.index, shape, False, plan.subgraph)
             self._w.AllocateTensors(plan.subgraph)
             got = tuple(int(d) for d in self._w.TensorSize(plan.output.index, plan.subgraph))
         except Exception as e:
@@ -203,13 +214,16 @@ class _TfliteSession(Session):
             raise BackendError(f"{self.name}: the model computes images of shape {list(got)}, its file declares {want}")
         plan.allocated_batch = batch
 
-    def run(self, z: np.ndarray, batch: int) -> np.ndarray:
+    def run(self, z: np.ndarray, batch: int, onehot: np.ndarray | None = None) -> np.ndarray:
         plan = self._plans.get(batch) or self._plans[None]
         if plan.allocated_batch != batch:
             self._prepare(plan, batch)
         x = z if plan.input.dtype == "float32" else _quantize(z, plan.input)
         w, sg = self._w, plan.subgraph
         try:
+            if plan.label is not None:  # exact in int8: the exporter checked 0 and 1 are two of its levels
+                label = plan.label
+                w.SetTensor(label.index, onehot if label.dtype == "float32" else _quantize(onehot, label), sg)
             w.SetTensor(plan.input.index, x, sg)
             w.Invoke(sg)
             y = w.GetTensor(plan.output.index, sg)

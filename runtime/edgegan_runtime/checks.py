@@ -5,8 +5,9 @@ In order: it exists and is a regular file (opened without blocking, read with a 
 its sha256 (when the caller or the manifest gives one); its type from its own bytes (TFLite's
 ``TFL3`` identifier, else the ONNX protobuf walk), which must agree with its name and the manifest;
 its structure (``tflite_check`` / ``onnx_check``: every index, size and shape native code will
-trust); and the generator contract (one input (B, latent_dim), one output (B, C, H, W), consistent
-across signatures, batch sizes from 1 to ``MAX_FIXED_BATCH``).
+trust); and the generator contract (one input (B, latent_dim), or two with a class label (B, K) second
+when the file's ``edgegan.contract`` names it (issue 20); one output (B, C, H, W); consistent across
+signatures, batch sizes from 1 to ``MAX_FIXED_BATCH``).
 
 The file is read once; the interpreter gets the very bytes that were checked, so the file cannot
 change between the check and the load.
@@ -46,6 +47,7 @@ class CheckedModel:
     onnx_io: object = None  # onnx: onnx_check.OnnxIO
     contract: dict | None = None  # the file's own edgegan.contract (see contract.py), None for older files
     hybrid_ops: tuple[str, ...] = ()  # tflite: operators with float32 activations and int8 weights
+    num_classes: int | None = None  # a conditional generator's K (its label input is (B, K)); None: unconditional
 
     @property
     def precision_hint(self) -> str | None:
@@ -120,12 +122,17 @@ def _format_of(data: bytes, path: Path, fmt: str | None) -> str:
 
 
 def _check_onnx(path: Path, data: bytes, digest: str) -> CheckedModel:
-    from edgegan_runtime.onnx_check import verify_onnx
+    from edgegan_runtime.onnx_check import check_label_input, verify_onnx
 
     io = verify_onnx(data, str(path))
     batch_sizes = None if io.batch is None else (io.batch,)
     c = contract.parse(io.metadata.get(contract.METADATA_NAME), str(path))
-    contract.check(c, name=str(path), latent_dim=io.latent_dim, output_shape=io.output_shape, batch_sizes=batch_sizes)
+    k = None
+    if io.label_name is not None:
+        contract.require_label(c, str(path))  # before the second input is looked at
+        k = check_label_input(io, str(path))
+    contract.check(c, name=str(path), latent_dim=io.latent_dim, output_shape=io.output_shape, batch_sizes=batch_sizes,
+                   num_classes=k)
     return CheckedModel(
         path=path,
         format="onnx",
@@ -136,6 +143,7 @@ def _check_onnx(path: Path, data: bytes, digest: str) -> CheckedModel:
         batch_sizes=batch_sizes,
         onnx_io=io,
         contract=c,
+        num_classes=k,
     )
 
 
@@ -144,7 +152,9 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
 
     name = str(path)
     entries, hybrid, metadata = inspect_tflite(data, name)
-    dims, shapes, batches, dynamic = set(), set(), [], False
+    if any(e.label is not None for e in entries):  # what the second input is, before its tensor is looked at
+        contract.require_label(contract.parse(metadata.get(contract.METADATA_NAME), name), name)
+    dims, shapes, batches, classes, dynamic = set(), set(), [], set(), False
     for e in entries:
         label = f"signature {e.key!r}" if e.key is not None else "model"
         i, o = e.input, e.output
@@ -152,7 +162,8 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
             raise ModelFileError(
                 f"{name}: {label} maps {list(i.shape)} -> {list(o.shape)}; expected (B, latent) -> (B, C, H, W)"
             )
-        for t, what in ((i, "input"), (o, "output")):
+        classes.add(_label_width(e, name, label))
+        for t, what in ((i, "input"), (o, "output"), *(((e.label, "label input"),) if e.label else ())):
             if t.dtype not in _IO_DTYPES:
                 raise ModelFileError(f"{name}: {label} {what} is {t.dtype}; expected float32, int8, uint8 or int16")
             if t.dtype != "float32" and (t.scale is None or not t.scale > 0):
@@ -174,16 +185,17 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
             )
         elif i.shape[0] not in batches:
             batches.append(i.shape[0])
-    if len(dims) != 1 or len(shapes) != 1:
-        raise ModelFileError(f"{name}: signatures disagree on the latent size or the image shape")
+    if len(dims) != 1 or len(shapes) != 1 or len(classes) != 1:
+        raise ModelFileError(f"{name}: signatures disagree on the latent size, the image shape or the label input")
     if dynamic and len(entries) > 1:
         raise ModelFileError(f"{name}: several signatures and a dynamic batch size; expected one per fixed batch")
     if not dynamic and not batches:
         raise ModelFileError(f"{name}: no signature with a batch size >= 1")
-    latent_dim, output_shape = dims.pop(), shapes.pop()
+    latent_dim, output_shape, k = dims.pop(), shapes.pop(), classes.pop()
     batch_sizes = None if dynamic else tuple(sorted(batches))
     c = contract.parse(metadata.get(contract.METADATA_NAME), name)
-    contract.check(c, name=name, latent_dim=latent_dim, output_shape=output_shape, batch_sizes=batch_sizes)
+    contract.check(c, name=name, latent_dim=latent_dim, output_shape=output_shape, batch_sizes=batch_sizes,
+                   num_classes=k)
     return CheckedModel(
         path=path,
         format="tflite",
@@ -195,4 +207,17 @@ def _check_tflite(path: Path, data: bytes, digest: str) -> CheckedModel:
         entries=tuple(entries),
         contract=c,
         hybrid_ops=hybrid,
+        num_classes=k,
     )
+
+
+def _label_width(e: Entry, name: str, label: str) -> int | None:
+    """K of an entry's label input (B, K), None without one; its batch dimension is z's."""
+    t = e.label
+    if t is None:
+        return None
+    if len(t.shape) != 2 or t.shape[0] != e.input.shape[0] or t.shape_signature[:1] != e.input.shape_signature[:1] \
+            or t.shape[1] < 1:
+        raise ModelFileError(f"{name}: {label} takes z {list(e.input.shape)} and a label {list(t.shape)}; expected "
+                             "the label as a one-hot (B, K) with z's batch size B")
+    return int(t.shape[1])

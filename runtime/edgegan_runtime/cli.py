@@ -1,7 +1,8 @@
 """``edgegan-runtime``: generate sample grids and probe latency with only the runtime installed.
 
 The library raises typed errors; this module alone turns them into one-line messages and exit
-codes (0 ok, 1 a model/backend/input error, 2 bad usage).
+codes (0 ok, 1 a model/backend/input error, 2 bad usage, 3 a class label the model does not take:
+``LabelError``, issue 20).
 
 This command stays on argparse (``edgegan`` uses click): the runtime's only dependency is numpy, and
 click would be its second for four small commands on boards. Abbreviated options are refused, as
@@ -16,7 +17,9 @@ import sys
 from typing import Sequence
 
 from edgegan_runtime import __version__
-from edgegan_runtime.errors import RuntimeModelError
+from edgegan_runtime.errors import LabelError, RuntimeModelError
+
+LABEL_EXIT = 3  # a label the model does not take (none for a conditional model, one for an unconditional one, ...)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -46,6 +49,14 @@ def _int_from(low: int, high: int | None = None):
     return parse
 
 
+def _int_list(text: str) -> list[int]:
+    """An argparse type: comma-separated integers (``--labels 0,1,2``)."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgegan-runtime",
@@ -57,9 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write a grid of generated images as PNG", allow_abbrev=False)
     _add_model_args(p)
-    p.add_argument("-n", type=_int_from(1, MAX_GRID), default=16,
-                   help=f"number of images, 1 to {MAX_GRID} (default 16)")
+    p.add_argument("-n", type=_int_from(1, MAX_GRID), default=None,
+                   help=f"number of images, 1 to {MAX_GRID} (default 16, or one per --labels entry)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--label", type=int, default=None, help="a conditional model: the class of every image, 0 to K-1")
+    p.add_argument("--labels", type=_int_list, default=None,
+                   help="a conditional model: one class per image, comma-separated (e.g. 0,1,2)")
     p.add_argument("--nrow", type=_int_from(1, MAX_GRID), default=None, help="images per row (default: square)")
     p.add_argument("-o", "--out", required=True, help="output PNG path (its folder must exist)")
 
@@ -83,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
+    except LabelError as e:
+        from edgegan_runtime.text import one_line
+
+        print(f"edgegan-runtime: error: {one_line(e)}", file=sys.stderr)
+        return LABEL_EXIT
     except RuntimeModelError as e:
         from edgegan_runtime.text import one_line
 
@@ -102,11 +121,13 @@ def _generate(args: argparse.Namespace) -> int:
 
     out = check_output(args.out)  # before any work: a missing folder is a typo, and is not created
     g = load(args.model, backend=args.backend, threads=args.threads, export=args.export)
-    images = g.generate(args.n, seed=args.seed)
+    n = args.n if args.n is not None else len(args.labels) if args.labels is not None else 16
+    images = g.generate(n, seed=args.seed, label=args.label, labels=args.labels)
     if images.shape[-1] == 2 or images.shape[-1] > 4:
         images = images[..., :1]  # PNG has no 2- or 5+-channel colour type; show the first channel
     path = write_png(out, grid(images, nrow=args.nrow), make_folders=False)
-    print(f"wrote {path} ({args.n} images, {g.backend}, seed {args.seed})")
+    classes = "" if args.label is None else f", class {args.label}"
+    print(f"wrote {path} ({n} images, {g.backend}, seed {args.seed}{classes})")
     return 0
 
 
@@ -132,6 +153,7 @@ def _info(args: argparse.Namespace) -> int:
         "latent_dim": g.latent_dim,
         "output_shape": list(g.output_shape),
         "batch_sizes": list(g.batch_sizes) if g.batch_sizes else None,
+        "classes": None if g.num_classes is None else {"count": g.num_classes, "names": g.class_names},
         "bytes": g.bytes,
         "sha256": g.sha256,
     }

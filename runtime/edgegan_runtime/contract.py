@@ -14,11 +14,20 @@ entry of the flatbuffer's Model table (the entry names a buffer holding the UTF-
      "batch_sizes": [1, 64],                  # a TFLite file's signatures; null: any batch (ONNX)
      "signatures": [{"key": "batch_1", "batch": 1}, ...],   # TFLite only
      "identity": {"stem": ..., "file": ..., "format": ..., "precision": ..., "quantize": ...,
-                  "model_sha256": ...}}       # the manifest entry this file is (its own sha256 cannot be inside it)
+                  "model_sha256": ...},       # the manifest entry this file is (its own sha256 cannot be inside it)
+     "label": {"classes": 10, "names": ["zero", ...] or null, "form": "onehot", "dtype": "float32",
+               "input": 1}}                   # conditional files only (issue 20); absent: unconditional
+
+A conditional file has two inputs, in this order: z (B, latent dim) and the label as a float32 one-hot
+(B, classes), whose row i is 1.0 at the class of image i and 0.0 elsewhere (``labels.one_hot``). ONNX
+names them ``z`` and ``label``; litert-torch names a TFLite signature's inputs ``args_0`` and ``args_1``;
+``input`` is the label's position. An int8 file quantizes the one-hot as it does z, with the scale and
+zero point in the file: edgegan's exporter checks they carry 0 and 1 exactly.
 
 The runtime reads it back at load (``Generator.contract``) and refuses a file whose contract
 disagrees with its own tensors (latent size, image shape, batch sizes) or names a sampler or pixel
-rule version this runtime does not implement.
+rule version this runtime does not implement; a two-input file without a ``label`` entry, or a
+one-input file with one, is refused too.
 """
 
 from __future__ import annotations
@@ -41,11 +50,20 @@ MAX_FIXED_BATCH = 4096
 # Quantization scale of a quantized (int8/uint8) input or output: beyond these, 255 steps of it leave
 # any image range (an output scale of 3e38 made inf images, issue 14).
 IO_SCALE_RANGE = (1e-12, 1e6)
+LABEL_INPUT = 1  # the position of a conditional file's label input (z is input 0)
+LABEL_FORM = "onehot"
+
+
+def label_entry(classes: int, names: list[str] | None = None) -> dict[str, Any]:
+    """The ``label`` entry of a conditional file's contract: ``classes`` classes, optionally named."""
+    return {"classes": int(classes), "names": None if names is None else [str(n) for n in names],
+            "form": LABEL_FORM, "dtype": "float32", "input": LABEL_INPUT}
 
 
 def make_contract(*, latent_dim: int, output_shape: tuple[int, ...] | list[int], batch_sizes: list[int] | None,
-                  identity: dict[str, Any]) -> dict[str, Any]:
-    """The contract of a file (see the module doc); ``identity`` names its manifest entry."""
+                  identity: dict[str, Any], label: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The contract of a file (see the module doc); ``identity`` names its manifest entry; ``label``, a
+    conditional file's ``label_entry`` (None: unconditional, no ``label`` key)."""
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "latent": {"dim": int(latent_dim), "dtype": "float32",
@@ -59,6 +77,8 @@ def make_contract(*, latent_dim: int, output_shape: tuple[int, ...] | list[int],
     if batch_sizes is not None:
         out["signatures"] = [{"key": f"batch_{int(b)}", "batch": int(b)} for b in batch_sizes]
     out["identity"] = dict(identity)
+    if label is not None:
+        out["label"] = dict(label)
     return out
 
 
@@ -83,9 +103,21 @@ def parse(data: bytes | None, name: str) -> dict[str, Any] | None:
     return c
 
 
+def require_label(contract: dict[str, Any] | None, name: str) -> None:
+    """A file with a second input is a conditional generator only if its contract says so (a ``label``
+    entry); checked before the second input's tensor is looked at."""
+    if contract is None or contract.get("label") is None:
+        why = f"it has no {METADATA_NAME}" if contract is None else f"its {METADATA_NAME} has no label entry"
+        raise ModelFileError(f"{name}: model has 2 inputs and 1 output; an edgegan generator has one of each, or z and "
+                             f"a class label that its contract names ({why})")
+
+
 def check(contract: dict[str, Any] | None, *, name: str, latent_dim: int, output_shape: tuple[int, ...],
-          batch_sizes: tuple[int, ...] | None) -> None:
-    """Raise ModelFileError unless the contract agrees with the file's own tensors and this runtime."""
+          batch_sizes: tuple[int, ...] | None, num_classes: int | None = None) -> None:
+    """Raise ModelFileError unless the contract agrees with the file's own tensors and this runtime.
+    ``num_classes``: the width of the file's label input (its second input), None when it has one input."""
+    if num_classes is not None:
+        require_label(contract, name)
     if contract is None:
         return
     try:
@@ -107,3 +139,25 @@ def check(contract: dict[str, Any] | None, *, name: str, latent_dim: int, output
     if (pixels.get("name"), pixels.get("version")) != (PIXELS_NAME, PIXELS_VERSION):
         raise ModelFileError(f"{name}: made for pixel rule {pixels.get('name')} v{pixels.get('version')}; "
                              f"this runtime implements {PIXELS_NAME} v{PIXELS_VERSION}")
+    _check_label(contract.get("label"), name, num_classes)
+
+
+def _check_label(label: Any, name: str, num_classes: int | None) -> None:
+    """The contract's ``label`` entry against the file's inputs (see the module doc)."""
+    if label is None:
+        return  # a second input without one was refused by require_label
+    if num_classes is None:
+        raise ModelFileError(f"{name}: {METADATA_NAME} has a label entry but the file has one input (z); "
+                             "a conditional file takes z and a one-hot label")
+    if not isinstance(label, dict):
+        raise ModelFileError(f"{name}: {METADATA_NAME} label entry is {type(label).__name__}, not an object")
+    k, names = label.get("classes"), label.get("names")
+    if (label.get("form"), label.get("dtype"), label.get("input")) != (LABEL_FORM, "float32", LABEL_INPUT):
+        raise ModelFileError(f"{name}: {METADATA_NAME} label is {label.get('form')!r} {label.get('dtype')!r} at input "
+                             f"{label.get('input')!r}; this runtime reads a float32 one-hot at input {LABEL_INPUT}")
+    if not isinstance(k, int) or isinstance(k, bool) or k != num_classes:
+        raise ModelFileError(f"{name}: {METADATA_NAME} says {k!r} classes, the file's label input is "
+                             f"{num_classes} wide")
+    if names is not None and (not isinstance(names, list) or len(names) != k
+                              or not all(isinstance(n, str) for n in names)):
+        raise ModelFileError(f"{name}: {METADATA_NAME} label names must be null or {k} strings")

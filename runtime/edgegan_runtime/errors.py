@@ -38,5 +38,11 @@ class InputError(RuntimeModelError, ValueError):
     """A bad argument from the caller: latent of the wrong shape, n < 0, threads < 1, ..."""
 
 
+class LabelError(InputError):
+    """A class label the model cannot take (issue 20): none for a conditional model, one for an unconditional
+    model, an index outside [0, K), a float, bool or non-integer label, ``labels`` of the wrong length, or both
+    ``label`` and ``labels``."""
+
+
 class PrecisionWarning(UserWarning):
     """The file is known to come out inaccurate on this CPU (e.g. a U8S8 int8 ONNX file on x86 without VNNI)."""

@@ -7,6 +7,11 @@ the product rounded to float32), ``rint`` rounding half to even (IEEE 754 defaul
 then transposed to (N, H, W, C) uint8 (a NaN, from a broken model, becomes 0). The latents of
 ``generate(n, seed)`` are ``latent(n, latent_dim, seed)`` (see ``edgegan_runtime.latent``), so
 image i depends only on (seed, i), not on n.
+
+A conditional generator (issue 20: ``num_classes`` is K, not None) also takes a class per image:
+``generate(n, seed, label=7)`` (every image of class 7) or ``labels=[...]`` (one per image), and
+``generate_from(z, labels=...)``. The latents are the same as without a label, so one seed shows the
+same "style" in every class. The file takes the label as a float32 one-hot (``labels.one_hot``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from edgegan_runtime import backend as _backends
 from edgegan_runtime.checks import CheckedModel, read_and_check
 from edgegan_runtime.cpu import u8s8_saturates
 from edgegan_runtime.errors import BackendError, InputError, ModelFileError, PrecisionWarning
+from edgegan_runtime.labels import one_hot, resolve
 from edgegan_runtime.latent import latent
 from edgegan_runtime.manifest import ExportRef, check_sha256_arg, is_manifest, select_export
 
@@ -205,6 +211,10 @@ class Generator:
         # The file's own edgegan.contract (latent size, sampler, pixel rule, batch sizes, identity),
         # checked against its tensors at load; None for a file written before contracts existed.
         self.contract: dict | None = checked.contract
+        # A conditional generator's classes (its label input is a one-hot (B, K)); None: unconditional.
+        self.num_classes: int | None = checked.num_classes
+        self.class_names: list[str] | None = (checked.contract or {}).get("label", {}).get("names") \
+            if checked.num_classes is not None else None
         self.manifest: Path | None = ref.manifest
         self._spec = spec
         self._pool = _Pool(factory, spec.pool_size if pool_size is None else pool_size, str(checked.path))
@@ -255,36 +265,49 @@ class Generator:
             self._plans[n] = chunks
         return chunks
 
-    def generate_from(self, z: np.ndarray) -> np.ndarray:
-        """Float32 images (N, C, H, W) in [-1, 1] from latents z (N, latent_dim)."""
+    def generate_from(self, z: np.ndarray, labels=None) -> np.ndarray:
+        """Float32 images (N, C, H, W) in [-1, 1] from latents z (N, latent_dim); a conditional generator's
+        ``labels`` are N class indices in [0, num_classes) (LabelError otherwise, and for an unconditional one)."""
         z = self._check_z(z)
         n = z.shape[0]
+        onehot = None if labels is None and self.num_classes is None else self._onehot(n, labels)
         self._check_n(n)
         chunks = self.plan(n)
         session = self._pool.acquire()
         try:
             if len(chunks) == 1 and chunks[0][1] == chunks[0][2]:
-                out = session.run(z, n)  # the common case: one call, no copies
+                out = session.run(z, n, onehot)  # the common case: one call, no copies
             else:
                 out = np.empty((n, *self.output_shape), dtype=np.float32)
                 for start, count, batch in chunks:
                     part = z[start : start + count]
-                    if count < batch:
+                    oh = None if onehot is None else onehot[start : start + count]
+                    if count < batch:  # padded with zero rows (a label's too), whose images are dropped
                         part = np.concatenate([part, np.zeros((batch - count, self.latent_dim), np.float32)])
-                    out[start : start + count] = session.run(part, batch)[:count]
+                        if oh is not None:
+                            oh = np.concatenate([oh, np.zeros((batch - count, oh.shape[1]), np.float32)])
+                    out[start : start + count] = session.run(part, batch, oh)[:count]
         finally:
             self._pool.release(session)
         _check_finite(out, self.path)
         return out
 
-    def generate(self, n: int, seed: int = 0) -> np.ndarray:
-        """uint8 images (N, H, W, C) for ``latent(n, latent_dim, seed)``; see the module doc for the exact mapping."""
+    def generate(self, n: int, seed: int = 0, label=None, labels=None) -> np.ndarray:
+        """uint8 images (N, H, W, C) for ``latent(n, latent_dim, seed)``; see the module doc for the exact mapping.
+        A conditional generator needs ``label`` (one class for all n images) or ``labels`` (n class indices)."""
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
             raise InputError(f"n must be an integer >= 0, got {n!r}")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise InputError(f"seed must be an integer, got {seed!r}")
+        classes = resolve(int(n), self.num_classes, label, labels, str(self.path))
         self._check_n(int(n))
-        return to_pixels(self.generate_from(latent(int(n), self.latent_dim, int(seed))))
+        return to_pixels(self.generate_from(latent(int(n), self.latent_dim, int(seed)), labels=classes))
+
+    def _onehot(self, n: int, labels) -> np.ndarray | None:
+        """The label input of ``n`` images (float32 (n, K)); LabelError for labels an unconditional generator
+        is given, or a conditional one is not."""
+        idx = resolve(n, self.num_classes, labels=labels, name=str(self.path))
+        return None if idx is None else one_hot(idx, self.num_classes)
 
     def max_images(self) -> int:
         """The most images one call may make: its latents, float images and pixels within

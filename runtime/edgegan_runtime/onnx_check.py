@@ -9,8 +9,10 @@ microseconds. Then the ``onnx`` package parses the proto (protobuf's parser is m
 ``onnx_op_shapes.check_node``), ``onnx.checker.check_model`` validates the graph and
 ``onnx_op_shapes.check_shapes`` runs ONNX's shape inference; any exception from these becomes a
 ModelFileError. Last, the generator contract is read from the graph (``OnnxIO``): one float input
-(B, latent_dim) or (B, latent_dim, 1, 1), one float output (B, C, H, W), and the int8 scheme of a
-QDQ file. The limits and checks of the two other modules are re-exported under their old names.
+(B, latent_dim) or (B, latent_dim, 1, 1) (and a conditional generator's label second, checked by
+``check_label_input`` once the file's contract says it is one), one float output (B, C, H, W), and
+the int8 scheme of a QDQ file. The limits and checks of the two other modules are re-exported under
+their old names.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class OnnxIO:
     metadata: dict = field(default_factory=dict)  # metadata_props (key -> UTF-8 bytes)
     int8_scheme: str | None = None  # "u8u8", "u8s8", "s8s8", "s8u8" for QDQ-quantized files, else None
     input_shape: tuple[int, ...] = ()  # z's shape after the batch: (latent_dim,) or (latent_dim, 1, 1) (issue 10)
+    label_name: str | None = None  # a second input: a conditional generator's label (issue 20), see check_label_input
+    label_dims: tuple = ()  # its dimensions (None for a named, dynamic one) and its element type, last
 
 
 def _varint(data: bytes | memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
@@ -125,11 +129,12 @@ def _io(model, name: str) -> OnnxIO:
     g = model.graph
     inits = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
-    if len(inputs) != 1 or len(g.output) != 1:
+    if len(inputs) not in (1, 2) or len(g.output) != 1:
         raise ModelFileError(
             f"{name}: model has {len(inputs)} inputs and {len(g.output)} outputs; an edgegan generator has one of each"
         )
     i, o = inputs[0], g.output[0]
+    label = inputs[1] if len(inputs) == 2 else None
     idims, odims = _dims(i), _dims(o)
     if i.type.tensor_type.elem_type != _FLOAT or o.type.tensor_type.elem_type != _FLOAT:
         raise ModelFileError(f"{name}: generator input and output must be float32")
@@ -155,7 +160,18 @@ def _io(model, name: str) -> OnnxIO:
         key = p.key if isinstance(p.key, str) else p.key.decode("utf-8", "replace")
         meta.setdefault(key, p.value if isinstance(p.value, bytes) else p.value.encode("utf-8"))
     return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])), meta,
-                  int8_scheme(model), tuple(int(d) for d in idims[1:]))
+                  int8_scheme(model), tuple(int(d) for d in idims[1:]), None if label is None else label.name,
+                  (*_dims(label), label.type.tensor_type.elem_type) if label is not None else ())
+
+
+def check_label_input(io: OnnxIO, name: str) -> int:
+    """K of a conditional generator's label input: float32 (B, K), with z's batch dimension (issue 20)."""
+    *dims, elem = io.label_dims
+    if elem != _FLOAT or len(dims) != 2 or dims[1] is None or dims[1] < 1 or (dims[0] or None) != io.batch:
+        shown = ["B" if d is None else d for d in dims]
+        raise ModelFileError(f"{name}: label input {io.label_name!r} is {shown} (type {elem}); expected a float32 "
+                             f"one-hot (B, K) with z's batch dimension")
+    return int(dims[1])
 
 
 _INT8_TYPES = {2: "u8", 3: "s8"}  # TensorProto.UINT8, INT8

@@ -2,7 +2,9 @@
 
 One call to ``bench`` measures, in this process: load time (verification included), the first
 inference, a warm-up, then at least ``MIN_RUNS`` timed calls of ``generate_from`` on one fixed
-latent batch (the call an app makes), each timed alone with ``perf_counter_ns``. Peak RSS is the
+latent batch (the call an app makes), each timed alone with ``perf_counter_ns``. A conditional model
+(issue 20) gets fixed labels too, classes 0, 1, ... in turn, and each call builds their one-hot, as an
+app's call does. Peak RSS is the
 process's high-water mark (VmHWM on Linux), so run the probe in a fresh process to measure one model.
 """
 
@@ -138,7 +140,8 @@ def bench(
     g = load(path, backend=backend, threads=threads, export=export)
     load_ns = time.perf_counter_ns() - t0
     z = latent(batch, g.latent_dim, seed)
-    timing = time_calls(lambda: g.generate_from(z), runs=runs)
+    labels = None if g.num_classes is None else np.arange(batch) % g.num_classes
+    timing = time_calls(lambda: g.generate_from(z, labels), runs=runs)
     peak = peak_rss_mb()  # before the report's own imports
     spec = BACKENDS[g.backend]
     result = {
@@ -149,6 +152,7 @@ def bench(
         "batch": batch,
         "threads": threads,
         "latent_dim": g.latent_dim,
+        "num_classes": g.num_classes,
         "output_shape": list(g.output_shape),
         "load_ms": load_ns / 1e6,
         **timing,

@@ -14,8 +14,9 @@ entry point, in three layers:
   quantization arrays consistent, strides and dilations >= 1, dataflow and control flow bounded;
 - ``tflite_op_shapes``: each operator's output shape against its inputs, one rule per operator kind.
 
-Then this module reads what the runtime needs from the verified tables: the runnable entries (one
-input and one output each, as TensorSpec), the hybrid-quantized operators, the named metadata.
+Then this module reads what the runtime needs from the verified tables: the runnable entries (z, a
+conditional generator's label, and the output, as TensorSpec), the hybrid-quantized operators, the
+named metadata.
 The names the rest of the runtime and the tests import from here (``_Verifier``, ``ints``, the
 limits...) are re-exported. Only ``struct`` and numpy: no flatbuffers package, no native code.
 """
@@ -71,12 +72,14 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Entry:
-    """One way to run the model: a signature (or the primary subgraph) with one input and one output."""
+    """One way to run the model: a signature (or the primary subgraph) with one input (z) and one output, or
+    with z and a class label as its two inputs (a conditional generator, issue 20)."""
 
     key: str | None  # signature key; None for a model without signatures
     subgraph: int
     input: TensorSpec
     output: TensorSpec
+    label: TensorSpec | None = None  # input 1 of a conditional generator: the one-hot (B, K)
 
 
 def verify_tflite(data: bytes | memoryview, name: str) -> list[Entry]:
@@ -167,22 +170,27 @@ def _entries(v: Verifier, model: Obj) -> list[Entry]:
         for sig in sigs:
             key = sig.get(8, b"").decode("utf-8", "replace")
             ins, outs = sig.get(4, []), sig.get(6, [])
-            if len(ins) != 1 or len(outs) != 1:
-                raise ModelFileError(
-                    f"{v.name}: signature {key!r} has {len(ins)} inputs and {len(outs)} outputs; "
-                    "an edgegan generator has one of each"
-                )
+            _count_io(v.name, f"signature {key!r}", len(ins), len(outs))
             k = sig.get(12, 0)
-            tensors = subgraphs[k].get(4, [])
-            i, o = ins[0].get(6, 0), outs[0].get(6, 0)
-            out.append(Entry(key, k, _spec(v, tensors[i], i), _spec(v, tensors[o], o)))
+            out.append(_entry(v, key, k, subgraphs[k].get(4, []), [t.get(6, 0) for t in ins], outs[0].get(6, 0)))
     else:
         sg = subgraphs[0]
-        tensors = sg.get(4, [])
         ins, outs = ints(v, sg.get(6)).tolist(), ints(v, sg.get(8)).tolist()
-        if len(ins) != 1 or len(outs) != 1:
-            raise ModelFileError(
-                f"{v.name}: model has {len(ins)} inputs and {len(outs)} outputs; an edgegan generator has one of each"
-            )
-        out.append(Entry(None, 0, _spec(v, tensors[ins[0]], ins[0]), _spec(v, tensors[outs[0]], outs[0])))
+        _count_io(v.name, "model", len(ins), len(outs))
+        out.append(_entry(v, None, 0, sg.get(4, []), ins, outs[0]))
     return out
+
+
+def _count_io(name: str, label: str, inputs: int, outputs: int) -> None:
+    if inputs not in (1, 2) or outputs != 1:
+        raise ModelFileError(
+            f"{name}: {label} has {inputs} inputs and {outputs} outputs; an edgegan generator has one input "
+            "(z) or two (z and a class label) and one output"
+        )
+
+
+def _entry(v: Verifier, key: str | None, subgraph: int, tensors: list, ins: list[int], o: int) -> Entry:
+    """The entry of ``subgraph`` whose inputs are tensors ``ins`` (z, and a label in second place: the
+    contract's position) and whose output is tensor ``o``."""
+    specs = [_spec(v, tensors[i], i) for i in ins]
+    return Entry(key, subgraph, specs[0], _spec(v, tensors[o], o), specs[1] if len(specs) > 1 else None)

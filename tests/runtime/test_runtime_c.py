@@ -47,6 +47,8 @@ def lib(tmp_path_factory):
                                          ctypes.POINTER(ctypes.c_int8)]
     so.edgegan_dequantize_int8.argtypes = [ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t, ctypes.c_float,
                                            ctypes.c_int32, _f32p]
+    so.edgegan_one_hot.restype = ctypes.c_int
+    so.edgegan_one_hot.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_size_t, ctypes.c_size_t, _f32p]
     so.edgegan_tflite_metadata.restype = ctypes.c_void_p
     so.edgegan_tflite_metadata.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
                                            ctypes.POINTER(ctypes.c_size_t)]
@@ -192,3 +194,53 @@ def test_c_metadata_reader_never_reads_outside_a_corrupt_file(lib, tflite_model,
         assert got == meta.get("edgegan.contract")  # where Python accepts the file, C reads the same
         agreed += 1
     assert agreed > 50 and refused > 50  # both outcomes occurred, or this tests nothing
+
+
+# ------------------------------------------------------------------------- class labels (issue 20)
+
+def c_one_hot(lib, labels, k: int) -> tuple[int, np.ndarray]:
+    """(return code, out) of edgegan_one_hot; out starts as NaN, so an untouched buffer shows."""
+    idx = np.ascontiguousarray(labels, dtype=np.int64)
+    out = np.full((idx.size, k), np.nan, dtype=np.float32)
+    rc = lib.edgegan_one_hot(_ptr(idx, ctypes.c_int64), idx.size, k, _ptr(out, ctypes.c_float))
+    return rc, out
+
+
+def test_header_documents_the_conditional_contract():
+    h = (C_DIR / "edgegan.h").read_text()
+    for text in ('"label"', '"form": "onehot"', '"input": 1', "args_1", "edgegan_one_hot", "EDGEGAN_ERR_LABEL"):
+        assert text in h, text
+
+
+def test_one_hot_bit_for_bit(lib):
+    rng = np.random.default_rng(3)
+    for n, k in ((1, 2), (7, 10), (300, 1000), (0, 5)):
+        labels = rng.integers(0, k, n)
+        rc, got = c_one_hot(lib, labels, k)
+        assert rc == 0
+        assert np.array_equal(got.view(np.uint32), rt.one_hot(labels, k).view(np.uint32))
+
+
+@pytest.mark.parametrize("labels,k", [([0, 10], 10), ([-1], 10), ([3, 2 ** 62], 4), ([0], 0)])
+def test_one_hot_refuses_a_label_outside_the_classes_and_writes_nothing(lib, labels, k):
+    rc, out = c_one_hot(lib, labels, k)
+    assert rc == 1  # EDGEGAN_ERR_LABEL
+    assert np.isnan(out).all()
+
+
+@pytest.mark.tflite
+def test_whole_conditional_images_through_litert_match_generate(lib, conditional_run, conditional_export):
+    """What an app does with a conditional file: C latents and C one-hot into the signature's inputs args_0 and
+    args_1 of LiteRT's own runner, C pixels: the bytes ``generate(n, seed, label=...)`` returns."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = conditional_run / conditional_export("tflite")["file"]
+    runner = Interpreter(model_path=str(path)).get_signature_runner("batch_1")
+    with rt.load(path) as g:
+        for seed, label in ((0, 3), (-7, 9)):
+            z = c_latent(lib, 1, g.latent_dim, seed)
+            rc, onehot = c_one_hot(lib, [label], g.num_classes)
+            assert rc == 0
+            (images,) = runner(args_0=z, args_1=onehot).values()
+            assert np.array_equal(c_pixels(lib, images), g.generate(1, seed=seed, label=label))
+

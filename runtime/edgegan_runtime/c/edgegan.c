@@ -104,6 +104,19 @@ void edgegan_dequantize_int8(const int8_t *q, size_t count, float scale, int32_t
     }
 }
 
+int edgegan_one_hot(const int64_t *labels, size_t n, size_t k, float *out) {
+    size_t i, j;
+    if (k == 0 && n > 0)
+        return EDGEGAN_ERR_LABEL;
+    for (i = 0; i < n; i++) /* every label checked before anything is written */
+        if (labels[i] < 0 || (uint64_t)labels[i] >= (uint64_t)k)
+            return EDGEGAN_ERR_LABEL;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < k; j++)
+            out[i * k + j] = (uint64_t)labels[i] == (uint64_t)j ? 1.0f : 0.0f;
+    return EDGEGAN_OK;
+}
+
 /* ------------------------------------------------------------------ TFLite metadata (flatbuffer) */
 
 /* Reads of a little-endian flatbuffer, each checked against the buffer's length; a failed check

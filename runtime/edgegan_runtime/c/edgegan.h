@@ -48,6 +48,23 @@ void edgegan_to_pixels(const float *images, size_t n, size_t c, size_t h, size_t
 void edgegan_quantize_int8(const float *x, size_t count, float scale, int32_t zero_point, int8_t *q);
 void edgegan_dequantize_int8(const int8_t *q, size_t count, float scale, int32_t zero_point, float *x);
 
+/* Conditional (class-label) generators (issue 20). A conditional file has two inputs, in this order:
+ * input 0, z, float32 (n, latent dim), as above; input 1, the class label as a float32 one-hot (n, k),
+ * row i 1.0 at the class of image i and 0.0 elsewhere. Its contract (EDGEGAN_CONTRACT_METADATA) then has
+ * a "label" entry: {"classes": k, "names": [...] or null, "form": "onehot", "dtype": "float32", "input": 1};
+ * without one, the file is unconditional and has one input. In LiteRT the inputs are the signature's
+ * args_0 (z) and args_1 (label); in ONNX, "z" and "label". The latents do not depend on the label: the
+ * same seed gives the same z, so one image "style" across classes. In a static-int8 file the label input
+ * is int8 too: quantize the one-hot with its own scale and zero point (edgegan_quantize_int8); edgegan's
+ * exporter checks that 0 and 1 land on two of its levels exactly (scale 1/255, zero point -128).
+ *
+ * edgegan_one_hot writes the one-hot (n, k) of class indices labels[0..n-1] into out (n*k floats,
+ * row-major): equal, bit for bit, to edgegan_runtime.one_hot(labels, k). Returns EDGEGAN_OK, or
+ * EDGEGAN_ERR_LABEL (out untouched) when a label lies outside [0, k) or k is 0. */
+#define EDGEGAN_OK 0
+#define EDGEGAN_ERR_LABEL 1
+int edgegan_one_hot(const int64_t *labels, size_t n, size_t k, float *out);
+
 /* The bytes of the TFLite file's Model.metadata entry called `name` (edgegan writes its contract as
  * "edgegan.contract": UTF-8 JSON, see edgegan_runtime/contract.py), as a pointer into `model` with its
  * length in *size; NULL when there is no such entry or the file is malformed. Every offset is checked
