@@ -4,8 +4,10 @@ A conditional generator takes z and a class label. Its label input is a float on
 concatenated to z before the first layer: z (N, L) ++ onehot (N, K) -> ConvT(L + K, ...). Why
 concatenation, and not class-conditional BatchNorm: BatchNorm is folded into the convolutions at
 export, and a per-class scale would stay a runtime multiply on every stage; the concatenation is one
-wider first layer, the exported file gains one input and no operator, and a one-hot is exact in int8
-(0 and 1 are two of the 256 levels at scale 1/255), so quantization never blurs which class is asked.
+wider first layer and the exported file gains one input. In int8 the converter would requantize a
+concatenated one-hot to z's scale (1 became 0.9905, issue 20), so the exporter computes that first
+layer as ConvT_z(z) + ConvT_label(onehot), exact in real arithmetic (``edgegan.export.labels``), and the
+one-hot keeps its own exact levels (0 and 1 at scale 1/255).
 
 Modules take the label as an int64 index (N,) or the one-hot itself; files (ONNX, TFLite) take the
 one-hot, and the runtime builds it from an index. The discriminators are projection discriminators
