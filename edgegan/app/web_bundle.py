@@ -88,6 +88,11 @@ def make_site(run: str | os.PathLike, *, out: str | os.PathLike, exports: Sequen
     out = Path(out)
     _check_out(out)
     m = read_manifest(run)
+    if m["model"]["args"].get("num_classes"):
+        from edgegan.errors import ConfigError
+
+        raise ConfigError(f"{run}: a conditional generator ({m['model']['args']['num_classes']} classes); the web page "
+                          "feeds z alone and has no class picker yet (issue 20): run its files with edgegan-runtime")
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     entries = _web_entries(_select(m, exports, run_dir), run_dir, explicit=exports is not None)
     pkg = find_runtime(web_runtime)
