@@ -148,6 +148,16 @@ def test_tflite_int8_label_input_holds_0_and_1_exactly(conditional_run, conditio
     assert np.array_equal(_dequantize(levels, spec), onehot)
 
 
+def test_the_worst_layer_of_a_conditional_int8_file_is_not_the_exact_label_path(conditional_export):
+    """The label's layer, fed an exactly held one-hot, would "lose" the whole SNR cap to its own rounding; it is
+    reported (exact_input) but never named the worst layer, which is the one --keep-float should chase."""
+    entry = conditional_export("tflite", "int8")
+    rep = entry["layers"]
+    exact = [r for r in rep["layers"] if r["exact_input"]]
+    assert any(r["op"] == "CONV_2D" and r["drop_db"] > 100 for r in exact)  # what the rule is there for
+    assert rep["worst_index"] not in {r["index"] for r in exact} and rep["worst_drop_db"] < 100
+
+
 @pytest.mark.onnx
 def test_onnx_int8_label_is_quantized_exactly(conditional_export):
     """onnxruntime's QDQ quantizer keeps the file's inputs float and quantizes the one-hot before its

@@ -8,7 +8,10 @@ output in the quantized file (dequantized) is compared with the same tensor of t
   or the quantized latent for the first): the precision this layer itself costs;
 * ``max_abs``: the largest absolute difference, beside ``ref_max_abs`` (the tensor's own scale).
 
-The worst layer is the one with the largest ``drop_db``. Layers are named by the PyTorch modules
+The worst layer is the one with the largest ``drop_db``, among layers whose input carries a rounding
+error: one fed by an input the file holds exactly (a conditional file's one-hot label, whose 0 and 1 are
+two exact int8 levels) would "lose" the whole SNR cap to its own output's rounding, a loss no other
+layer can show and no ``--keep-float`` choice should chase; its row is kept (``exact_input``). Layers are named by the PyTorch modules
 that litert-torch records in the tensor names (``net.12`` for ``generator.net[12]``), which is also
 what ``--keep-float`` takes. Pure numpy here; the interpreter work is ``litert_adapter``'s.
 """
@@ -168,13 +171,14 @@ def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]]
             # An operator of no module (the final reshape to the output) is named by its role.
             name = layer_of(o.op, mods, "output" if o.output.endswith("_output") else o.output)
         ch, ch_db = (None, None) if o.op.upper() in _LAYOUT_OPS else a.worst_channel(getattr(o, "step", None))
-        rows.append({"index": o.index, "op": o.op, "layer": name, "modules": mods,
+        exact = src is not None and acc[src].noise == 0.0 and acc[src].signal > 0.0
+        rows.append({"index": o.index, "op": o.op, "layer": name, "modules": mods, "exact_input": exact,
                      "float": bool(set(mods) & set(kept)), "snr_db": round(a.snr_db, 2),
                      "worst_channel": ch, "worst_channel_err_db": ch_db,
                      "drop_db": round(max(0.0, before - a.snr_db), 2), "max_abs": round(a.max_abs, 6),
                      "ref_max_abs": round(a.ref_max_abs, 6)})
     # A layout operator's drop is the rounding of the tensor it moves (the latent's, for the first): no layer's.
-    quantized = [r for r in rows if not r["float"] and r["op"].upper() not in _LAYOUT_OPS]
+    quantized = [r for r in rows if not r["float"] and r["op"].upper() not in _LAYOUT_OPS and not r["exact_input"]]
     chans = [r for r in rows if r["worst_channel_err_db"] is not None]
     worst_ch = max(chans, key=lambda r: r["worst_channel_err_db"], default=None)
     worst = max(quantized or rows, key=lambda r: r["drop_db"], default=None)
