@@ -132,11 +132,13 @@ def check_bounds(obj: Any) -> None:
 
 
 def field_help(cls: type, f: dataclasses.Field) -> str:
-    """A field's help: its ``metadata["help"]``, else the comment on its line in the class source."""
+    """A field's help: its ``metadata["help"]``, else the comment on its line in the source of the class
+    that declares it (``cls`` or a base: a config assembled from option classes keeps their comments)."""
     text = f.metadata.get(HELP)
     if text:
         return str(text)
-    return _source_comments(cls).get(f.name, "")
+    owner = next((c for c in cls.__mro__ if f.name in inspect.get_annotations(c)), cls)
+    return _source_comments(owner).get(f.name, "")
 
 
 def field_choices(f: dataclasses.Field) -> tuple[Any, ...] | Names | None:

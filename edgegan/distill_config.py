@@ -1,26 +1,42 @@
 """What one distillation is asked to do (``DistillConfig``, from which ``edgegan distill``'s options are
-generated), the recipe it resolves to, and the learning-rate schedule."""
+generated), the recipe it resolves to, and the learning-rate schedule.
+
+Loss terms own their options: ``DistillConfig`` is ``RunOptions`` (what no term owns: the teacher, the
+student, the recipe, the data, the schedule) plus the options class of every term in
+``edgegan.terms.TERMS`` (``PixelOptions``, ``GanOptions``, ``FeatureOptions`` in
+``edgegan.term_options``), inherited: ``class DistillConfig(*config_bases(RunOptions))``. A new term's
+options so reach the config, ``--help``, the manifest and validation (bounds and choices are checked
+field by field) from its class and its registry row alone; the row must exist when this module is
+first imported, as those in ``terms.py`` do. Inheritance rather than a class generated with
+``make_dataclass``: the fields keep their ``Field`` objects (default, help, choices, bounds) and their
+source (trailing-comment help), and the config stays a plain frozen dataclass whose methods are a class
+body. The terms' classes are keyword-only: their fields come after ``RunOptions``' (which start with
+the required ``teacher``) and are passed by name. Fields keep their names (``asdict(cfg)``,
+``--resume``'s comparison); their order is ``RunOptions``' then the terms'.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
-                            WEIGHT, Bounds, check_bounds, opt)
-from edgegan.errors import ConfigError
-
+                            WEIGHT, Bounds, check_bounds, field_choices, opt)
+from edgegan.errors import ConfigError, UnknownNameError
+from edgegan.registry import Registry
+from edgegan.term_options import GAN_LOSSES, GAN_REALS, PIXEL_LOSSES  # noqa: F401 - their old home, re-exported
+from edgegan.terms import TERMS
 
 LOSSES = ("mse", "joint", "best", "blackbox")  # the named recipes (edgegan.terms.RECIPES); --terms for any other
-PIXEL_LOSSES = ("mse", "l1")
-GAN_LOSSES = ("nonsat", "hinge", "relativistic")
-GAN_REALS = ("auto", "teacher", "dataset")  # what the GAN term's discriminator takes as real (issue 19)
 LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class RunOptions:
+    """A distillation's options that no loss term owns (theirs: ``edgegan.term_options``)."""
+
     teacher: str  # edgegan run dir, .onnx, TorchScript file, or module:factory
     teacher_weights: str | None = None  # module:factory teacher's weights: safetensors, or a torch.save state dict (.pth, read with weights_only=True; W.pth#KEY picks one of several)
     latent_dim: int | None = opt(None, "latent size of an ONNX, TorchScript or factory teacher when it cannot be read "
@@ -42,18 +58,6 @@ class DistillConfig:
                     "feature term), blackbox (a foreign teacher without data); see edgegan/terms.py", choices=LOSSES)
     terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
     lam: float = opt(0.01, "λ: weight of the GAN term in the joint recipe", bounds=WEIGHT)
-    pixel_loss: str = opt("mse", "pixel term's distance", choices=PIXEL_LOSSES)
-    gan_loss: str = opt("nonsat", "GAN term's loss: non-saturating BCE, hinge, or relativistic (D(T(z)) - D(S(z)) for "
-                        "the same z, RpGAN)", choices=GAN_LOSSES)
-    gan_real: str = opt("auto", "the GAN term's real images: teacher (T(z), no data needed: black-box distillation as in "
-                        "TinyGAN), dataset (--dataset), auto: the dataset when one is given or recorded, else the teacher",
-                        choices=GAN_REALS)
-    gan_start: int = opt(0, "steps of the other terms alone before the GAN term starts (a warm start)", bounds=EVERY)
-    d_sn: bool = opt(False, "spectral norm on the discriminator's convolutions (Miyato et al. 2018)")
-    d_disc: int = opt(16, "depth factor of the GAN term's discriminator", bounds=DEPTH)
-    d_lr: float = opt(2e-4, "discriminator's Adam learning rate", bounds=LEARNING_RATE)
-    d_beta1: float = opt(0.5, "discriminator's Adam β1", bounds=BETA)
-    feature_layers: str | None = None  # feature term for non-dcgan teachers: teacher_module=student_module,...
     dataset: str | None = opt(None, "real data for the GAN term (default: the teacher's dataset)", choices=DATASET_NAMES)
     data_dir: str | None = None  # folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)
     image_size: str | None = opt(None, "size of the GAN term's real images, S or HxW (the teacher's): needed when the "
@@ -79,18 +83,33 @@ class DistillConfig:
     progress_every: int = opt(0, "seconds between progress lines on stderr (step, s/step, ETA, MSE), for hour-long runs "
                               "whose stderr is a log file, not a terminal (0: off)", bounds=EVERY)
 
+
+def config_bases(own: type, terms: Registry | None = None) -> tuple[type, ...]:
+    """The bases of a config with the options of every term in ``terms`` (default ``TERMS``): theirs,
+    then ``own``. Dataclasses collect fields from the last base to the first, so ``own``'s come first
+    (``--teacher`` heads ``--help``), then the terms'. An option declared twice, by two terms or by a
+    term and ``own``, is a TypeError at import: one place declares each option."""
+    terms = TERMS if terms is None else terms
+    classes = list(dict.fromkeys(c for c in (terms.get(n).options for n in terms) if c is not None))
+    seen = {f.name: own.__name__ for f in dataclasses.fields(own)}
+    for c in classes:
+        for f in dataclasses.fields(c):
+            if f.name in seen:
+                raise TypeError(f"option {f.name!r} is declared by both {seen[f.name]} and {c.__name__}")
+            seen[f.name] = c.__name__
+    return (*classes, own)
+
+
+@dataclass(frozen=True)
+class DistillConfig(*config_bases(RunOptions)):  # type: ignore[misc]
+    """``RunOptions`` and every loss term's options (the module doc says how and why)."""
+
     def __post_init__(self) -> None:
         check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
-        for name, valid in (("loss", LOSSES), ("pixel_loss", PIXEL_LOSSES), ("gan_loss", GAN_LOSSES),
-                            ("gan_real", GAN_REALS)):
-            if getattr(self, name) not in valid:
-                from edgegan.errors import UnknownNameError
-
-                raise UnknownNameError(name.replace("_", "-"), getattr(self, name), list(valid))
-        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
-            from edgegan.errors import UnknownNameError
-
-            raise UnknownNameError("lr-schedule", self.lr_schedule, list(LR_SCHEDULES))
+        for f in dataclasses.fields(self):  # loss, lr_schedule and the terms' choices (registries check their own)
+            valid, value = field_choices(f), getattr(self, f.name)
+            if isinstance(valid, tuple) and value not in valid and not (value is None is f.default):  # None: unset
+                raise UnknownNameError(f.name.replace("_", "-"), value, list(valid))
         if self.min_width is not None and self.family not in (None, "dcgan"):  # None: chosen from the teacher
             raise ConfigError(f"--min-width shapes dcgan students; the {self.family} family has no such option")
         if self.latent_pool and self.latent_pool < self.batch_size:
@@ -108,8 +127,6 @@ class DistillConfig:
         """This config with the named recipe's options (beyond ema and lr_schedule, which ``recipe``
         resolves) wherever the option is at its declared default; ``--terms`` recipes set none. What
         a run trains with, and what its manifest records as its config."""
-        import dataclasses
-
         from edgegan.terms import RECIPES
 
         if self.terms is not None:

@@ -16,7 +16,9 @@ perceptual  distances in a frozen feature network: the teacher run's own discrim
             bench's domain classifier stays independent of training (no contaminated FID)
 =========== ===================================================================================
 
-A new term is one class here and one row in ``TERMS``. A recipe is a list of (term, weight), given
+A new term is one class here and one row in ``TERMS``; a term with options names a small frozen
+dataclass of them (``options = GanOptions``, in ``edgegan.term_options``), and ``DistillConfig`` and
+``edgegan distill`` take them from the registry. A recipe is a list of (term, weight), given
 as ``pixel:1,feature:1,gan:0.01``; the named recipes in ``RECIPES`` keep the paper's one-word forms.
 """
 
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edgegan.errors import ConfigError, TeacherError
 from edgegan.registry import Registry
+from edgegan.term_options import FeatureOptions, GanOptions, PixelOptions
 
 if TYPE_CHECKING:  # torch stays out of `edgegan --help`
     import torch
@@ -140,11 +143,13 @@ class Context:
 class Term:
     """Base class. ``loss`` returns the student-side loss; ``before_student`` runs first (a
     discriminator's own update); ``parameters`` are trained with the student (adaptors);
-    ``modules``/``optimizers`` are saved in checkpoints."""
+    ``modules``/``optimizers`` are saved in checkpoints. ``options``: the term's options, a frozen
+    keyword-only dataclass whose fields ``DistillConfig`` inherits (None: it has none)."""
 
     name = ""
     needs_real = False
     needs_features = False
+    options: type | None = None
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -178,6 +183,7 @@ TERMS: Registry[type[Term]] = Registry("loss term")
 
 class PixelTerm(Term):
     name = "pixel"
+    options = PixelOptions
 
     def loss(self, step: Step) -> "torch.Tensor":
         import torch.nn.functional as F
@@ -200,6 +206,7 @@ class GanTerm(Term):
 
     name = "gan"
     needs_real = True
+    options = GanOptions
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
@@ -295,6 +302,7 @@ class FeatureTerm(Term):
 
     name = "feature"
     needs_features = True
+    options = FeatureOptions
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)

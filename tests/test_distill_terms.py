@@ -118,7 +118,7 @@ def _ctx(teacher_run, **cfg):
     student = build_generator("dcgan", d=2, latent_dim=100)
     c = DistillConfig(teacher=str(teacher_run), **cfg)
     stages = pair_stages(src, student, None)
-    real = lambda n: torch.rand(n, 1, 32, 32) * 2 - 1  # noqa: E731 - images in [-1, 1]
+    real = lambda n: (torch.rand(n, 1, 32, 32) * 2 - 1, None)  # noqa: E731 - images in [-1, 1], no labels
     return Context(config=c, teacher=src, student=student, device=torch.device("cpu"),
                    rng=torch.Generator().manual_seed(0), real=real, stages=stages), src, student
 
