@@ -45,20 +45,20 @@ def torch_images(gen, z: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def int8_file(run: Path, work: Path) -> Path:
-    from edgegan.app.bench_runs import export_run  # noqa: F401 - the app layer re-exports the exporter
+    from edgegan.export import export_run
 
     entry = export_run(run, out=work / run.name, format="tflite", quantize="int8", batch=[1, 64])
-    return work / run.name / entry["path"]
+    return work / run.name / entry["file"]
 
 
 def runtime_images(path: Path, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, dict]:
     import edgegan_runtime as rt
-    from edgegan_runtime.probe import probe
 
-    g = rt.load(path)
-    imgs = g.generate_from(z, labels=y)
-    lat = probe(str(path), batch=1)
-    return imgs, lat
+    from edgegan.bench.probes import probe_runtime  # its own process: the file's latency and peak RSS alone
+
+    with rt.load(path) as g:
+        imgs = g.generate_from(z, labels=y)
+    return imgs, probe_runtime(path, batch=1)
 
 
 def summarise(name: str, r: dict) -> dict:
@@ -78,6 +78,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "conditional"))
     a = ap.parse_args()
 
+    import os
+
+    load_start = os.getloadavg()
     teacher = load_run(a.teacher)
     k, names = teacher.num_classes, teacher.class_names
     if not k:
@@ -126,6 +129,7 @@ def main() -> None:
            "teacher_params": teacher.manifest["model"]["params"], "dataset": a.dataset, "per_class": a.per_class,
            "classifier": clf.summary(), "students": students, "results": rows, "comparisons": goal,
            "per_class_results": {n: r["classes"] for n, r in results.items()}, "latency": latency,
+           "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
            "goal": "student accuracy within 3 points of the teacher's, KID <= 1.5x the teacher's; "
                    "int8 within 2% of its fp32 on both"}
     dest = Path(a.out)
@@ -143,7 +147,9 @@ def write_md(path: Path, out: dict, stem: str) -> None:
     lines = [f"# Conditional students (issue 20)", "",
              f"Teacher: `{Path(out['teacher']).name}` ({out['teacher_params']:,} parameters), {out['dataset']}, "
              f"{out['per_class']} images per class for every model, the same z and labels. Domain classifier: test "
-             f"accuracy {out['classifier']['test_accuracy']:.4f}. Machine: {mc.get('cpu')} ({mc.get('isa', '')}).", "",
+             f"accuracy {out['classifier']['test_accuracy']:.4f}. Machine: {mc.get('cpu')} ({mc.get('isa', '')}), "
+             f"load average (1, 5, 15 min) {out['load_average']['start']} at the start, {out['load_average']['end']} "
+             "at the end: latencies on a loaded machine are upper bounds.", "",
              "| model | accuracy | KID (classifier space) | mean per-class KID | classifier FID |",
              "|---|---|---|---|---|"]
     for r in out["results"]:
@@ -153,9 +159,11 @@ def write_md(path: Path, out: dict, stem: str) -> None:
     for g in out["comparisons"]:
         lines.append(f"| {g['model']} | {g['vs']} | {g['accuracy_points']:+.2f} | {g['kid_ratio']} |")
     if out["latency"]:
-        lines += ["", "| int8 file | p50 latency, batch 1 |", "|---|---|"]
+        lines += ["", "Two-input int8 file (z, one-hot label), edgegan-runtime probe at batch 1, one thread, in its own "
+                  "process:", "", "| file | backend | p50 µs | peak RSS MB |", "|---|---|---:|---:|"]
         for n, lat in out["latency"].items():
-            lines.append(f"| {n} | {lat.get('p50_ms', lat)} |")
+            lines.append(f"| {n} | {lat.get('backend', '?')} | {lat.get('p50_us', float('nan')):,.1f} | "
+                         f"{lat.get('peak_rss_mb', float('nan')):.0f} |")
     lines += ["", f"![rows = labels; teacher / student / int8 for the same z]({stem}-grid.png)", ""]
     atomic_write_bytes(path, "\n".join(lines).encode())
 
