@@ -61,6 +61,25 @@ def runtime_images(path: Path, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     return imgs, probe_runtime(path, batch=1)
 
 
+def unconditional_twin(run: Path, work: Path) -> Path:
+    """An int8 file of the student's architecture without the label input (its own random weights: the
+    latency of the same operators, one input fewer)."""
+    from edgegan.models import build_generator
+    from edgegan.testing import make_run
+
+    src = load_run(run)
+    args = {k: v for k, v in src.args.items() if k != "num_classes"}
+    torch.manual_seed(0)
+    make_run(work / "twin", build_generator(src.family, **args), args, family=src.family)
+    return int8_file(work / "twin", work / "twin-out")
+
+
+def probe_pair(path: Path) -> dict:
+    from edgegan.bench.probes import probe_runtime
+
+    return probe_runtime(path, batch=1)
+
+
 def summarise(name: str, r: dict) -> dict:
     return {"model": name, "accuracy": r["accuracy"], "kid": r["kid"]["mean"], "kid_std": r["kid"]["std"],
             "mean_class_kid": r["mean_class_kid"], "classifier_fid": r["classifier_fid"]}
@@ -117,6 +136,9 @@ def main() -> None:
             imgs, lat = runtime_images(f, z, y)
             score(f"{name} int8", imgs)
             latency[f"{name} int8"] = lat
+    if not a.no_int8 and a.students:  # the same student without its label input, side by side: what the label costs
+        twin = unconditional_twin(Path(a.students[0]), work)
+        latency["unconditional twin int8 (same d, no label input)"] = probe_pair(twin)
     t = rows[0]
     goal = []
     for r in rows[1:]:
