@@ -152,7 +152,7 @@ def test_a_new_term_needs_only_its_class_and_registry_row(tmp_path):
     '''))
     root = str(Path(edgegan.__file__).resolve().parents[1])  # this checkout's edgegan, not an installed one
     path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
                        env={**os.environ, "PYTHONPATH": path, "COLUMNS": "200"})
     assert "RECIPE pixel:1,echo:0.5 CONFIG 2.0" in r.stdout, r.stdout + r.stderr
     assert "ERROR echo-gain must be >= 0, got -1.0" in r.stdout
