@@ -49,9 +49,8 @@ def one_hot(label: torch.Tensor | None, k: int | None, n: int) -> torch.Tensor |
     if label.dim() != 1 or label.shape[0] != n or label.is_floating_point() or label.dtype == torch.bool:
         raise ConfigError(f"label must be an integer index ({n},) or a float one-hot ({n}, {k}); "
                           f"got {label.dtype} {tuple(label.shape)}")
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return nn.functional.one_hot(label.long(), k).float()
-    if n and (int(label.min()) < 0 or int(label.max()) >= k):
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # no data-dependent check in a graph
+    if n and not tracing and (int(label.min()) < 0 or int(label.max()) >= k):
         raise ConfigError(f"label outside [0, {k}): min {int(label.min())}, max {int(label.max())}")
     return nn.functional.one_hot(label.long(), k).float()
 
