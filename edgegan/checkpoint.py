@@ -67,7 +67,7 @@ def save_generator_weights(path: str | os.PathLike, generator: torch.nn.Module, 
 
 def model_section(generator: torch.nn.Module, family: str, args: dict[str, Any], run_dir: str | os.PathLike,
                   weights_name: str = WEIGHTS_NAME, write: bool = True,
-                  class_names: list[str] | None = None) -> dict[str, Any]:
+                  class_names: list[str] | None = None, task: str | None = None) -> dict[str, Any]:
     """Save a generator's weights in ``run_dir`` (unless ``write`` is False: already saved) and return
     the manifest's ``model`` section; a conditional generator's (``args.num_classes``) has ``classes``:
     ``{"count": K, "names": [...] or null}``, read by export into the file's contract (issue 20)."""
@@ -83,11 +83,27 @@ def model_section(generator: torch.nn.Module, family: str, args: dict[str, Any],
         "family": family,
         "args": a.to_dict(),
         "params": count_params(generator),
-        "latent": {"dim": a.latent_dim, "distribution": "standard_normal"},
+        **(_input_section(a, task) if get_family(family).input_kind == "image"
+           else {"latent": {"dim": a.latent_dim, "distribution": "standard_normal"}}),
         "output": {"shape": list(a.output_shape), "range": [-1.0, 1.0], "layout": "NCHW"},
         "weights": file_entry(wpath, run_dir),
         **({"classes": {"count": k, "names": None if class_names is None else list(class_names)}} if k else {}),
     }
+
+
+def _input_section(a: Any, task: str | None) -> dict[str, Any]:
+    """An image-to-image generator's ``input`` (issue 21): its kind, shape at the training size, range,
+    the task that makes it from a dataset's images (``edgegan.tasks``; null: given as it is), and what
+    its sides must divide by (the network is fully convolutional)."""
+    if task is not None:
+        from edgegan.tasks import get_task
+
+        t = get_task(task)
+        if t.input_shape(tuple(a.output_shape)) != tuple(a.input_shape):
+            raise ConfigError(f"task {task} makes inputs {t.input_shape(tuple(a.output_shape))} for outputs "
+                              f"{tuple(a.output_shape)}; the generator takes {tuple(a.input_shape)}")
+    return {"input": {"kind": "image", "shape": list(a.input_shape), "range": [-1.0, 1.0], "layout": "NCHW",
+                      "task": task, "multiple": a.multiple}}
 
 
 @dataclass
@@ -107,6 +123,11 @@ class LoadedRun:
     @property
     def latent_dim(self) -> int:
         return int(self.manifest["model"]["latent"]["dim"])
+
+    @property
+    def input(self) -> dict[str, Any] | None:
+        """An image-to-image generator's input record (kind, shape, range, task); None: it takes latents."""
+        return self.manifest["model"].get("input")
 
     @property
     def output_shape(self) -> tuple[int, ...]:

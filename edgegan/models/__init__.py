@@ -25,12 +25,16 @@ class Family:
     description: str = ""
     # (d, (C, H, W), latent_dim) -> args of a student of width factor d that makes those images
     student_args: Callable[[int, tuple[int, int, int], int], dict[str, Any]] | None = None
+    # "latent": z (N, L) -> images; "image": images (N, C_in, h, w) -> images (issue 21, ``models.i2i``)
+    input_kind: str = "latent"
+    # an image family's students: (d, output (C, H, W), input (C_in, h, w)) -> args of width factor d
+    image_student_args: Callable[[int, tuple[int, int, int], tuple[int, int, int]], dict[str, Any]] | None = None
 
 
 FAMILIES: Registry[Family] = Registry("generator family")
 
 # Modules that register families; a new family is one new file plus one name here.
-_FAMILY_MODULES = ("edgegan.models.dcgan", "edgegan.models.anyshape")
+_FAMILY_MODULES = ("edgegan.models.dcgan", "edgegan.models.anyshape", "edgegan.models.i2i")
 _loaded = False
 
 
@@ -87,6 +91,30 @@ def student_args(family: str, d: int, shape: tuple[int, int, int], latent_dim: i
     args = {**fam.student_args(d, tuple(shape), latent_dim), **extra}
     fam.make_args(**args)
     return args
+
+
+def image_student_args(family: str, d: int, out_shape: tuple[int, int, int], in_shape: tuple[int, int, int],
+                       **extra: Any) -> dict[str, Any]:
+    """Args of an image-to-image ``family`` student of width ``d`` for a teacher mapping ``in_shape``
+    (C_in, h, w) to ``out_shape`` (C, H, W), validated (ConfigError when the family cannot)."""
+    from edgegan.errors import ConfigError
+
+    fam = get_family(family)
+    if fam.input_kind != "image" or fam.image_student_args is None:
+        raise ConfigError(f"generator family {family!r} takes latents, not images; image-to-image students: "
+                          + ", ".join(image_family_names()))
+    args = {**fam.image_student_args(d, tuple(out_shape), tuple(in_shape)), **extra}
+    fam.make_args(**args)
+    return args
+
+
+def image_family_names() -> list[str]:
+    """The families whose generators take an image (issue 21)."""
+    return [n for n in family_names() if get_family(n).input_kind == "image"]
+
+
+def input_kind(family: str) -> str:
+    return get_family(family).input_kind
 
 
 def count_params(module) -> int:
