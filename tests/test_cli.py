@@ -222,7 +222,9 @@ def test_listing_json_parses(args):
     elif args[0] == "datasets":
         assert {d["name"] for d in doc} >= {"digits", "mnist"}
     else:
-        assert [f["name"] for f in doc] == ["anyshape", "dcgan"]
+        assert [f["name"] for f in doc] == ["anyshape", "dcgan", "mobile_i2i", "resnet_i2i"]
+        assert {f["name"]: f["input"] for f in doc}["mobile_i2i"] == "image"  # issue 21
+        assert {f["name"]: f["input"] for f in doc}["dcgan"] == "latent"
 
 
 def test_formats_text_shows_which_backends_run_each_precision():

@@ -288,12 +288,13 @@ def _listing_commands() -> None:
     def families_cmd(as_json: bool) -> None:
         from edgegan.models import FAMILIES, family_names
 
-        rows = [{"name": n, "description": FAMILIES.get(n).description} for n in family_names()]
+        rows = [{"name": n, "input": FAMILIES.get(n).input_kind, "description": FAMILIES.get(n).description}
+                for n in family_names()]
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         else:
             for r in rows:
-                click.echo(f"{r['name']:10s} {r['description']}")
+                click.echo(f"{r['name']:10s} {r['input']:6s} {r['description']}")
 
 
 _training_commands()
