@@ -98,9 +98,11 @@ def random_bn_generator(d: int = 2, seed: int = 0, family: str = "dcgan", **args
 
 
 def make_run(run_dir: str | os.PathLike, generator: nn.Module, args: dict[str, Any], family: str = "dcgan",
-             kind: str = "student", class_names: list[str] | None = None) -> Path:
+             kind: str = "student", class_names: list[str] | None = None, task: str | None = None) -> Path:
+    """A run directory holding ``generator`` (an image-to-image one records ``task``: ``edgegan.tasks``)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(run_dir, {"schema": "edgegan.manifest/1", "kind": kind,
-                             "model": model_section(generator, family, args, run_dir, class_names=class_names)})
+                             "model": model_section(generator, family, args, run_dir, class_names=class_names,
+                                                   task=task)})
     return run_dir
