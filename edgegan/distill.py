@@ -24,12 +24,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import CheckpointError, ConfigError, DivergenceError
+from edgegan.errors import ConfigError, DivergenceError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 from edgegan.outputs import check_out, run_output
-from edgegan.distill_config import LOSSES, _RESUMABLE, DistillConfig, ResolvedRecipe, lr_at
+from edgegan.distill_config import LOSSES, DistillConfig, ResolvedRecipe, lr_at
 from edgegan.distill_parts import (_check_image_size, _ema_update, _gan_record, _real_data, _teacher_record, ema_decay,
-                                   gan_real_source, latent_pool_y, latent_pool_z, progress_line)
+                                   gan_real_source, latent_pool_y, latent_pool_z, progress_line, resume_point)
 from edgegan.labels import Labels, label_args
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     exactly those itself."""
     import torch
 
-    from edgegan.checkpoint import read_training_state, restore_training_state
+    from edgegan.checkpoint import restore_training_state
     from edgegan.distributed import setup
     from edgegan.models import build_generator, choose_family, get_family, student_args
     from edgegan.sources import load_generator
@@ -57,37 +57,23 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
 
     out = Path(out)
     cfg = cfg.effective()  # a named recipe's options where the user left the default (recorded as the config)
+    from edgegan.image_sources import is_image_teacher
+
+    if is_image_teacher(cfg.teacher, cfg.task):  # a teacher that takes images (issue 21)
+        from edgegan.distill_images import distill_images
+
+        return distill_images(cfg, out, resume=resume, progress=progress)
     if cfg.family is not None:
         get_family(cfg.family)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
     device = world.device
     recipe = cfg.recipe()
     check_out(out)
-    start_step, history, prev = 0, [], None
-    if resume:
-        if not (out / "state.json").exists():
-            raise CheckpointError(f"{out}: nothing to resume (no state.json; start without --resume)")
-        prev = read_training_state(out)
-        try:
-            old = DistillConfig(**prev["config"])
-        except (TypeError, ConfigError) as e:
-            raise CheckpointError(f"{out}/state.json: its config is not a distillation config ({e})") from None
-        if cfg.family is None:  # not given again: the family the run chose
-            cfg = replace(cfg, family=old.family)
-        diff = {k for k, v in asdict(cfg).items() if getattr(old, k) != v} - _RESUMABLE
-        if diff:
-            raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
-        start_step, history = int(prev["step"]), prev["history"]
-        # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
-        if start_step == cfg.steps and (out / MANIFEST_NAME).is_file():  # the same command again: done (issue 25)
-            from edgegan.manifest import read_manifest
+    cfg, start_step, history, prev, complete = resume_point(cfg, out, resume)
+    if complete:
+        from edgegan.manifest import read_manifest
 
-            log.warning("%s: the run is complete (step %d of --steps %d); nothing to do", out, start_step, cfg.steps)
-            return read_manifest(out) if world.is_main else None
-        if start_step > cfg.steps:
-            raise ConfigError(f"{out}: run is already at step {start_step} > --steps {cfg.steps}; raise --steps to continue")
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
+        return read_manifest(out) if world.is_main else None
 
     teacher = load_generator(cfg.teacher, weights=cfg.teacher_weights, latent_dim=cfg.latent_dim, device=str(device),
                              output_range=cfg.teacher_range, num_classes=cfg.num_classes)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
-                            WEIGHT, Bounds, check_bounds, field_choices, opt)
+                            TASK_NAMES, WEIGHT, Bounds, check_bounds, field_choices, opt)
 from edgegan.errors import ConfigError, UnknownNameError
 from edgegan.registry import Registry
 from edgegan.term_options import GAN_LOSSES, GAN_REALS, PIXEL_LOSSES  # noqa: F401 - their old home, re-exported
@@ -49,8 +49,11 @@ class RunOptions:
                                     "non-negative weights (default: uniform)")
     class_names: str | None = opt(None, "conditional teacher: K comma-separated class names, recorded in the student's "
                                   "manifest and files (default: the teacher's, else none)")
+    task: str | None = opt(None, "image-to-image teacher (issue 21): the task that makes its input from --dataset's "
+                           "images (sr2x, sr4x: downscaled; colorize: grey; inpaint: masked; none: as they are); "
+                           "default: the task an edgegan teacher records", choices=TASK_NAMES)
     family: str | None = opt(None, "student family (default: dcgan where it makes the teacher's images, square 32 or "
-                             "64, else anyshape)", choices=FAMILY_NAMES)
+                             "64, else anyshape; mobile_i2i for an image-to-image teacher)", choices=FAMILY_NAMES)
     d: int = opt(2, "student depth factor", bounds=DEPTH)
     min_width: int | None = opt(None, "dcgan student: narrowest hidden stage (default: the paper's widths, d at the "
                                 "last stage); e.g. 8 for a d=2 student of an RGB teacher", bounds=DEPTH)

@@ -132,3 +132,42 @@ def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int], labels=
 
         y = torch.from_numpy(data.labels)
     return data.torch(), y, data.describe()
+
+
+def resume_point(cfg: DistillConfig, out: Path, resume: bool):
+    """(cfg, start step, history, previous state or None, complete): where a run starts. With ``resume``
+    the interrupted run's state (its config must match but for ``_RESUMABLE``; a family it chose is
+    kept); ``complete`` when the same command runs again on a finished run (issue 25)."""
+    from dataclasses import asdict, replace
+
+    from edgegan.checkpoint import read_training_state
+    from edgegan.distill_config import _RESUMABLE
+    from edgegan.errors import CheckpointError
+    from edgegan.manifest import MANIFEST_NAME
+
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
+        return cfg, 0, [], None, False
+    if not (out / "state.json").exists():
+        raise CheckpointError(f"{out}: nothing to resume (no state.json; start without --resume)")
+    prev = read_training_state(out)
+    try:
+        old = DistillConfig(**prev["config"])
+    except (TypeError, ConfigError) as e:
+        raise CheckpointError(f"{out}/state.json: its config is not a distillation config ({e})") from None
+    if cfg.family is None:  # not given again: the family the run chose
+        cfg = replace(cfg, family=old.family)
+    if cfg.task is None:  # and an image teacher's task, read from it (issue 21)
+        cfg = replace(cfg, task=old.task)
+    diff = {k for k, v in asdict(cfg).items() if getattr(old, k) != v} - _RESUMABLE
+    if diff:
+        raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")
+    start_step, history = int(prev["step"]), prev["history"]
+    # A run whose last step is checkpointed but whose final files failed (a full disk) finishes.
+    if start_step == cfg.steps and (out / MANIFEST_NAME).is_file():  # the same command again: done (issue 25)
+        log.warning("%s: the run is complete (step %d of --steps %d); nothing to do", out, start_step, cfg.steps)
+        return cfg, start_step, history, prev, True
+    if start_step > cfg.steps:
+        raise ConfigError(f"{out}: run is already at step {start_step} > --steps {cfg.steps}; raise --steps to continue")
+    return cfg, start_step, history, prev, False

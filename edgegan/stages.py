@@ -39,6 +39,9 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
     A teacher with no modules (ONNX) or no hooks (TorchScript) is refused with the route that works."""
     import torch
 
+    if teacher.kind == "onnx" and getattr(teacher, "task", None) is not None:
+        raise TeacherError(f"{teacher.spec}: the feature term does not tap image-to-image ONNX teachers yet; pass the "
+                           "generator's Python class as module:factory with --teacher-weights, or use pixel and gan")
     if teacher.kind == "onnx":
         if getattr(teacher, "labels", None) is not None:
             raise TeacherError(f"{teacher.spec}: the feature term does not tap conditional ONNX teachers yet; pass the "
@@ -61,10 +64,15 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
     else:
         pairs = _pair_by_resolution(teacher, student, t_named, s_named)
     t_mods, s_mods = [t_named[a] for a, _ in pairs], [s_named[b] for _, b in pairs]
-    t_ch = _channels(teacher.module, t_mods, teacher.latent_dim, getattr(teacher, "latent_rank", 2),
+    t_ch = _channels(teacher.module, t_mods, _dims(teacher), getattr(teacher, "latent_rank", 2),
                      probe_label(getattr(teacher, "labels", None)))
-    s_ch = _channels(student, s_mods, teacher.latent_dim, label=probe_label(student=student))
+    s_ch = _channels(student, s_mods, _dims(teacher), label=probe_label(student=student))
     return StagePairs(t_mods, s_mods, t_ch, s_ch, pairs)
+
+
+def _dims(teacher: Any):
+    """What a probe pass feeds: the latent size, or an image teacher's input shape (C, h, w) (issue 21)."""
+    return getattr(teacher, "probe_dims", None) or teacher.latent_dim
 
 
 def _parse_layers(layers: str, s_named: dict) -> list[tuple[str, str]]:
@@ -115,11 +123,18 @@ def _output_shapes(model, names: list[str], named: dict, latent_dim: int, latent
 def _pair_by_resolution(teacher: Any, student, t_named: dict, s_named: dict) -> list[tuple[str, str]]:
     from torch import nn
 
-    t_act = [n for n, m in t_named.items() if type(m).__name__ in _ACTIVATIONS]
-    s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU)]
-    t_shape = _output_shapes(teacher.module, t_act, t_named, teacher.latent_dim, getattr(teacher, "latent_rank", 2),
+    image = getattr(teacher, "probe_dims", None) is not None
+    kinds = _ACTIVATIONS + (_BLOCKS if image else ())
+    t_act = [n for n, m in t_named.items() if type(m).__name__ in kinds]
+    s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU) or (image and type(m).__name__ in _BLOCKS)]
+    t_shape = _output_shapes(teacher.module, t_act, t_named, _dims(teacher), getattr(teacher, "latent_rank", 2),
                              probe_label(getattr(teacher, "labels", None)))
-    s_shape = _output_shapes(student, s_act, s_named, teacher.latent_dim, label=probe_label(student=student))
+    s_shape = _output_shapes(student, s_act, s_named, _dims(teacher), label=probe_label(student=student))
+    if image:  # an image network's stages: the last module to finish at each resolution (a residual block's sum)
+        t_act = _finish_order(teacher.module, [n for n in t_act if n in t_shape], t_named, _dims(teacher))
+        s_act = _finish_order(student, [n for n in s_act if n in s_shape], s_named, _dims(teacher))
+        last = {s_shape[n][2:]: n for n in s_act}
+        s_act = [n for n in s_act if last[s_shape[n][2:]] == n]
     t_by_res: dict[tuple, str] = {}
     for n in t_act:  # the last activation at each resolution: the stage's output
         if n in t_shape:
@@ -130,6 +145,21 @@ def _pair_by_resolution(teacher: Any, student, t_named: dict, s_named: dict) -> 
                            f"({sorted({s[2:] for s in s_shape.values()})}); name the pairs with --feature-layers "
                            f"teacher_module=student_module,... (teacher: {_some(t_named)}; student: {_some(s_named)})")
     return pairs
+
+
+_BLOCKS = ("ResBlock", "ResnetBlock", "ResidualBlock", "MobileResnetBlock", "RRDB")  # residual blocks, whose output (after the sum) is a stage's output in an image network
+
+
+def _finish_order(model, names: list[str], named: dict, dims) -> list[str]:
+    """``names`` in the order their modules finish in one probe pass (a block after its inner layers)."""
+    order: list[str] = []
+    hooks = [named[n].register_forward_hook(lambda *_a, n=n: order.append(n)) for n in names]
+    try:
+        _hooked_shapes(model, [], dims)
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(dict.fromkeys(order))
 
 
 def _some(named: dict) -> str:
@@ -150,7 +180,10 @@ def _hooked_shapes(model, modules: list, latent_dim: int, latent_rank: int = 2, 
         model.eval()
         with torch.no_grad():
             device = next(iter(model.parameters()), torch.zeros(())).device
-            z = torch.zeros(2, latent_dim, *([1, 1] if latent_rank == 4 else []), device=device)
+            if isinstance(latent_dim, tuple):  # an image network's input (C, h, w)
+                z = torch.zeros(2, *latent_dim, device=device)
+            else:
+                z = torch.zeros(2, latent_dim, *([1, 1] if latent_rank == 4 else []), device=device)
             model(z, *(y.to(device) for y in label))
     finally:
         model.train(was)

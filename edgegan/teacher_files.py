@@ -19,8 +19,8 @@ from edgegan.sources import (LATENT_RANKS, GeneratorSource, _probe, _refuse_cond
 log = logging.getLogger("edgegan.sources")
 
 
-def from_torchscript(p: Path, latent_dim: int | None, rank: int | None, device: str,
-                     labels: tuple = (None, None)) -> GeneratorSource:
+def open_torchscript(p: Path, device: str):
+    """(forward, module, params, info) of a TorchScript archive; the number of inputs it requires in info."""
     import torch
 
     try:
@@ -32,10 +32,14 @@ def from_torchscript(p: Path, latent_dim: int | None, rank: int | None, device: 
     except (AttributeError, RuntimeError):
         args = []
     _refuse_conditional(str(p), len(args))
-    raw = _wrap(module, device)
     params = sum(t.numel() for t in module.parameters())
-    info = {"sha256": sha256_file(p)}
-    if len(args) == 2:
+    return _wrap(module, device), module, params, {"sha256": sha256_file(p), "inputs": len(args)}
+
+
+def from_torchscript(p: Path, latent_dim: int | None, rank: int | None, device: str,
+                     labels: tuple = (None, None)) -> GeneratorSource:
+    raw, module, params, info = open_torchscript(p, device)
+    if info.pop("inputs") == 2:
         return _conditional("torchscript", str(p), raw, module, params, info, latent_dim, rank, labels)
     L, r, shape = _probe(raw, latent_dim, rank, str(p))
     return GeneratorSource("torchscript", str(p), L, shape, params, _shaped(raw, r), module, info, latent_rank=r)
@@ -57,9 +61,8 @@ def _conditional(kind: str, spec: str, raw2, module, params, info: dict, latent_
                            latent_rank=r, labels=lf)
 
 
-def from_onnx(p: Path, latent_dim: int | None, labels: tuple = (None, None)) -> GeneratorSource:
-    import numpy as np
-    import torch
+def _onnx_session(p: Path):
+    """(model, session) of an ONNX teacher, read once and bounded, structurally checked first."""
 
     try:
         import onnx
@@ -85,6 +88,33 @@ def from_onnx(p: Path, latent_dim: int | None, labels: tuple = (None, None)) -> 
         raise TeacherError(str(e)) from None
     except Exception as e:  # noqa: BLE001
         raise TeacherError(f"{p}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return model, sess
+
+
+def open_onnx(p: Path):
+    """(forward, None, params, info) of a one-input ONNX teacher run by onnxruntime (an image-to-image one)."""
+    import numpy as np
+    import torch
+
+    model, sess = _onnx_session(p)
+    inputs = sess.get_inputs()
+    if len(inputs) != 1:
+        raise TeacherError(f"{p}: an image-to-image teacher takes one input (the image); this one takes {len(inputs)}")
+    params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
+    name = inputs[0].name
+
+    def raw(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(sess.run(None, {name: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})[0])
+
+    return raw, None, params, {"sha256": sha256_file(p), "input_shape": [d if isinstance(d, int) else None
+                                                                         for d in inputs[0].shape]}
+
+
+def from_onnx(p: Path, latent_dim: int | None, labels: tuple = (None, None)) -> GeneratorSource:
+    import numpy as np
+    import torch
+
+    model, sess = _onnx_session(p)
     inputs = sess.get_inputs()
     _refuse_conditional(str(p), len(inputs))
     params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
@@ -94,7 +124,9 @@ def from_onnx(p: Path, latent_dim: int | None, labels: tuple = (None, None)) -> 
     dims = [d for d in shape[1:]]
     rank = len(shape)
     if rank not in LATENT_RANKS or (rank == 4 and list(dims[1:]) != [1, 1]):
-        raise TeacherError(f"{p}: teacher input has shape {shape}; expected (N, L) or (N, L, 1, 1)")
+        raise TeacherError(f"{p}: teacher input has shape {shape}; expected (N, L) or (N, L, 1, 1)"
+                           + ("; an image-to-image teacher? pass --task (sr2x, colorize, ...) and --dataset"
+                              if rank == 4 else ""))
     if latent_dim is None:
         if not dims or not isinstance(dims[0], int):
             raise TeacherError(f"{p}: cannot read the latent size from input shape {shape}; pass --latent-dim")
@@ -186,8 +218,8 @@ def _import_factory(spec: str, import_dir: str | None):
     return fn, where
 
 
-def from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: int | None, device: str,
-                 import_dir: str | None, labels: tuple = (None, None)) -> GeneratorSource:
+def open_factory(spec: str, weights: str | None, device: str, import_dir: str | None):
+    """(forward, module, params, info) of a ``module:factory`` with its weights loaded."""
     from edgegan.checkpoint import load_tensors
     from edgegan.errors import CheckpointError
 
@@ -212,10 +244,16 @@ def from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: i
             raise TeacherError(f"{weights}: weights do not fit {spec} ({str(e).splitlines()[0]})") from None
     n_args = _required_args(getattr(module, "forward", module))
     _refuse_conditional(spec, n_args)
-    L = latent_dim or getattr(module, "latent_dim", None)
-    raw = _wrap(module, device)
     params = sum(t.numel() for t in module.parameters())
     info = {"weights": weights, "sha256": sha256_file(_split_key(weights)[0]) if weights else None, "import_dir": where}
+    return _wrap(module, device), module, params, {**info, "inputs": n_args}
+
+
+def from_factory(spec: str, weights: str | None, latent_dim: int | None, rank: int | None, device: str,
+                 import_dir: str | None, labels: tuple = (None, None)) -> GeneratorSource:
+    raw, module, params, info = open_factory(spec, weights, device, import_dir)
+    n_args = info.pop("inputs")
+    L = latent_dim or getattr(module, "latent_dim", None)
     if n_args == 2:
         return _conditional("factory", spec, raw, module, params, info, L, rank, labels)
     L, r, shape = _probe(raw, L, rank, spec)

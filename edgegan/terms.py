@@ -119,10 +119,15 @@ class Step:
     student_features: list  # per paired stage (with grad), when a term asked for them
     teacher_features: list  # per paired stage (no grad)
     labels: "torch.Tensor | None" = None  # a conditional run's class of each z (int64), else None
+    inputs: "torch.Tensor | None" = None  # an image-to-image run's inputs (``z`` is them too; issue 21)
+    truth: "torch.Tensor | None" = None  # their ground truth, when the GAN term takes the dataset as real
 
     @property
     def label_args(self) -> tuple:
-        """What a conditional network takes after its input: (labels,), or () when unconditional."""
+        """What a conditional discriminator takes after its image: (labels,) for a class-conditional run,
+        (inputs,) for an image-to-image one (a pix2pix discriminator sees the pair), else ()."""
+        if self.inputs is not None:
+            return (self.inputs,)
         return () if self.labels is None else (self.labels,)
 
 
@@ -138,6 +143,7 @@ class Context:
     real: Callable[[int], tuple] | None  # (real images, their labels or None), when the recipe needs data
     stages: "StagePairs | None"  # paired feature stages (edgegan.stages), when a term needs them
     labels: Any = None  # a conditional run's edgegan.labels.Labels (its discriminators are conditional too)
+    student_args: dict | None = None  # an image-to-image student's family args: its discriminator is built from them
 
 
 class Term:
@@ -215,11 +221,14 @@ class GanTerm(Term):
         from edgegan.models import build_discriminator, choose_family, student_args
 
         cfg = ctx.config
-        C, H, W = ctx.teacher.output_shape
-        family = choose_family(cfg.family, cfg.d, (C, H, W), ctx.teacher.latent_dim)
-        k = {"num_classes": ctx.labels.num_classes} if ctx.labels is not None else {}
-        self.D = build_discriminator(family, **student_args(family, cfg.d, (C, H, W), ctx.teacher.latent_dim,
-                                                            d_disc=cfg.d_disc, **k)).to(ctx.device)
+        if ctx.student_args is not None:  # image-to-image: a PatchGAN on (output, input) pairs (pix2pix)
+            self.D = build_discriminator(cfg.family, **{**ctx.student_args, "d_disc": cfg.d_disc}).to(ctx.device)
+        else:
+            C, H, W = ctx.teacher.output_shape
+            family = choose_family(cfg.family, cfg.d, (C, H, W), ctx.teacher.latent_dim)
+            k = {"num_classes": ctx.labels.num_classes} if ctx.labels is not None else {}
+            self.D = build_discriminator(family, **student_args(family, cfg.d, (C, H, W), ctx.teacher.latent_dim,
+                                                                d_disc=cfg.d_disc, **k)).to(ctx.device)
         if getattr(cfg, "d_sn", False):
             _spectral_norm(self.D)
         self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=(cfg.d_beta1, 0.999))
@@ -238,7 +247,10 @@ class GanTerm(Term):
         self.D_run = wrap(self.D)
 
     def _real(self, step: Step) -> tuple:
-        """(real images, then their labels when conditional): D's positional arguments."""
+        """(real images, then their labels when conditional): D's positional arguments. An image-to-image
+        run's real pairs share the step's inputs: (ground truth or the teacher's output, inputs)."""
+        if step.inputs is not None:
+            return (step.truth if step.truth is not None else step.teacher, step.inputs)
         if self.ctx.real is None:
             return (step.teacher, *step.label_args)
         x, y = self.ctx.real(len(step.z))

@@ -17,33 +17,17 @@ from edgegan.errors import BenchError
 log = logging.getLogger("edgegan.bench.harness")
 
 
-def count_macs(module, latent_dim: int, latent_rank: int = 2, label: tuple = ()) -> int:
-    """Multiply-accumulates of one image through Conv2d / ConvTranspose2d / Linear layers; the module
-    is called with z of shape (1, L) or, for ``latent_rank`` 4, (1, L, 1, 1), and a conditional one with
-    ``label`` (one label of its own form)."""
+def count_macs(module, latent_dim: int | tuple, latent_rank: int = 2, label: tuple = ()) -> int:
+    """Multiply-accumulates of one image (``edgegan.models.count_macs``); the module is called with z of
+    shape (1, L) or, for ``latent_rank`` 4, (1, L, 1, 1), a conditional one with ``label`` (one label of
+    its own form), and an image-to-image one (``latent_dim`` its input's (C, h, w)) with one input."""
     import torch
 
-    total = 0
+    from edgegan.models import count_macs as macs
 
-    def hook(m, inp, out):
-        nonlocal total
-        if isinstance(m, torch.nn.ConvTranspose2d):
-            x = inp[0]  # every input pixel scatters a k x k x Cout/groups patch
-            total += x[0].numel() * (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, torch.nn.Conv2d):
-            total += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, torch.nn.Linear):
-            total += m.in_features * m.out_features
-
-    hs = [m.register_forward_hook(hook) for m in module.modules()
-          if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
-    try:
-        with torch.no_grad():
-            module.eval()(torch.zeros(1, latent_dim, *([1, 1] if latent_rank == 4 else [])), *(y[:1] for y in label))
-    finally:
-        for h in hs:
-            h.remove()
-    return int(total)
+    if isinstance(latent_dim, tuple):
+        return macs(module, torch.zeros(1, *latent_dim))
+    return macs(module, torch.zeros(1, latent_dim, *([1, 1] if latent_rank == 4 else [])), *(y[:1] for y in label))
 
 
 def _probe(cmd: list[str], timeout: float = 600) -> dict[str, Any]:

@@ -117,5 +117,35 @@ def input_kind(family: str) -> str:
     return get_family(family).input_kind
 
 
+def count_macs(module, *inputs) -> int:
+    """Multiply-accumulates of one forward pass on ``inputs`` (a batch of one) through Conv2d,
+    ConvTranspose2d and Linear layers, counted by forward hooks (eager modules only)."""
+    import torch
+
+    total = 0
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            x = inp[0]  # every input pixel scatters a k x k x Cout/groups patch
+            total += x[0].numel() * (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Conv2d):
+            total += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Linear):
+            total += m.in_features * m.out_features
+
+    hs = [m.register_forward_hook(hook) for m in module.modules()
+          if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    was = module.training
+    try:
+        with torch.no_grad():
+            module.eval()(*inputs)
+    finally:
+        module.train(was)
+        for h in hs:
+            h.remove()
+    return int(total)
+
+
 def count_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
