@@ -213,4 +213,4 @@ def _probe(src: ImageSource, x, rng: tuple[float, float] | None) -> None:
     src.input_shape = tuple(int(s) for s in x.shape[1:])
     src.output_shape = tuple(int(s) for s in y.shape[1:])
     if (lo, hi) != EDGEGAN_RANGE:
-        src.forward = lambda inp: to_edgegan_range(call(inp), (lo, hi))
+        src.forward = lambda inp: to_edgegan_range(call(inp, lo, hi), (lo, hi))

@@ -102,9 +102,18 @@ def open_onnx(p: Path):
         raise TeacherError(f"{p}: an image-to-image teacher takes one input (the image); this one takes {len(inputs)}")
     params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
     name = inputs[0].name
+    batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None  # a file exported for batch 1
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run(None, {name: x})[0]
 
     def raw(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(sess.run(None, {name: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})[0])
+        a = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
+        if batch is None or batch == len(a):
+            return torch.from_numpy(run(a))
+        if len(a) % batch:
+            raise TeacherError(f"{p}: the teacher takes batches of exactly {batch}; got {len(a)}")
+        return torch.from_numpy(np.concatenate([run(a[i:i + batch]) for i in range(0, len(a), batch)]))
 
     return raw, None, params, {"sha256": sha256_file(p), "input_shape": [d if isinstance(d, int) else None
                                                                          for d in inputs[0].shape]}
