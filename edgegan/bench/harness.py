@@ -78,6 +78,18 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
         if "distill" not in m:
             raise BenchError(f"{r}: not a distilled student run (no 'distill' section); bench compares a student "
                              "with its teacher")
+    from edgegan.bench.images import is_image_run, run_image_bench
+
+    kinds = {is_image_run(m) for _, m in manifests}
+    if True in kinds:  # image-to-image students (issue 21): their own inputs, metrics and table
+        if len(kinds) > 1 or baselines or teacher is not None or device_results:
+            raise BenchError("bench image-to-image students alone (no latent runs, --baseline, --teacher or "
+                             "--device-results beside them)")
+        from edgegan.outputs import check_out
+
+        check_out(Path(out))
+        return run_image_bench(manifests, Path(out), samples=samples, seed=seed, batch=batch, threads=threads,
+                               models=models, dataset=dataset, data_dir=data_dir, progress=progress)
     if teacher is None:  # a recorded module:factory (or TorchScript file) is refused before anything is written
         from edgegan.sources import refuse_recorded_factory
 

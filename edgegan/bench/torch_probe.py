@@ -23,10 +23,17 @@ def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = Non
     from edgegan.sources import load_generator, load_recorded
     from edgegan_runtime import latent
 
-    src = load_recorded({**record, "spec": spec}, check_range=False, allow_factory=True) if record is not None else load_generator(spec, weights=weights)
-    load_ns = time.perf_counter_ns() - t0
-    z = torch.from_numpy(latent(batch, src.latent_dim, seed))
-    y = () if src.labels is None else (torch.arange(batch) % src.num_classes,)  # a conditional generator: classes 0, 1, ...
+    image = _image_model(spec, record, weights)  # an image-to-image generator (issue 21): (module, its input shape)
+    if image is not None:
+        src, shape = image
+        load_ns = time.perf_counter_ns() - t0
+        z = torch.from_numpy(latent(batch * shape[0] * shape[1] * shape[2], 1, seed).reshape(batch, *shape)).clamp(-1, 1)
+        y = ()
+    else:
+        src = load_recorded({**record, "spec": spec}, check_range=False, allow_factory=True) if record is not None else load_generator(spec, weights=weights)
+        load_ns = time.perf_counter_ns() - t0
+        z = torch.from_numpy(latent(batch, src.latent_dim, seed))
+        y = () if src.labels is None else (torch.arange(batch) % src.num_classes,)  # a conditional generator: classes 0, 1, ...
     from edgegan_runtime.probe import peak_rss_mb, time_calls  # the one timing protocol; VmHWM, not ru_maxrss
 
     fwd = src.forward
@@ -41,6 +48,38 @@ def probe(spec: str, *, batch: int = 1, threads: int = 1, runs: int | None = Non
             "threads": threads, "load_ms": load_ns / 1e6, **timing, "us_per_image": timing["p50_us"] / batch,
             "images_per_s": batch * 1e6 / timing["mean_us"], "peak_rss_mb": peak, "bytes": nbytes,
             "versions": {"torch": torch.__version__}}
+
+
+class _Image:
+    """What the probe times of an image generator: its forward on an input, and its run's manifest."""
+
+    def __init__(self, forward, manifest=None):
+        self.forward, self.manifest = forward, manifest
+
+
+def _image_model(spec: str, record: dict | None, weights: str | None):
+    """(an object with ``forward`` and ``manifest``, input (C, h, w)) when ``spec`` takes images, else None:
+    an edgegan run that records its input, or a teacher recorded with one (its recorded size)."""
+    import torch
+
+    from edgegan.image_sources import _foreign, run_input
+
+    if run_input(spec) is not None:
+        from edgegan.checkpoint import load_run
+
+        run = load_run(spec)
+        g = run.generator.eval()
+
+        def fwd(x):
+            with torch.no_grad():
+                return g(x)
+
+        shape = tuple((record or {}).get("input", {}).get("shape") or run.input["shape"])
+        return _Image(fwd, run.manifest), shape
+    if record is not None and "input" in record:
+        src = _foreign(spec, record.get("weights") or weights, "cpu", record.get("import_dir"), True)
+        return _Image(src.forward), tuple(record["input"]["shape"])
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
