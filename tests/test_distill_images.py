@@ -220,3 +220,29 @@ def test_cli_distils_an_image_teacher(teacher_run, tmp_path):
                         "--out", str(tmp_path / "t")], capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "sr2x" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_bench_scores_an_image_student_against_teacher_and_ground_truth(teacher_run, tmp_path):
+    from edgegan.bench.harness import run_bench
+    from edgegan.bench.images import colourfulness
+
+    run = tmp_path / "s"
+    distill(_cfg(teacher_run, steps=30), run, progress=False)
+    doc = run_bench([str(run)], out=tmp_path / "b", models=["teacher", "student"], samples=64, progress=False)
+    res = doc["results"][0]
+    assert res["task"] == "sr2x" and res["input_shape"] == [3, 16, 16] and res["samples"] == 64
+    rows = {r["name"].split()[0]: r for r in res["models"]}
+    assert set(rows) == {"teacher", "student", "bicubic"}
+    assert rows["teacher"]["quality"]["to_teacher"]["psnr"] == float("inf")
+    assert rows["student"]["macs_ratio"] > 1 and rows["student"]["latency"].get("p50_us", 0) > 0
+    for r in rows.values():
+        assert set(r["quality"]["to_truth"]) == {"psnr", "ssim", "swd"}
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "PSNR to truth" in md and "bicubic" in md and (tmp_path / "b" / "samples.png").is_file()
+    # colourfulness: 0 for grey images, and a saturated red image scores above a dull one
+    grey = np.zeros((2, 3, 8, 8), np.float32)
+    assert colourfulness(grey) == 0.0
+    red, dull = grey.copy(), grey.copy()
+    red[:, 0], dull[:, 0] = 1.0, 0.2
+    red[:, :, :4] = -1  # some variation, so the spread term counts too
+    assert colourfulness(red) > colourfulness(dull) > 0
