@@ -41,6 +41,7 @@ class Task:
     extra_channels: int = 0  # input channels beyond the output's (inpaint's mask)
     grey_input: bool = False  # the input is one channel whatever the output has (colorize)
     ground_truth: bool = True  # the image the input was made from is the target
+    random: bool = False  # the input depends on random draws (inpaint's hole), not on the image alone
     make: Callable | None = None  # (x, generator) -> input
 
     def in_channels(self, out_channels: int) -> int:
@@ -123,7 +124,7 @@ TASKS.add("sr4x", Task("sr4x", "super-resolution 4x: the input is the image down
 TASKS.add("colorize", Task("colorize", "colourisation: the input is the image's luma (one grey channel)", 1,
                            grey_input=True, make=_luma))
 TASKS.add("inpaint", Task("inpaint", "inpainting: a square hole of half the side zeroed, the mask as a channel", 1,
-                          extra_channels=1, make=_hole))
+                          extra_channels=1, random=True, make=_hole))
 TASKS.add("none", Task("none", "the images as they are (the input is given; no ground truth)", 1,
                        ground_truth=False))
 

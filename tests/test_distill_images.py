@@ -74,6 +74,7 @@ def test_distils_an_edgegan_image_teacher_and_records_input_task_and_quality(tea
     assert m["model"]["input"]["shape"] == [3, 16, 16] and "latent" not in m["model"]
     assert d["task"] == "sr2x" and d["teacher"]["input"]["shape"] == [3, 16, 16]
     assert d["eval"]["mse_drop"] > 2  # it learnt the teacher's mapping
+    assert d["teacher_outputs"] == "cached once for the training set"  # sr2x's inputs depend on the image alone
     truth = d["eval"]["to_truth"]
     assert set(truth) == {"teacher", "student", "bicubic"}
     # the fitted teacher beats a constant grey image by far: its PSNR to the ground truth is an SR's, not noise's
@@ -94,6 +95,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(teacher_run, tmp_path):
     distill(_cfg(teacher_run, **{**kw, "steps": 4}), tmp_path / "b", progress=False)
     m = distill(_cfg(teacher_run, **kw), tmp_path / "b", resume=True, progress=False)
     assert m["distill"]["resumed_from"] == 4 and m["distill"]["gan"]["real"] == "teacher"
+    assert m["distill"]["teacher_outputs"] == "computed every step"  # the feature term hooks the teacher's stages
     a = load_tensors(tmp_path / "a" / "generator.safetensors")
     b = load_tensors(tmp_path / "b" / "generator.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
