@@ -51,6 +51,7 @@ class Names:
 
 DATASET_NAMES = Names("dataset", "edgegan.data:dataset_names", see="edgegan datasets")
 FAMILY_NAMES = Names("generator family", "edgegan.models:family_names", listed=False, see="edgegan families")
+TASK_NAMES = Names("image-to-image task", "edgegan.tasks:task_names")  # edgegan.tasks is torch-free: listed
 
 
 @dataclasses.dataclass(frozen=True)
