@@ -187,7 +187,8 @@ _TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...], bool], ...] = (
     (("model", "family"), str, _REQUIRED), (("model", "args"), dict, _REQUIRED), (("model", "weights"), dict, _REQUIRED),
     (("model", "weights", "path"), str, _REQUIRED), (("model", "weights", "sha256"), (str, type(None)), _OPTIONAL),
     (("model", "weights", "bytes"), int, _REQUIRED), (("model", "params"), int, _REQUIRED),
-    (("model", "latent"), dict, _REQUIRED), (("model", "latent", "dim"), int, _REQUIRED),
+    (("model", "latent"), dict, _OPTIONAL), (("model", "latent", "dim"), int, _REQUIRED),  # one of latent, input
+    (("model", "input"), dict, _OPTIONAL), (("model", "input", "shape"), list, _REQUIRED),  # (issue 21)
     (("model", "output"), dict, _REQUIRED), (("model", "output", "shape"), list, _REQUIRED),
     (("model", "classes"), dict, _OPTIONAL), (("model", "classes", "count"), int, _REQUIRED),
     (("model", "classes", "names"), (list, type(None)), _OPTIONAL),
@@ -248,6 +249,8 @@ def _check_types(data: dict[str, Any], path: Path) -> None:
             want = tp.__name__ if isinstance(tp, type) else " or ".join(t.__name__ for t in tp)
             raise CheckpointError(f"{path}: manifest field {'.'.join(keys)} should be {want}, "
                                   f"got {type(node).__name__} ({str(node)[:40]!r})")
+    if "latent" not in data["model"] and "input" not in data["model"]:  # a generator takes latents or images
+        raise CheckpointError(f"{path}: manifest field model.latent is missing (or model.input, for an image generator)")
     shape = data["model"]["output"]["shape"]
     if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise CheckpointError(f"{path}: manifest field model.output.shape should be [C, H, W] of positive integers, "
