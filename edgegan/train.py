@@ -1,6 +1,7 @@
 """GAN training for teachers and for the paper's *baselines* (a student-sized GAN trained from scratch).
 
 Standard DCGAN recipe (Radford et al. 2016): Adam(2e-4, β=(0.5, 0.999)), non-saturating BCE loss.
+With ``task`` set, an image-to-image teacher (pix2pix, issue 21) in the same layout: ``edgegan.train_i2i``.
 A run directory holds::
 
     manifest.json            written last: the run's commit point (model, dataset, config, train)
