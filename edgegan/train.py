@@ -1,6 +1,7 @@
 """GAN training for teachers and for the paper's *baselines* (a student-sized GAN trained from scratch).
 
 Standard DCGAN recipe (Radford et al. 2016): Adam(2e-4, β=(0.5, 0.999)), non-saturating BCE loss.
+With ``task`` set, an image-to-image teacher (pix2pix, issue 21) in the same layout: ``edgegan.train_i2i``.
 A run directory holds::
 
     manifest.json            written last: the run's commit point (model, dataset, config, train)
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
-                            Bounds, check_bounds, check_choices, opt)
+                            TASK_NAMES, WEIGHT, Bounds, check_bounds, check_choices, opt)
 from edgegan.errors import CheckpointError, ConfigError, DivergenceError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, file_entry, now_iso, versions
 from edgegan.outputs import check_out, run_output
@@ -34,8 +35,8 @@ class TrainConfig:
     # Each field's default, help and choices are declared once here; `edgegan train-teacher` is generated from them.
     dataset: str = opt("digits", "dataset to train on", choices=DATASET_NAMES)
     data_dir: str | None = opt(None, "folder holding the dataset's files (default: $EDGEGAN_DATA/<dataset>)")
-    family: str = opt("dcgan", "generator family", choices=FAMILY_NAMES)
-    d: int = opt(64, "depth factor of the generator", bounds=DEPTH)
+    family: str | None = opt(None, "generator family (default: dcgan; resnet_i2i with --task)", choices=FAMILY_NAMES)
+    d: int = opt(64, "depth factor of the generator (with --task: its width, ngf)", bounds=DEPTH)
     d_disc: int | None = opt(None, "depth factor of the discriminator (default: same as --d)", bounds=DEPTH)
     image_size: int = opt(32, "image side: 32 (the paper) or 64", choices=(32, 64))
     latent_dim: int = opt(100, "size of the latent z", bounds=LATENT)
@@ -55,10 +56,35 @@ class TrainConfig:
     limit: int | None = opt(None, "use only the first N training images", bounds=Bounds(1, None))
     conditional: bool = opt(False, "train a class-conditional GAN on the dataset's labels: the generator takes z and "
                             "a class, the discriminator is a projection discriminator (issue 20)")
+    # Image-to-image teachers (issue 21; edgegan.train_i2i): pix2pix on (input, image) pairs that the task makes.
+    task: str | None = opt(None, "train an image-to-image teacher: the task makes each input from a dataset image "
+                           "(sr2x/sr4x: downscaled, colorize: its luma, inpaint: a hole), the image is the target "
+                           "(issue 21)", choices=TASK_NAMES)
+    n_down: int | None = opt(None, "with --task: stride-2 stages before the residual blocks (default: 0 for "
+                             "super-resolution, else 2)", bounds=Bounds(0, 4))
+    n_blocks: int | None = opt(None, "with --task: residual blocks (default: 8 for super-resolution, else 6)",
+                               bounds=Bounds(0, 32))
+    l1_weight: float | None = opt(None, "with --task: weight of the L1 term beside the GAN term (default: 100, "
+                                  "pix2pix's lambda, Isola et al. 2017)", bounds=WEIGHT)
 
     def __post_init__(self) -> None:
         check_bounds(self)  # every numeric field: an integer or a finite number, within its declared range
         check_choices(self)  # kind, image_size
+        if self.family is None:  # the default depends on --task; recorded resolved, so old runs resume
+            object.__setattr__(self, "family", "dcgan" if self.task is None else "resnet_i2i")
+        if self.task is None:
+            given = [f for f in ("n_down", "n_blocks", "l1_weight") if getattr(self, f) is not None]
+            if given:
+                raise ConfigError(f"--{given[0].replace('_', '-')} applies to image-to-image teachers only (add --task)")
+            return
+        from edgegan.tasks import get_task
+
+        if not get_task(self.task).ground_truth:  # an unknown name: the valid ones and the closest match
+            raise ConfigError(f"task {self.task} has no ground truth to train on; a teacher learns pairs a task makes "
+                              "from the dataset's images (sr2x, sr4x, colorize, inpaint)")
+        if self.conditional:
+            raise ConfigError("--conditional trains a class-conditional latent GAN; an image-to-image teacher (--task) "
+                              "is conditioned on its input image: drop one of them")
 
     def model_args(self, nc: int, num_classes: int | None = None) -> dict[str, Any]:
         return {"d": self.d, "nc": nc, "image_size": self.image_size, "latent_dim": self.latent_dim, "d_disc": self.d_disc,
@@ -82,7 +108,11 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
     from edgegan.utils import seed_everything
 
     out = Path(out)
-    get_family(cfg.family)
+    family = get_family(cfg.family)
+    if (family.input_kind == "image") != (cfg.task is not None):
+        raise ConfigError(f"--task {cfg.task} trains an image-to-image generator; {cfg.family} takes latents "
+                          "(use resnet_i2i, or mobile_i2i for a baseline)" if cfg.task is not None else
+                          f"{cfg.family} maps images to images: name the task that makes its inputs (--task)")
     check_out(out)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
     device = world.device
@@ -110,6 +140,10 @@ def train_gan(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progre
             raise ConfigError(f"{out}: run is already at step {start_step} > --steps {cfg.steps}; raise --steps to continue")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory exists and is not empty (use --resume, or another --out)")
+    if cfg.task is not None:  # an image-to-image teacher (issue 21): pix2pix, the same run layout and resume
+        from edgegan.train_i2i import train_i2i
+
+        return train_i2i(cfg, out, world, start_step, history, prev, progress=progress)
 
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split="train", image_size=cfg.image_size, limit=cfg.limit)
     nc = data.shape[0]

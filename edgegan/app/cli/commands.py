@@ -31,14 +31,15 @@ def _training_commands() -> None:
     from edgegan.distill import DistillConfig
     from edgegan.train import TrainConfig
 
-    @cli.command("train-teacher", short_help="train a DCGAN teacher (or a from-scratch baseline) on a dataset")
+    @cli.command("train-teacher", short_help="train a teacher (DCGAN, or image-to-image with --task) or a baseline")
     @out_option(True, "run directory to write (DIR/manifest.json and files)")
     @click.option("--resume", is_flag=True, help="continue an interrupted run in --out from its last checkpoint")
     @quiet_option
     @config_options(TrainConfig, required=("dataset",))
     def train_teacher(cfg: TrainConfig, out: str, resume: bool, quiet: bool) -> None:
         """Train a GAN. With --kind baseline it records a student-sized GAN trained from scratch (the paper's
-        baseline)."""
+        baseline). With --task it trains an image-to-image generator (pix2pix) on inputs the task makes from
+        the dataset's images: super-resolution, colourisation, inpainting (issue 21)."""
         from edgegan.train import train_gan
 
         m = train_gan(cfg, out, resume=resume, progress=not quiet)
