@@ -12,12 +12,13 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from edgegan.config import BATCH, SEED, Bounds, Names, check_bounds, opt
+from edgegan.config import BATCH, DATASET_NAMES, SEED, Bounds, Names, check_bounds, opt
 from edgegan.errors import ConfigError
 from edgegan.registry import Registry
 
 MIN_CALIBRATION = 256  # latents; fewer under-estimates activation ranges (issue #1, point 3)
 CALIBRATION_BATCH = 64  # latents per calibration step; small batches shrink moving-average ranges
+CALIBRATION_SEED_OFFSET = 1  # calibration inputs differ from the parity inputs (seed + 1 vs seed)
 PARITY_N = 64  # latents compared with PyTorch per export (plus one run per fixed batch size)
 CHECK_LATENTS = 64  # calibration latents of the per-layer broken-channel check when --report is not asked
 # --keep-float auto leaves this many layers in float: the one the per-layer report says loses the most SNR.
@@ -214,6 +215,15 @@ class ExportOptions:
               f"the {AUTO_KEEP_FLOAT} that lose the most precision (see --report)")
     report: bool = opt(False, "per-layer error of the quantized file against the float one, on the calibration "
                               "latents (console and manifest); tflite int8 / int16x8")
+    # normalised to (height, width); None: the run's training size (issue 21)
+    input_size: Sequence[int] | str | None = opt(
+        None, "image-to-image runs: the input's HxW (e.g. 64x48; default: the training size), sides multiples of "
+              "the run's `multiple`; a TFLite file takes this size, an ONNX file any multiple (checked at this size "
+              "and one more)")
+    dataset: str | None = opt(None, "image-to-image runs: the images whose task inputs check parity and calibrate "
+                                    "int8 (default: the run's dataset)", choices=DATASET_NAMES)
+    data_dir: str | None = opt(None, "image-to-image runs: folder holding --dataset's files "
+                                     "(default: $EDGEGAN_DATA/<dataset>)")
     seed: int = opt(0, "seed of the parity (and, + 1, calibration) latents", bounds=SEED)
     spec: FormatSpec = field(init=False, repr=False, compare=False)
     precision: Precision = field(init=False, repr=False, compare=False)
@@ -250,6 +260,10 @@ class ExportOptions:
                                   f"--quantize {prec.name}")
         if self.keep_float is not None:
             object.__setattr__(self, "keep_float", _layer_names(self.keep_float))
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", _size(self.input_size))
+        if self.data_dir is not None and self.dataset is None:
+            raise ConfigError("--data-dir names the files of --dataset; give --dataset too")
         check_bounds(self)  # seed, calibration_samples
 
     @property
@@ -276,6 +290,23 @@ def _layer_names(v: Sequence[str] | str) -> tuple[str, ...]:
     if "auto" in names and len(names) > 1:
         raise ConfigError("--keep-float auto chooses the layers itself; give 'auto' or layer names, not both")
     return names
+
+
+MAX_INPUT_SIDE = 4096
+
+
+def _size(v: Sequence[int] | str) -> tuple[int, int]:
+    """--input-size: "HxW" or "S" (S x S), or (H, W); each side 1 to MAX_INPUT_SIDE."""
+    items = list(v) if isinstance(v, (list, tuple)) else None
+    if isinstance(v, str):
+        parts = v.lower().replace("×", "x").split("x")
+        try:
+            items = [int(p) for p in parts] * (2 if len(parts) == 1 else 1)
+        except ValueError:
+            items = None
+    if items is None or len(items) != 2 or not all(_is_int(i) and 1 <= i <= MAX_INPUT_SIDE for i in items):
+        raise ConfigError(f"--input-size must be HxW (e.g. 64x48) with sides 1 to {MAX_INPUT_SIDE}, got {v!r}")
+    return items[0], items[1]
 
 
 def _is_int(v: object) -> bool:
