@@ -132,6 +132,10 @@ def _check_onnx(path: Path, data: bytes, digest: str) -> CheckedModel:
     if isinstance(io, OnnxImageIO):  # its contract declares an image input (issue 21)
         c = contract.parse(io.metadata.get(contract.METADATA_NAME), str(path))
         spec = _image_spec(c, str(path), io.input_dims, io.output_dims, None if io.batch is None else (io.batch,))
+        h, w = spec.size
+        if io.inferred_output is not None and tuple(io.inferred_output) != spec.output_dims(h, w):
+            raise ModelFileError(f"{path}: the graph maps {h}x{w} images to {list(io.inferred_output)}; its "
+                                 f"{contract.METADATA_NAME} says {list(spec.output_dims(h, w))} (scale {spec.scale})")
         return CheckedModel(path=path, format="onnx", data=data, sha256=digest, latent_dim=None,
                             output_shape=_nchw_output(spec), batch_sizes=None if io.batch is None else (io.batch,),
                             onnx_io=io, contract=c, image=spec)

@@ -70,6 +70,9 @@ class OnnxImageIO:
     output_dims: tuple
     metadata: dict = field(default_factory=dict)
     int8_scheme: str | None = None
+    # A dynamic file's output dims inferred (ONNX shape inference) for an input of its contract's size, or None
+    # where that cannot be told: how the runtime checks the contract's scale against a graph with named sizes.
+    inferred_output: tuple | None = None
 
 
 def _varint(data: bytes | memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
@@ -210,7 +213,37 @@ def _image_io(model, name: str, meta: dict) -> OnnxImageIO:
         )
     if batch is not None and odims[0] is not None and odims[0] != batch:
         raise ModelFileError(f"{name}: input batch size {batch} but output batch size {odims[0]}")
-    return OnnxImageIO(i.name, o.name, batch, tuple(idims[1:]), tuple(odims[1:]), meta, int8_scheme(model))
+    return OnnxImageIO(i.name, o.name, batch, tuple(idims[1:]), tuple(odims[1:]), meta, int8_scheme(model),
+                       _output_at_size(model, meta, idims) if None in idims[1:] else None)
+
+
+def _output_at_size(model, meta: dict, idims: list) -> tuple | None:
+    """The output dims (after the batch) ONNX shape inference gives for the input at the contract's ``size``
+    (the named dimensions fixed), None where the contract has no usable size or inference cannot tell."""
+    import onnx
+
+    try:
+        c = contract.parse(meta.get(contract.METADATA_NAME), "")
+        h, w = c["input"]["size"]
+        layout = c["input"]["layout"]
+        fixed = [idims[1], h, w] if layout == "NCHW" else [h, w, idims[3]]
+        if not all(isinstance(v, int) and 1 <= v <= MAX_DIM for v in fixed):
+            return None
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        inits = {t.name for t in m.graph.initializer}
+        first = next(i for i in m.graph.input if i.name not in inits)
+        dims = first.type.tensor_type.shape.dim
+        for d, v in zip(list(dims)[1:], fixed):
+            d.Clear()
+            d.dim_value = v
+        m.graph.output[0].type.tensor_type.ClearField("shape")
+        del m.graph.value_info[:]  # the exporter's, with the named sizes
+        got = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False).graph.output[0]
+        out = [d.dim_value if d.HasField("dim_value") else None for d in got.type.tensor_type.shape.dim]
+    except Exception:  # noqa: BLE001 - inference that cannot finish proves nothing here
+        return None
+    return tuple(out[1:]) if len(out) == 4 and None not in out[1:] else None
 
 
 def check_label_input(io: OnnxIO, name: str) -> int:
