@@ -251,7 +251,8 @@ BAD_EXPORTS = {
                                             "multiples of 4.* e.g. 16x20"),
     "--input-size malformed": (None, ["--input-size", "16x", "--dataset", "cifar10"], CONFIG,
                                "--input-size must be HxW"),
-    "--data-dir without --dataset": (None, ["--data-dir", "/nonexistent"], CONFIG, "give --dataset too"),
+    "--data-dir that does not exist": (None, ["--dataset", "cifar10", "--data-dir", "/nonexistent"], 3,
+                                       "/nonexistent: data directory for 'cifar10' does not exist"),
     "a dataset of another channel count": (None, ["--dataset", "mnist"], CONFIG,
                                            "mnist has 1-channel images; this generator makes 3-channel"),
     "--input-size on a latent run": (lambda r, t: _latent_run(t), ["--input-size", "16x16"], CONFIG,
@@ -277,10 +278,11 @@ def test_bad_export_options_are_one_line_and_write_nothing(shared_data, i2i_colo
 
 @pytest.mark.onnx
 def test_the_run_s_own_dataset_is_the_default(shared_data, i2i_colorize_run, tmp_path, capsys):
-    """A run that records its dataset (a teacher's ``dataset``, a student's too) is exported without --dataset."""
+    """A run that records its dataset (a teacher's ``dataset``, a student's too) is exported without --dataset
+    (--data-dir alone says where its files are here)."""
     run = _copy(i2i_colorize_run, tmp_path / "r",
                 lambda m: m.update(dataset={"name": "cifar10", "count": 8333, "split": "train"}))
-    got, lines = cli(capsys, "export", run, "--format", "onnx")
+    got, lines = cli(capsys, "export", run, "--format", "onnx", "--data-dir", shared_data / "cifar10")
     assert got == 0, lines
     entry = json.loads((run / "manifest.json").read_text())["exports"][0]
     assert entry["parity"]["inputs"]["dataset"] == "cifar10" and entry["input"]["dataset"] == "cifar10"

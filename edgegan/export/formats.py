@@ -85,6 +85,10 @@ class FormatSpec:
     converter: str = ""  # (prepared, opts, latent_dim, calibration, *, progress, metadata) -> (bytes, fields)
     rewrite_convt: bool = False  # prepare_for_export rewrites ConvTranspose (the converter needs it)
     kernel_check: str | None = None  # static precisions: (file bytes) -> the reference its kernels must match
+    # An image-to-image generator's file (issue 21, ``images``): its tensors' layout, and whether it takes any
+    # height and width (multiples of the run's ``multiple``) or only the one --input-size.
+    image_layout: str = "NCHW"
+    image_dynamic_size: bool = False
 
     def load(self, ref: str) -> Any:
         import importlib
@@ -157,7 +161,10 @@ FORMATS.add("onnx", FormatSpec(
     converter="edgegan.export.converters:onnx",
     kernel_check="edgegan.export.converters:onnx_qdq_kernels",
     notes=("int8 ONNX shrinks the file but is not faster: onnxruntime runs ConvTranspose in float "
-           "between the QDQ nodes (measured).",),
+           "between the QDQ nodes (measured).",
+           "Image-to-image runs: NCHW images of any height and width that are multiples of the run's multiple.",),
+    image_layout="NCHW",
+    image_dynamic_size=True,  # fully convolutional: a phone's camera size at no cost; checked at two sizes
 ))
 
 FORMATS.add("tflite", FormatSpec(
@@ -176,10 +183,13 @@ FORMATS.add("tflite", FormatSpec(
     batch=True,
     description="TFLite via litert-torch (no TensorFlow), quantized with ai-edge-quantizer; "
                 "one signature per fixed batch size (batch_1 always)",
-    notes=("Static int8 calibrates in batches of 64, so --calibration-samples must be a multiple of 64.",),
+    notes=("Static int8 calibrates in batches of 64, so --calibration-samples must be a multiple of 64.",
+           "Image-to-image runs: NHWC images of the one --input-size (default: the training size).",),
     calibration_multiple=CALIBRATION_BATCH,
     converter="edgegan.export.converters:tflite",
     rewrite_convt=True,
+    image_layout="NHWC",  # TFLite's own layout: litert-torch writes no TRANSPOSE around the graph
+    image_dynamic_size=False,  # TFLite's interpreters want static shapes
 ))
 
 _ALL_QUANTIZE = sorted({p.name for n in FORMATS for p in FORMATS.get(n).precisions})
@@ -222,8 +232,8 @@ class ExportOptions:
               "and one more)")
     dataset: str | None = opt(None, "image-to-image runs: the images whose task inputs check parity and calibrate "
                                     "int8 (default: the run's dataset)", choices=DATASET_NAMES)
-    data_dir: str | None = opt(None, "image-to-image runs: folder holding --dataset's files "
-                                     "(default: $EDGEGAN_DATA/<dataset>)")
+    data_dir: str | None = opt(None, "image-to-image runs: folder holding the dataset's files (default: the run's, "
+                                     "else $EDGEGAN_DATA/<dataset>)")
     seed: int = opt(0, "seed of the parity (and, + 1, calibration) latents", bounds=SEED)
     spec: FormatSpec = field(init=False, repr=False, compare=False)
     precision: Precision = field(init=False, repr=False, compare=False)
@@ -262,8 +272,6 @@ class ExportOptions:
             object.__setattr__(self, "keep_float", _layer_names(self.keep_float))
         if self.input_size is not None:
             object.__setattr__(self, "input_size", _size(self.input_size))
-        if self.data_dir is not None and self.dataset is None:
-            raise ConfigError("--data-dir names the files of --dataset; give --dataset too")
         check_bounds(self)  # seed, calibration_samples
 
     @property

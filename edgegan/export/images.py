@@ -2,7 +2,9 @@
 
 **The file.** One input, images float32 in [-1, 1], and one output, images float32 in [-1, 1] ``scale``
 times larger per side (``edgegan_runtime.contract``'s ``input`` entry records kind, layout, shape,
-channels, size, ``multiple``, task and the 8-bit rule; the output entry its channels and scale):
+channels, size, ``multiple``, task and the 8-bit rule; the output entry its channels and scale). Its
+layout and sizes are its format's row of the format table (``FormatSpec.image_layout``,
+``image_dynamic_size``):
 
 * ONNX: NCHW (B, C, h, w) -> (B, C', h·s, w·s), batch, height and width all dynamic: the generator is
   fully convolutional, so one file serves a phone's camera size and a desktop's. Its sides must be
@@ -25,7 +27,6 @@ records no dataset, exported without ``--dataset``, is refused in one line.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -40,12 +41,8 @@ if TYPE_CHECKING:
     from edgegan.checkpoint import LoadedRun
     from edgegan.export.formats import ExportOptions, FormatSpec
 
-log = logging.getLogger(__name__)
-
 INPUT_NAME = "image"  # the ONNX input; its output is ``onnx_export.OUTPUT_NAME`` ("images"), as a latent file's
-SECOND_N = 16  # images of the second size an ONNX file's parity runs on
-LAYOUT = {"onnx": "NCHW", "tflite": "NHWC"}  # the file's layout, per format (see the module doc)
-DYNAMIC = {"onnx": True, "tflite": False}  # whether a format's file takes any multiple of ``multiple``
+SECOND_N = 16  # images of the second size a dynamic-size (ONNX) file's parity runs on
 MAX_DYNAMIC_SIDE = 4096  # the largest input side an ONNX file's dynamic height and width admit
 IMAGE_OPTIONS = ("input_size", "dataset", "data_dir")  # ExportOptions fields only an image-to-image run takes
 
@@ -62,15 +59,8 @@ class ImageInput:
     task: str | None  # edgegan.tasks name; None: the input is an image as it is
     dataset: str  # the dataset whose images make the inputs
     data_dir: str | None
-    format: str  # "onnx" | "tflite": the file's layout and whether its size is dynamic
-
-    @property
-    def layout(self) -> str:
-        return LAYOUT[self.format]
-
-    @property
-    def dynamic(self) -> bool:
-        return DYNAMIC[self.format]
+    layout: str  # the file's, from the format's row (``FormatSpec.image_layout``)
+    dynamic: bool  # whether the file takes any multiple of ``multiple`` (``FormatSpec.image_dynamic_size``)
 
     def out_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
         h, w = size or self.size
@@ -157,18 +147,19 @@ def of_run(loaded: LoadedRun, opts: ExportOptions) -> ImageInput | None:
                           f"stages), e.g. {near}")
     name, data_dir = dataset_of(loaded.manifest, opts)
     return ImageInput(channels=c, out_channels=oc, size=(h, w), multiple=m, scale=oh // th, task=rec.get("task"),
-                      dataset=name, data_dir=data_dir, format=opts.spec.name)
+                      dataset=name, data_dir=data_dir, layout=opts.spec.image_layout,
+                      dynamic=opts.spec.image_dynamic_size)
 
 
 def dataset_of(manifest: dict[str, Any], opts: ExportOptions) -> tuple[str, str | None]:
     """(dataset, its folder): ``--dataset``, else the one the run was trained on (a teacher's ``dataset``) or
-    distilled with (a student's ``distill.dataset``), with the run's own ``--data-dir``."""
+    distilled with (a student's ``distill.dataset``); ``--data-dir``, else (for the run's dataset) the run's own."""
     if opts.dataset is not None:
         return opts.dataset, opts.data_dir
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     for rec in (manifest.get("dataset"), (manifest.get("distill") or {}).get("dataset")):
         if isinstance(rec, dict) and rec.get("name"):
-            return str(rec["name"]), config.get("data_dir")
+            return str(rec["name"]), opts.data_dir if opts.data_dir is not None else config.get("data_dir")
     raise ConfigError("the run records no dataset, and an image-to-image file is checked and calibrated on real "
                       "images: pass --dataset NAME (and --data-dir if its files are not under $EDGEGAN_DATA)")
 
