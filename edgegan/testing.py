@@ -106,3 +106,34 @@ def make_run(run_dir: str | os.PathLike, generator: nn.Module, args: dict[str, A
                              "model": model_section(generator, family, args, run_dir, class_names=class_names,
                                                    task=task)})
     return run_dir
+
+
+def tiny_i2i_student(images: torch.Tensor, task: str = "sr2x", d: int = 8, steps: int = 40, seed: int = 0,
+                     family: str = "mobile_i2i") -> tuple[nn.Module, dict[str, Any]]:
+    """An image-to-image student (issue 21) after ``steps`` steps of L1 to the ground truth on ``images`` (real
+    images (N, C, H, W) in [-1, 1], e.g. a dataset's), inputs made by ``task`` (``edgegan.tasks``): its
+    weights and BatchNorm statistics have realistic scales and its outputs look like the images, unlike an
+    untrained one's (near 0). Returns (the generator in eval mode, its args for ``make_run``)."""
+    from edgegan.models import image_student_args
+    from edgegan.tasks import get_task
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = get_task(task)
+        out_shape = tuple(int(s) for s in images.shape[1:])
+        args = image_student_args(family, d, out_shape, t.input_shape(out_shape))
+        torch.manual_seed(seed)
+        g = build_generator(family, **args)
+        rng = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(g.parameters(), 5e-3)
+        g.train()
+        for _ in range(steps):
+            y = images[torch.randint(0, len(images), (16,), generator=rng)]
+            loss = (g(t.input(y, rng)) - y).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return g.eval(), args
+    finally:
+        torch.set_num_threads(threads)

@@ -14,6 +14,9 @@ Order of work, so that a failure leaves nothing half-written:
 
 A conditional generator (issue 20) goes the same way with a second input, its one-hot label: its
 pieces (the exported module, the label's calibration and exactness, per-class parity) are in ``labels``.
+An image-to-image generator (issue 21) goes the same way with images instead of z: the steps that depend
+on what a file takes (probe, prepare, calibration, contract, parity, the entry's input and output) are
+methods of ``latents.LatentFile`` and ``images.ImageFile``.
 """
 
 from __future__ import annotations
@@ -26,16 +29,15 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from edgegan.checkpoint import load_run
 from edgegan.errors import ConfigError, ExportError, OutputError, ParityError
-from edgegan.export import labels, parity, quant_report, tempfiles
-from edgegan.export.formats import CALIBRATION_BATCH, PARITY_N, ExportOptions
-from edgegan.export.prepare import prepare_for_export
+from edgegan.export import images, labels, latents, parity, quant_report, tempfiles
+from edgegan.export.formats import ExportOptions
 from edgegan.manifest import (FILE_MODE, MANIFEST_NAME, atomic_write_json, now_iso, read_manifest, sha256_file, versions,
                               write_manifest)
 from edgegan.outputs import missing_dirs, remove_empty
@@ -44,7 +46,6 @@ from edgegan.safedir import manifest_lock
 log = logging.getLogger(__name__)
 
 EXPORTS_DIR = "exports"
-CALIBRATION_SEED_OFFSET = 1  # calibration latents differ from the parity latents (seed + 1 vs seed)
 
 
 def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os.PathLike, stem: str,
@@ -71,11 +72,13 @@ def export_module(module: torch.nn.Module, *, latent_dim: int, out_dir: str | os
         from edgegan.export.prepare import FlatLatent
 
         module = FlatLatent(module)
+    images.check_latent_options(opts)
     created = missing_dirs(Path(out_dir))
     try:
-        entry, tmp, final = _export(module, latent_dim, Path(out_dir), stem, opts, progress=progress,
-                                    manifest_dir=Path(manifest_dir) if manifest_dir is not None else None,
-                                    expected_output=tuple(expected_output) if expected_output is not None else None)
+        inputs = latents.LatentFile(latent_dim, labels.of(module),
+                             tuple(expected_output) if expected_output is not None else None)
+        entry, tmp, final = _export(module, inputs, Path(out_dir), stem, opts, progress=progress,
+                                    manifest_dir=Path(manifest_dir) if manifest_dir is not None else None)
         tempfiles.commit(tmp, final)
         return entry
     except BaseException:
@@ -96,6 +99,7 @@ def export_run(run: str | os.PathLike, options: ExportOptions | None = None, *, 
         raise TypeError(f"export_run: give options or its fields ({', '.join(sorted(fields))}), not both")
     opts = options if options is not None else ExportOptions(**fields)
     loaded = load_run(run)  # CheckpointError for a missing or corrupt run, before anything is written
+    image = images.of_run(loaded, opts)  # an image-to-image run's input (issue 21); None: it takes latents
     run_dir = loaded.run_dir
     out_dir = Path(out) if out is not None else run_dir
     separate = out_dir.resolve() != run_dir.resolve()
@@ -108,10 +112,11 @@ def export_run(run: str | os.PathLike, options: ExportOptions | None = None, *, 
     created = missing_dirs(out_dir / EXPORTS_DIR)
     tmp = None
     try:
-        entry, tmp, final = _export(loaded.generator, loaded.latent_dim, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
-                                    progress=progress, manifest_dir=out_dir, expected_output=loaded.output_shape,
-                                    model_sha256=loaded.manifest["model"]["weights"].get("sha256"),
-                                    class_names=loaded.class_names)
+        inputs = images.ImageFile(image) if image is not None else \
+            latents.LatentFile(loaded.latent_dim, labels.of(loaded.generator, loaded.class_names), loaded.output_shape)
+        entry, tmp, final = _export(loaded.generator, inputs, out_dir / EXPORTS_DIR, _stem_of(run_dir), opts,
+                                    progress=progress, manifest_dir=out_dir,
+                                    model_sha256=loaded.manifest["model"]["weights"].get("sha256"))
         record_and_commit(out_dir, entry, tmp, final, copy_from=(run_dir, loaded.manifest) if separate else None)
     except BaseException:
         if tmp is not None:
@@ -126,33 +131,34 @@ def export_run(run: str | os.PathLike, options: ExportOptions | None = None, *, 
 _STEM = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, opts: ExportOptions, *,
-            progress: bool, manifest_dir: Path | None, expected_output: tuple[int, ...] | None,
-            model_sha256: str | None = None, class_names: list[str] | None = None) -> tuple[dict[str, Any], Path, Path]:
+def _export(module: torch.nn.Module, inputs: latents.LatentFile | images.ImageFile, out_dir: Path, stem: str,
+            opts: ExportOptions, *, progress: bool, manifest_dir: Path | None,
+            model_sha256: str | None = None) -> tuple[dict[str, Any], Path, Path]:
     """(manifest entry, the checked temporary file, the final path it is to be renamed to)."""
     t0 = time.perf_counter()
     spec, prec = opts.spec, opts.precision
     final = out_dir / f"{stem}-{spec.name}-{prec.label}{spec.extension}"
     reference = copy.deepcopy(module).float().eval()
-    classes = labels.of(reference, class_names)  # None: unconditional
-    out_shape = _probe(reference, latent_dim)
-    if expected_output is not None and tuple(out_shape) != tuple(expected_output):
-        raise ExportError(f"generator makes images {list(out_shape)}, the manifest says {list(expected_output)}")
+    out_shape = inputs.probe(reference)
+    inputs.load(opts)  # an image generator's real inputs, read before any conversion
     log.info("exporting %s (%s, quantize=%s) to %s", stem, spec.name, opts.quantize, final)
-    prepared, rewrites = prepare_for_export(reference, rewrite_convt=spec.rewrite_convt, latent_dim=latent_dim)
+    prepared, rewrites = inputs.prepare(reference, spec)
     if opts.keep_float and opts.keep_float != (quant_report.AUTO,):
         quant_report.check_layers(opts.keep_float, quant_report.module_names(prepared))
-    calibration, calib_meta = _calibration(opts, latent_dim, classes)
+    calibration, calib_meta = inputs.calibration(opts)
 
     t1 = time.perf_counter()
-    metadata = _file_metadata(stem, final.name, opts, latent_dim, out_shape, model_sha256, classes)
-    data, fields = _convert(prepared, opts, latent_dim, calibration, progress=progress, metadata=metadata)
+    identity = {"stem": stem, "file": final.name, "format": spec.name, "precision": prec.label,
+                "quantize": opts.quantize, "model_sha256": model_sha256}
+    metadata = inputs.metadata(identity, opts, out_shape)
+    data, fields = _convert(prepared, opts, inputs.latent_dim, calibration, progress=progress, metadata=metadata,
+                            image=inputs.image)
     t2 = time.perf_counter()
     kernel_reference = fields.pop("kernel_reference", None)
     broken = quant_report.channel_failures(fields.get("layers"), prec.thresholds)  # before anything is written
     if broken and not opts.allow_mismatch:
         raise ParityError(f"{final.name}: the quantized file has a broken layer against the float file: {broken[0]}")
-    tmp, par = _check(data, final, reference, latent_dim, opts, kernel_reference, classes)
+    tmp, par = _check(data, final, opts, lambda path: inputs.parity(path, reference, opts, kernel_reference))
     if broken:
         par.update(passed=False, failures={**par.get("failures", {}), "layers": broken})
         log.warning("%s: %s; keeping it because allow_mismatch is set; marked failed in the manifest",
@@ -160,14 +166,12 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
     t3 = time.perf_counter()
 
     tool_versions = {**versions(), **fields.pop("versions")}
-    label = fields.pop("label", None)  # a conditional generator's label input (converters._label)
+    io = inputs.entry_io(fields, out_shape)  # takes a conditional file's "label" out of fields
     entry: dict[str, Any] = {
         "file": os.path.relpath(final, manifest_dir or out_dir),
         "format": spec.name, "precision": prec.label, "quantize": opts.quantize,
         **fields,
-        "input": {"shape": [None, latent_dim], "dtype": "float32"},
-        **({} if classes is None else {"label": {"shape": [None, classes.count], **label}, "classes": classes.record()}),
-        "output": {"shape": [None, *out_shape], "dtype": "float32", "layout": "NCHW", "range": [-1.0, 1.0]},
+        **io,
         "sha256": sha256_file(tmp),
         "bytes": tmp.stat().st_size,
         "calibration": calib_meta,
@@ -183,55 +187,27 @@ def _export(module: torch.nn.Module, latent_dim: int, out_dir: Path, stem: str, 
     return entry, tmp, final
 
 
-def _file_metadata(stem: str, file: str, opts: ExportOptions, latent_dim: int, out_shape: tuple[int, ...],
-                   model_sha256: str | None, classes: labels.Labels | None = None) -> dict[str, str]:
-    """What every exported file carries inside itself: the ONNX path writes it to metadata_props, the
-    TFLite path to the flatbuffer's metadata. ``edgegan.contract`` is the whole format-independent
-    contract (``edgegan_runtime.contract``) that an app reads; the other keys are its older summary."""
-    from edgegan_runtime import contract
-
-    identity = {"stem": stem, "file": file, "format": opts.spec.name, "precision": opts.precision.label,
-                "quantize": opts.quantize, "model_sha256": model_sha256}
-    batches = list(opts.batches) if opts.batches is not None else None
-    c = contract.make_contract(latent_dim=latent_dim, output_shape=out_shape, batch_sizes=batches, identity=identity,
-                               label=None if classes is None else classes.contract())
-    return {"edgegan.stem": stem, "edgegan.latent_dim": str(latent_dim),
-            "edgegan.output": f"NCHW {list(out_shape)} float32 in [-1, 1]",
-            contract.METADATA_NAME: contract.encode(c).decode()}
-
-
-def _calibration(opts: ExportOptions, latent_dim: int,
-                 classes: labels.Labels | None = None) -> tuple[np.ndarray | None, dict[str, Any] | None]:
-    """Calibration latents for static precisions (seed + 1: never the parity latents) and their record; a
-    conditional generator's are rows z ++ one-hot of uniform classes (``labels.calibration``)."""
-    if opts.calibration_count is None:
-        return None, None
-    import edgegan_runtime as rt
-
-    seed = opts.seed + CALIBRATION_SEED_OFFSET
-    meta = {"count": opts.calibration_count, "batch": CALIBRATION_BATCH, "seed": seed,
-            "distribution": "edgegan_runtime.latent (standard normal)"}
-    rows, more = labels.calibration(rt.latent(opts.calibration_count, latent_dim, seed), classes, seed)
-    return rows, {**meta, **more}
-
-
-def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int, calibration: np.ndarray | None, *,
-             progress: bool, metadata: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
+def _convert(prepared: torch.nn.Module, opts: ExportOptions, latent_dim: int | None, calibration: np.ndarray | None,
+             *, progress: bool, metadata: dict[str, str],
+             image: images.ImageInput | None = None) -> tuple[bytes, dict[str, Any]]:
     """(file bytes, the format's own manifest fields) for a prepared module, by the converter the format's
-    row names; static precisions of a format with a kernel check also carry its ``kernel_reference``."""
+    row names; static precisions of a format with a kernel check also carry its ``kernel_reference``.
+    ``image``: an image-to-image file's input (issue 21; ``latent_dim`` is then None)."""
     spec = opts.spec
+    extra = {} if image is None else {"image": image}
     data, fields = spec.load(spec.converter)(prepared, opts, latent_dim, calibration, progress=progress,
-                                             metadata=metadata)
+                                             metadata=metadata, **extra)
     if spec.kernel_check and opts.precision.static:
         fields["kernel_reference"] = spec.load(spec.kernel_check)(data)
     return data, fields
 
 
-def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int, opts: ExportOptions,
-           kernel_reference=None, classes: labels.Labels | None = None) -> tuple[Path, dict[str, Any]]:
-    """Write ``data`` to a temporary file beside ``final`` and run it through the runtime; returns
-    (the temporary file, the parity section) if parity passes (or ``allow_mismatch``), else deletes
-    it and raises ParityError. The caller renames it (``tempfiles.commit``) once it is recorded."""
+def _check(data: bytes, final: Path, opts: ExportOptions,
+           measure: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """Write ``data`` to a temporary file beside ``final`` and run it through the runtime (``measure``: the
+    file -> its parity section); returns (the temporary file, the parity section) if parity passes (or
+    ``allow_mismatch``), else deletes it and raises ParityError. The caller renames it (``tempfiles.commit``)
+    once it is recorded."""
     prec = opts.precision
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -240,13 +216,7 @@ def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int
     tempfiles.remove_stale(final)
     tmp = tempfiles.write(final, data)
     try:
-        def ref(z: np.ndarray) -> np.ndarray:  # z, or rows z ++ one-hot
-            with torch.no_grad():
-                return reference(*labels.torch_inputs(z, latent_dim, classes)).float().numpy()
-
-        par = parity.check(tmp, ref, latent_dim=latent_dim, batches=opts.batches, thresholds=prec.thresholds,
-                           n=max(PARITY_N, *(opts.batches or (1,))), seed=opts.seed,
-                           kernel_reference=kernel_reference, classes=classes)
+        par = measure(tmp)
         if par.get("error"):
             par["error"] = par["error"].replace(str(tmp), final.name)
         if not par["passed"]:
@@ -259,19 +229,6 @@ def _check(data: bytes, final: Path, reference: torch.nn.Module, latent_dim: int
         tempfiles.unlink(tmp)
         raise
     return tmp, par
-
-
-def _probe(module: torch.nn.Module, latent_dim: int) -> tuple[int, ...]:
-    """Output shape (C, H, W) for one latent; checks the module honours the file contract."""
-    try:
-        with torch.no_grad():
-            y = module(*labels.sample_inputs(module, 2, latent_dim))
-    except Exception as e:
-        raise ExportError(f"generator does not accept z of shape (B, {latent_dim}): {type(e).__name__}: {e}") from e
-    if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[0] != 2:
-        got = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise ExportError(f"generator must return one tensor (B, C, H, W); got {got}")
-    return tuple(int(s) for s in y.shape[1:])
 
 
 def _stem_of(run_dir: Path) -> str:

@@ -12,12 +12,13 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from edgegan.config import BATCH, SEED, Bounds, Names, check_bounds, opt
+from edgegan.config import BATCH, DATASET_NAMES, SEED, Bounds, Names, check_bounds, opt
 from edgegan.errors import ConfigError
 from edgegan.registry import Registry
 
 MIN_CALIBRATION = 256  # latents; fewer under-estimates activation ranges (issue #1, point 3)
 CALIBRATION_BATCH = 64  # latents per calibration step; small batches shrink moving-average ranges
+CALIBRATION_SEED_OFFSET = 1  # calibration inputs differ from the parity inputs (seed + 1 vs seed)
 PARITY_N = 64  # latents compared with PyTorch per export (plus one run per fixed batch size)
 CHECK_LATENTS = 64  # calibration latents of the per-layer broken-channel check when --report is not asked
 # --keep-float auto leaves this many layers in float: the one the per-layer report says loses the most SNR.
@@ -84,6 +85,10 @@ class FormatSpec:
     converter: str = ""  # (prepared, opts, latent_dim, calibration, *, progress, metadata) -> (bytes, fields)
     rewrite_convt: bool = False  # prepare_for_export rewrites ConvTranspose (the converter needs it)
     kernel_check: str | None = None  # static precisions: (file bytes) -> the reference its kernels must match
+    # An image-to-image generator's file (issue 21, ``images``): its tensors' layout, and whether it takes any
+    # height and width (multiples of the run's ``multiple``) or only the one --input-size.
+    image_layout: str = "NCHW"
+    image_dynamic_size: bool = False
 
     def load(self, ref: str) -> Any:
         import importlib
@@ -156,7 +161,10 @@ FORMATS.add("onnx", FormatSpec(
     converter="edgegan.export.converters:onnx",
     kernel_check="edgegan.export.converters:onnx_qdq_kernels",
     notes=("int8 ONNX shrinks the file but is not faster: onnxruntime runs ConvTranspose in float "
-           "between the QDQ nodes (measured).",),
+           "between the QDQ nodes (measured).",
+           "Image-to-image runs: NCHW images of any height and width that are multiples of the run's multiple.",),
+    image_layout="NCHW",
+    image_dynamic_size=True,  # fully convolutional: a phone's camera size at no cost; checked at two sizes
 ))
 
 FORMATS.add("tflite", FormatSpec(
@@ -175,10 +183,13 @@ FORMATS.add("tflite", FormatSpec(
     batch=True,
     description="TFLite via litert-torch (no TensorFlow), quantized with ai-edge-quantizer; "
                 "one signature per fixed batch size (batch_1 always)",
-    notes=("Static int8 calibrates in batches of 64, so --calibration-samples must be a multiple of 64.",),
+    notes=("Static int8 calibrates in batches of 64, so --calibration-samples must be a multiple of 64.",
+           "Image-to-image runs: NHWC images of the one --input-size (default: the training size).",),
     calibration_multiple=CALIBRATION_BATCH,
     converter="edgegan.export.converters:tflite",
     rewrite_convt=True,
+    image_layout="NHWC",  # TFLite's own layout: litert-torch writes no TRANSPOSE around the graph
+    image_dynamic_size=False,  # TFLite's interpreters want static shapes
 ))
 
 _ALL_QUANTIZE = sorted({p.name for n in FORMATS for p in FORMATS.get(n).precisions})
@@ -214,6 +225,15 @@ class ExportOptions:
               f"the {AUTO_KEEP_FLOAT} that lose the most precision (see --report)")
     report: bool = opt(False, "per-layer error of the quantized file against the float one, on the calibration "
                               "latents (console and manifest); tflite int8 / int16x8")
+    # normalised to (height, width); None: the run's training size (issue 21)
+    input_size: Sequence[int] | str | None = opt(
+        None, "image-to-image runs: the input's HxW (e.g. 64x48; default: the training size), sides multiples of "
+              "the run's `multiple`; a TFLite file takes this size, an ONNX file any multiple (checked at this size "
+              "and one more)")
+    dataset: str | None = opt(None, "image-to-image runs: the images whose task inputs check parity and calibrate "
+                                    "int8 (default: the run's dataset)", choices=DATASET_NAMES)
+    data_dir: str | None = opt(None, "image-to-image runs: folder holding the dataset's files (default: the run's, "
+                                     "else $EDGEGAN_DATA/<dataset>)")
     seed: int = opt(0, "seed of the parity (and, + 1, calibration) latents", bounds=SEED)
     spec: FormatSpec = field(init=False, repr=False, compare=False)
     precision: Precision = field(init=False, repr=False, compare=False)
@@ -250,6 +270,8 @@ class ExportOptions:
                                   f"--quantize {prec.name}")
         if self.keep_float is not None:
             object.__setattr__(self, "keep_float", _layer_names(self.keep_float))
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", _size(self.input_size))
         check_bounds(self)  # seed, calibration_samples
 
     @property
@@ -276,6 +298,23 @@ def _layer_names(v: Sequence[str] | str) -> tuple[str, ...]:
     if "auto" in names and len(names) > 1:
         raise ConfigError("--keep-float auto chooses the layers itself; give 'auto' or layer names, not both")
     return names
+
+
+MAX_INPUT_SIDE = 4096
+
+
+def _size(v: Sequence[int] | str) -> tuple[int, int]:
+    """--input-size: "HxW" or "S" (S x S), or (H, W); each side 1 to MAX_INPUT_SIDE."""
+    items = list(v) if isinstance(v, (list, tuple)) else None
+    if isinstance(v, str):
+        parts = v.lower().replace("×", "x").split("x")
+        try:
+            items = [int(p) for p in parts] * (2 if len(parts) == 1 else 1)
+        except ValueError:
+            items = None
+    if items is None or len(items) != 2 or not all(_is_int(i) and 1 <= i <= MAX_INPUT_SIDE for i in items):
+        raise ConfigError(f"--input-size must be HxW (e.g. 64x48) with sides 1 to {MAX_INPUT_SIDE}, got {v!r}")
+    return items[0], items[1]
 
 
 def _is_int(v: object) -> bool:

@@ -117,13 +117,15 @@ def _quiet(progress: bool) -> Iterator[None]:
             log.debug("converter output:\n%s", buf.getvalue().rstrip())
 
 
-def convert(module: torch.nn.Module, latent_dim: int, batches: tuple[int, ...], *, progress: bool = False) -> bytes:
+def convert(module: torch.nn.Module, latent_dim: int | None, batches: tuple[int, ...], *, progress: bool = False,
+            image: Any = None) -> bytes:
     """Float32 flatbuffer with one signature ``batch_<b>`` per batch size (inputs ``args_0``: z, and a
-    conditional generator's ``args_1``: its one-hot label, issue 20)."""
+    conditional generator's ``args_1``: its one-hot label, issue 20; an image-to-image generator's
+    ``images.ImageInput``, ``image``: ``args_0`` its NHWC images, issue 21)."""
     lt = _import_litert_torch(progress)
     conv = None
     for b in batches:
-        sample = labels.sample_inputs(module, b, latent_dim)
+        sample = labels.sample_inputs(module, b, latent_dim) if image is None else image.sample(b)
         conv = lt.signature(signature_key(b), module, sample) if conv is None else \
             conv.signature(signature_key(b), module, sample)
     try:
@@ -293,11 +295,11 @@ def io_quantization(model: bytes) -> dict[str, Any] | None:
     return seen or None
 
 
-def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[int, ...], precision: str,
+def export_tflite(module: torch.nn.Module, *, latent_dim: int | None, batches: tuple[int, ...], precision: str,
                   calibration: np.ndarray | None, calibration_batch: int, progress: bool = False,
                   metadata: dict[str, str] | None = None, keep_float: tuple[str, ...] = (),
                   report: bool = False, auto_keep: int = 1, auto_budget: float | None = None,
-                  check_latents: int | None = None) -> TFLiteResult:
+                  check_latents: int | None = None, image: Any = None) -> TFLiteResult:
     """The whole TFLite path for a prepared module: convert, quantize (with ``keep_float`` layers left in
     float; ``("auto",)``: the ``auto_keep`` layers that lose the most, among those holding at most
     ``auto_budget`` of the weights), add ``metadata``, read I/O quantization.
@@ -305,7 +307,7 @@ def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[in
     latents (the exporter's broken-channel check)."""
     from edgegan.export import litert_layers, quant_report
 
-    float_model = convert(module, latent_dim, batches, progress=progress)
+    float_model = convert(module, latent_dim, batches, progress=progress, image=image)
     recipe = None
     data = float_model
     layers = None
@@ -313,7 +315,7 @@ def export_tflite(module: torch.nn.Module, *, latent_dim: int, batches: tuple[in
         calib_model = None
         if calibration is not None and calibration_batch not in batches:
             # A model holding only the calibration batch; its ranges are shared with the real signatures.
-            calib_model = convert(module, latent_dim, (calibration_batch,), progress=progress)
+            calib_model = convert(module, latent_dim, (calibration_batch,), progress=progress, image=image)
 
         def make(kept: tuple[str, ...]) -> tuple[bytes, str]:
             return quantize(float_model, precision, calibration=calibration, calibration_model=calib_model,

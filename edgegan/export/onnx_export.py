@@ -109,33 +109,39 @@ def _quiet_logs() -> Iterator[None]:
             lg.removeFilter(filt)
 
 
-def to_onnx(module: torch.nn.Module, latent_dim: int, *,
-            progress: bool = False) -> tuple[Any, list[str], dict[str, Any]]:
+def to_onnx(module: torch.nn.Module, latent_dim: int | None, *,
+            progress: bool = False, image: Any = None) -> tuple[Any, list[str], dict[str, Any]]:
     """Float32 ModelProto with input ``z`` (batch, latent_dim) and output ``images``; dynamic batch;
-    with the optimizers that ran and onnxsim's record (see ``_try_onnxsim``)."""
+    with the optimizers that ran and onnxsim's record (see ``_try_onnxsim``). ``image``: an image-to-image
+    generator's ``images.ImageInput`` (issue 21): input ``image`` (batch, C, h, w), h and w dynamic too."""
     onnx = _import("onnx")
     _import("onnxscript")
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    args = labels.sample_inputs(module, 2, latent_dim)  # batch 2: a batch of 1 can be specialised away by the tracer
-    names = list(labels.INPUT_NAMES[:len(args)])  # z, and a conditional generator's one-hot label (issue 20)
+    if image is None:
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        args = labels.sample_inputs(module, 2, latent_dim)  # batch 2: a batch of 1 can be specialised away
+        names = list(labels.INPUT_NAMES[:len(args)])  # z, and a conditional generator's one-hot label (issue 20)
+        dynamic = {n: {0: batch} for n in names}
+    else:
+        args, dynamic = image.sample(2), image.dynamic_shapes()
+        names = list(dynamic)
     try:
         with _quiet_logs():
             program = torch.onnx.export(module, args, dynamo=True, optimize=True, input_names=names,
-                                        output_names=[OUTPUT_NAME], dynamic_shapes={n: {0: batch} for n in names},
+                                        output_names=[OUTPUT_NAME], dynamic_shapes=dynamic,
                                         verbose=progress, report=False)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:400]
         raise ExportError(f"torch.onnx (dynamo) could not export the generator: {first}") from e
     model = program.model_proto
     done = ["onnxscript.optimizer (torch.onnx.export optimize=True)"]
-    model, sim = _try_onnxsim(model)
+    model, sim = _try_onnxsim(model, None if image is None else image.test_shapes())
     if sim["applied"]:
         done.append(f"onnxsim {sim['version']} ({sim['nodes_before']} -> {sim['nodes_after']} nodes)")
     onnx.checker.check_model(model)
     return model, done, sim
 
 
-def _try_onnxsim(model: Any) -> tuple[Any, dict[str, Any]]:
+def _try_onnxsim(model: Any, shapes: dict[str, list[int]] | None = None) -> tuple[Any, dict[str, Any]]:
     """Run onnxsim (the ``export`` extra installs it) on the exporter's graph; returns the graph to keep
     and the manifest's record of what happened: version, node counts before and after, and a status.
 
@@ -152,7 +158,7 @@ def _try_onnxsim(model: Any) -> tuple[Any, dict[str, Any]]:
         return model, rec
     rec["version"] = versions().get("onnxsim")
     # Its check runs batch 2 (not 1: a dynamic batch is what the file promises); its progress prints go to DEBUG.
-    shapes = {name: [2, width] for name, width in labels.onnx_inputs(model)}
+    shapes = shapes or {name: [2, width] for name, width in labels.onnx_inputs(model)}
     out = io.StringIO()
     try:
         with _quiet_logs(), contextlib.redirect_stdout(out):
@@ -370,12 +376,13 @@ def strip_provenance(model) -> None:
                 del v.metadata_props[:]
 
 
-def export_onnx(module: torch.nn.Module, *, latent_dim: int, precision: str, calibration: np.ndarray | None,
+def export_onnx(module: torch.nn.Module, *, latent_dim: int | None, precision: str, calibration: np.ndarray | None,
                 calibration_batch: int, progress: bool = False, metadata: dict[str, str] | None = None,
-                report: bool = False) -> OnnxResult:
+                report: bool = False, image: Any = None) -> OnnxResult:
     """The whole ONNX path for a prepared module; ``metadata`` goes into the file's metadata_props.
-    ``report``: the int8 graph's per-layer error against the float graph (``layer_report``)."""
-    model, optimizer, sim = to_onnx(module, latent_dim, progress=progress)
+    ``report``: the int8 graph's per-layer error against the float graph (``layer_report``). ``image``: see
+    ``to_onnx``."""
+    model, optimizer, sim = to_onnx(module, latent_dim, progress=progress, image=image)
     recipe, why, notes, layers = None, None, [], None
     if precision == "fp16":
         model = fp16_weights(model)

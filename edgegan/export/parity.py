@@ -8,6 +8,9 @@ before one typed error reports the largest differences per signature.
 A conditional generator's file (issue 20) is checked per label: the ``n`` latents once with each class
 (every class, or ``labels.PARITY_CLASSES`` evenly spaced ones when there are more: ``label_<c>`` runs),
 then each fixed batch size with the checked classes in turn; the PyTorch module gets the same z and label.
+
+An image-to-image file (issue 21) is checked the same way on real inputs instead of latents
+(``check_images``; which inputs, ``images.ImageFile.parity``).
 """
 
 from __future__ import annotations
@@ -139,6 +142,40 @@ def check(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], *, la
         first = list(runs.values())[:1 if classes is None else len(section["labels"]["checked"])]
         x = np.concatenate([labels.rows(z[:count], c, classes) for count, c in first])
         k = compare(np.concatenate([got for got, _ in outs[:len(first)]]), kernel_reference(x))
+        section["kernels"] = {"reference": KERNEL_REFERENCE, **k, "max_abs_limit": KERNEL_MAX_ABS}
+        problems["kernels"] = failures(k, Thresholds(max_abs=KERNEL_MAX_ABS))
+    section.update(total)
+    section["runs"] = per
+    section["passed"] = not any(problems.values())
+    if not section["passed"]:
+        section["failures"] = {k: v for k, v in problems.items() if v}
+    return _json_safe(section)
+
+
+def check_images(path: str | Path, reference: Callable[[np.ndarray], np.ndarray], runs: dict[str, np.ndarray], *,
+                 thresholds: Thresholds, kernel_reference: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+    """An image-to-image file (issue 21) through the runtime's ``translate_array`` on each run's inputs (float32
+    (N, C, h, w) in [-1, 1]; the first is ``all``), compared with ``reference`` on the same inputs, as ``check``
+    does for latents (the same statistics, failures and kernel check, on ``all``). Returns the parity section
+    without ``n`` and ``seed`` (the caller's)."""
+    import edgegan_runtime as rt
+
+    wants = [reference(x) for x in runs.values()]
+    section: dict = {"thresholds": thresholds.to_dict()}
+    try:
+        gen = rt.load(path)
+        section["backend"] = gen.backend
+        outs = [gen.translate_array(x) for x in runs.values()]
+        gen.close()
+    except rt.RuntimeModelError as e:
+        section.update({**{k: None for k in STATS}, "passed": False,
+                        "error": f"the runtime could not run the file: {e}"})
+        return section
+    per = {label: compare(got, want) for label, got, want in zip(runs, outs, wants)}
+    total = compare(np.concatenate([g.reshape(-1) for g in outs]), np.concatenate([w.reshape(-1) for w in wants]))
+    problems = {label: failures(s, thresholds, values=g.size) for (label, s), g in zip(per.items(), outs)}
+    if kernel_reference is not None:
+        k = compare(outs[0], kernel_reference(runs["all"]))
         section["kernels"] = {"reference": KERNEL_REFERENCE, **k, "max_abs_limit": KERNEL_MAX_ABS}
         problems["kernels"] = failures(k, Thresholds(max_abs=KERNEL_MAX_ABS))
     section.update(total)

@@ -42,6 +42,22 @@ class LatentToImage(nn.Module):
         return self.generator(z).float()
 
 
+class ImageToImage(nn.Module):
+    """The image-to-image file contract (issue 21): float32 images → float32 images, both in [-1, 1]; NCHW, or
+    NHWC (``channels_last``: TFLite's own layout, so the converted file needs no transposes) on both sides.
+    Its one child is ``generator``, as ``LatentToImage``'s, so layers keep their names (``net.3``)."""
+
+    def __init__(self, generator: nn.Module, channels_last: bool = False):
+        super().__init__()
+        self.generator = generator
+        self.channels_last = channels_last
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return self.generator(image.permute(0, 3, 1, 2)).float().permute(0, 2, 3, 1)
+        return self.generator(image).float()
+
+
 class FlatLatent(nn.Module):
     """A generator that takes z (B, L, 1, 1) (the PyTorch DCGAN example's) as one that takes (B, L): every
     exported file takes (B, L), whatever the module did (issue 10)."""
@@ -55,11 +71,12 @@ class FlatLatent(nn.Module):
 
 
 def prepare_for_export(module: nn.Module, *, rewrite_convt: bool = False,
-                       latent_dim: int | None = None) -> tuple[nn.Module, dict[str, int]]:
+                       latent_dim: int | None = None, image_layout: str | None = None) -> tuple[nn.Module, dict[str, int]]:
     """A deep copy of ``module`` in eval mode, BatchNorm folded (ConvTs rewritten if asked), wrapped
     as ``LatentToImage``; plus what was done, for the manifest. A conditional generator (its
     ``num_classes``; z of ``latent_dim``, default its own) is wrapped as ``labels.LabelledToImage``, its first
-    layer split in two so that the one-hot label stays exact in int8 (issue 20)."""
+    layer split in two so that the one-hot label stays exact in int8 (issue 20). An image-to-image generator
+    (``image_layout`` "NCHW" or "NHWC", issue 21) is wrapped as ``ImageToImage`` in that layout."""
     m = copy.deepcopy(module).float().eval()
     for p in m.parameters():
         p.requires_grad_(False)
@@ -70,8 +87,8 @@ def prepare_for_export(module: nn.Module, *, rewrite_convt: bool = False,
         log.warning("BatchNorm layers not directly after a convolution in an nn.Sequential stay unfolded: %s",
                     ", ".join(left))
     done["batchnorm_unfolded"] = len(left)
-    wrapped = LatentToImage(m)
-    if getattr(m, "num_classes", None):
+    wrapped = LatentToImage(m) if image_layout is None else ImageToImage(m, channels_last=image_layout == "NHWC")
+    if image_layout is None and getattr(m, "num_classes", None):
         from edgegan.export.labels import LabelledToImage
 
         wrapped = LabelledToImage(m, latent_dim if latent_dim is not None else m.latent_dim)

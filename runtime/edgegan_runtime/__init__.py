@@ -5,6 +5,8 @@
     pixels = g.generate(16, seed=0)          # uint8 (16, H, W, C)
     images = g.generate_from(rt.latent(16, g.latent_dim, 0))   # float32 (16, C, H, W) in [-1, 1]
     pixels = c.generate(16, seed=0, label=7)  # a conditional generator (c.num_classes == K): class 7
+    t = rt.load("runs/sr2x/exports/sr2x-tflite-int8.tflite")   # an image-to-image file (t.input_kind == "image")
+    big = t.translate(small)                 # uint8 (H, W, C) -> uint8 (2H, 2W, C); batches (N, H, W, C) too
 
 Every file is verified (size, type, sha256, structure) before a native interpreter sees it; every
 failure is a ``RuntimeModelError`` subclass with a one-line message naming the file.
@@ -17,7 +19,9 @@ from edgegan_runtime.errors import (  # noqa: E402
     BackendError,
     BackendUnavailableError,
     FileReadError,
+    ImageError,
     InputError,
+    InputKindError,
     LabelError,
     ManifestError,
     ModelFileError,
@@ -34,7 +38,9 @@ __all__ = [
     "BackendUnavailableError",
     "FileReadError",
     "Generator",
+    "ImageError",
     "InputError",
+    "InputKindError",
     "LabelError",
     "ManifestError",
     "ModelFileError",

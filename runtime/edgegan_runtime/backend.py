@@ -16,7 +16,8 @@ runtime refuses such a file with ``BackendUnavailableError`` before native code 
 Interpreters are imported only when a backend is built. An adapter turns a verified model into
 ``Session`` objects with one method, ``run(z, batch, onehot=None) -> float32 (batch, C, H, W)``, where
 ``batch`` is one of the model's batch sizes (any size when the batch is dynamic) and ``onehot`` the
-label input (batch, K) of a conditional model (issue 20). A ``Session`` serves one
+label input (batch, K) of a conditional model (issue 20); an image-to-image model's sessions take its
+images instead of z, (batch, ...) in the file's layout (issue 21). A ``Session`` serves one
 caller at a time; the generator keeps a pool of them. ONNX Runtime sessions share one thread-safe
 InferenceSession and are cheap (an IOBinding each); a TFLite interpreter is not thread-safe, so each
 TFLite session is a whole interpreter, and the pool holds at most ``pool_size`` of them.
@@ -156,8 +157,46 @@ def _quiet_session_class(ort: Any) -> type:
     return QuietSession
 
 
+class _OrtImageRunner(Session):
+    """An image-to-image file's caller (issue 21): like ``_OrtRunner``, an IOBinding with preallocated buffers,
+    kept per input shape (batch and size: an ONNX image file takes any size that is a multiple of its own)."""
+
+    MAX_BINDINGS = 4
+
+    def __init__(self, ort: Any, sess: Any, checked: CheckedModel):
+        self.name = str(checked.path)
+        self.sess = sess
+        self._in, self._out = checked.onnx_io.input_name, checked.onnx_io.output_name
+        self._spec = checked.image
+        self._bindings: dict[tuple[int, ...], tuple[Any, np.ndarray, np.ndarray]] = {}
+        self._options = ort.RunOptions()
+        self._options.log_severity_level = 4
+
+    def run(self, x: np.ndarray, batch: int, onehot: np.ndarray | None = None) -> np.ndarray:
+        try:
+            got = self._bindings.get(x.shape)
+            if got is None:
+                if len(self._bindings) >= self.MAX_BINDINGS:
+                    self._bindings.pop(next(iter(self._bindings)))
+                h, w = (x.shape[2], x.shape[3]) if self._spec.layout == "NCHW" else (x.shape[1], x.shape[2])
+                xb = np.zeros(x.shape, np.float32)
+                yb = np.zeros((x.shape[0], *self._spec.output_dims(h, w)), np.float32)
+                b = self.sess.io_binding()
+                b.bind_input(self._in, "cpu", 0, np.float32, xb.shape, xb.ctypes.data)
+                b.bind_output(self._out, "cpu", 0, np.float32, yb.shape, yb.ctypes.data)
+                got = self._bindings[x.shape] = (b, xb, yb)
+            b, xb, yb = got
+            np.copyto(xb, x)
+            self.sess.run_with_iobinding(b, self._options)
+            return yb.copy()
+        except Exception as e:
+            raise BackendError(f"{self.name}: ONNX Runtime failed ({_one_line(e)})") from None
+
+
 def _open_ort(ort: Any, checked: CheckedModel, threads: int) -> Callable[[], Session]:
     sess = _ort_session(ort, checked, threads)
+    if checked.image is not None:
+        return lambda: _OrtImageRunner(ort, sess, checked)
     return lambda: _OrtRunner(ort, sess, checked)
 
 
@@ -184,7 +223,9 @@ class _TfliteSession(Session):
         except Exception as e:
             raise BackendError(f"{name}: the TFLite interpreter refused the model ({_one_line(e)})") from None
         self._w = self.interpreter._interpreter
-        self._image = checked.output_shape
+        # The output after the batch, as the file declares it (a latent file's (C, H, W); an image file's in its
+        # layout, issue 21): every signature's is the same (checks.py).
+        self._image = tuple(checked.entries[0].output.shape[1:])
         self._plans: dict[int | None, _Plan] = {}
         for e in checked.entries:
             sg = e.subgraph

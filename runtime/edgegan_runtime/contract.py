@@ -24,10 +24,29 @@ names them ``z`` and ``label``; litert-torch names a TFLite signature's inputs `
 ``input`` is the label's position. An int8 file quantizes the one-hot as it does z, with the scale and
 zero point in the file: edgegan's exporter checks they carry 0 and 1 exactly.
 
+An image-to-image file (issue 21: super-resolution, colourisation, inpainting) takes images instead of
+z: its contract has no ``latent`` entry but an ``input`` entry, and its output entry says how much larger
+the output is (``image_input_entry``, ``make_image_contract``)::
+
+     "input": {"kind": "image", "layout": "NCHW", "shape": [null, 3, null, null], "dtype": "float32",
+               "range": [-1.0, 1.0], "channels": 3, "size": [16, 16], "multiple": 1, "task": "sr2x",
+               "pixels": {"name": "u8-div-127.5-minus-1", "version": 1, "rule": "..."}},
+     "output": {"shape": [null, 3, null, null], "layout": "NCHW", "dtype": "float32", "range": [-1.0, 1.0],
+                "channels": 3, "scale": 2}
+
+``shape`` is the file's own tensor in its ``layout`` (ONNX files NCHW, TFLite files NHWC: the layout
+TFLite's kernels use, so the file has no transposes), null where the file takes any size: an ONNX file
+takes any height and width that are multiples of ``multiple`` (its stride-2 stages), a TFLite file the
+one ``size`` it was exported at. ``size`` is the (height, width) the exporter checked the file at (and a
+benchmark feeds); the output is ``scale`` times the input's side. ``task`` (``edgegan.tasks``: sr2x,
+sr4x, colorize, inpaint, none, or null) says how the input was made from an image in training.
+``input.pixels`` is the rule from 8-bit pixels (``IMAGE_PIXELS_RULE``), the inverse of ``pixels``.
+
 The runtime reads it back at load (``Generator.contract``) and refuses a file whose contract
 disagrees with its own tensors (latent size, image shape, batch sizes) or names a sampler or pixel
 rule version this runtime does not implement; a two-input file without a ``label`` entry, or a
-one-input file with one, is refused too.
+one-input file with one, is refused too; so is an image-input file whose ``input`` entry disagrees with
+its tensors, or that has a ``latent`` or ``label`` entry as well.
 """
 
 from __future__ import annotations
@@ -52,6 +71,14 @@ MAX_FIXED_BATCH = 4096
 IO_SCALE_RANGE = (1e-12, 1e6)
 LABEL_INPUT = 1  # the position of a conditional file's label input (z is input 0)
 LABEL_FORM = "onehot"
+IMAGE_KIND = "image"
+LAYOUTS = ("NCHW", "NHWC")
+IMAGE_PIXELS_NAME = "u8-div-127.5-minus-1"
+IMAGE_PIXELS_VERSION = 1
+IMAGE_PIXELS_RULE = ("x = float32(p) / 127.5 - 1 in float32 (the quotient rounded to float32, then the difference): "
+                     "0 -> -1, 255 -> 1 exactly; (N, H, W, C) uint8 -> the file's layout")
+MAX_SCALE = 16  # output side / input side beyond this is corruption (the families have 1, 2, 4, 8)
+MAX_MULTIPLE = 1 << 10
 
 
 def label_entry(classes: int, names: list[str] | None = None) -> dict[str, Any]:
@@ -80,6 +107,51 @@ def make_contract(*, latent_dim: int, output_shape: tuple[int, ...] | list[int],
     if label is not None:
         out["label"] = dict(label)
     return out
+
+
+def image_input_entry(*, channels: int, size: tuple[int, int], multiple: int, task: str | None, layout: str,
+                      dynamic: bool) -> dict[str, Any]:
+    """The ``input`` entry of an image-to-image file (see the module doc): ``dynamic`` when the file takes any
+    height and width that are multiples of ``multiple`` (ONNX), else the one ``size`` (TFLite)."""
+    h, w = (None, None) if dynamic else (int(size[0]), int(size[1]))
+    return {"kind": IMAGE_KIND, "layout": layout, "shape": _in_layout([None, int(channels), h, w], layout),
+            "dtype": "float32", "range": [-1.0, 1.0], "channels": int(channels), "size": [int(size[0]), int(size[1])],
+            "multiple": int(multiple), "task": task,
+            "pixels": {"name": IMAGE_PIXELS_NAME, "version": IMAGE_PIXELS_VERSION, "rule": IMAGE_PIXELS_RULE}}
+
+
+def make_image_contract(*, input: dict[str, Any], out_channels: int, scale: int, batch_sizes: list[int] | None,
+                        identity: dict[str, Any]) -> dict[str, Any]:
+    """The contract of an image-to-image file: ``input`` (``image_input_entry``) and an output ``scale`` times
+    its side with ``out_channels`` channels, in the input's layout."""
+    layout = input["layout"]
+    c, h, w = _nchw(input["shape"], layout)[1:]
+    s = int(scale)
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "input": dict(input),
+        "output": {"shape": _in_layout([None, int(out_channels), None if h is None else h * s,
+                                        None if w is None else w * s], layout),
+                   "layout": layout, "dtype": "float32", "range": [-1.0, 1.0], "channels": int(out_channels),
+                   "scale": s},
+        "pixels": {"name": PIXELS_NAME, "version": PIXELS_VERSION, "layout": "NHWC", "dtype": "uint8",
+                   "rule": PIXELS_RULE},
+        "batch_sizes": None if batch_sizes is None else [int(b) for b in batch_sizes],
+    }
+    if batch_sizes is not None:
+        out["signatures"] = [{"key": f"batch_{int(b)}", "batch": int(b)} for b in batch_sizes]
+    out["identity"] = dict(identity)
+    return out
+
+
+def _in_layout(nchw: list, layout: str) -> list:
+    n, c, h, w = nchw
+    return [n, c, h, w] if layout == "NCHW" else [n, h, w, c]
+
+
+def _nchw(shape: list, layout: str) -> list:
+    n, a, b, c = shape
+    return [n, a, b, c] if layout == "NCHW" else [n, c, a, b]
 
 
 def encode(contract: dict[str, Any]) -> bytes:
@@ -161,3 +233,79 @@ def _check_label(label: Any, name: str, num_classes: int | None) -> None:
     if names is not None and (not isinstance(names, list) or len(names) != k
                               or not all(isinstance(n, str) for n in names)):
         raise ModelFileError(f"{name}: {METADATA_NAME} label names must be null or {k} strings")
+
+
+# ------------------------------------------------------------------------------ image-input files (issue 21)
+
+def is_image(contract: dict[str, Any] | None, name: str) -> bool:
+    """Whether a file's contract declares an image input (an ``input`` entry of kind ``image``); a file
+    without a contract, or with a latent contract, takes latents. Any other ``input`` entry is refused."""
+    if contract is None or "input" not in contract:
+        return False
+    entry = contract["input"]
+    if not isinstance(entry, dict) or entry.get("kind") != IMAGE_KIND:
+        got = entry.get("kind") if isinstance(entry, dict) else type(entry).__name__
+        raise ModelFileError(f"{name}: {METADATA_NAME} input is of kind {got!r}; this runtime reads latent files and "
+                             f"{IMAGE_KIND!r} inputs")
+    return True
+
+
+def check_image(contract: dict[str, Any], *, name: str, input_dims: tuple, output_dims: tuple,
+                batch_sizes: tuple[int, ...] | None) -> dict[str, Any]:
+    """The image file's own tensors (``input_dims`` / ``output_dims`` after the batch, None for a dimension
+    the file leaves free) against its contract; returns the fields the runtime runs it by (``layout``,
+    ``channels``, ``out_channels``, ``height``, ``width`` (None: any multiple), ``scale``, ``multiple``,
+    ``size``, ``task``). Raises ModelFileError for any disagreement or a value this runtime does not take."""
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{name}: {METADATA_NAME} {what}")
+
+    if "latent" in contract or contract.get("label") is not None:
+        raise bad("declares an image input and a latent or a label as well; an image-to-image file takes one image")
+    i, o = contract["input"], contract.get("output")
+    if not isinstance(o, dict):
+        raise bad("of an image-input file has no output entry")
+    layout = i.get("layout")
+    if layout not in LAYOUTS or o.get("layout") != layout:
+        raise bad(f"says input layout {layout!r} and output layout {o.get('layout')!r}; this runtime reads "
+                  f"{' or '.join(LAYOUTS)}, the same for both")
+    for key, entry in (("input", i), ("output", o)):
+        if entry.get("dtype") != "float32" or entry.get("range") != [-1.0, 1.0]:
+            raise bad(f"{key} is {entry.get('dtype')!r} in {entry.get('range')!r}; this runtime reads float32 in [-1, 1]")
+    for key, entry, dims in (("input", i, input_dims), ("output", o, output_dims)):
+        shape = entry.get("shape")
+        if not isinstance(shape, list) or len(shape) != 4 or list(shape[1:]) != list(dims):
+            raise bad(f"says {key} shape {shape!r}; the file's {key} is {['B', *dims]}")
+    c, h, w = _nchw([None, *input_dims], layout)[1:]
+    oc, oh, ow = _nchw([None, *output_dims], layout)[1:]
+    scale, multiple, size, task = o.get("scale"), i.get("multiple"), i.get("size"), i.get("task")
+    if not _count(scale, MAX_SCALE) or not _count(multiple, MAX_MULTIPLE):
+        raise bad(f"says scale {scale!r} and multiple {multiple!r}; expected integers 1 to {MAX_SCALE} and "
+                  f"1 to {MAX_MULTIPLE}")
+    if i.get("channels") != c or o.get("channels") != oc:
+        raise bad(f"says {i.get('channels')!r} -> {o.get('channels')!r} channels; the file's tensors {c} -> {oc}")
+    if not (isinstance(size, list) and len(size) == 2 and all(_count(v, 1 << 16) for v in size)) \
+            or size[0] % multiple or size[1] % multiple:
+        raise bad(f"says size {size!r}; expected [height, width], multiples of {multiple}")
+    if (h is None) != (w is None) or (h is None) != (oh is None) or (w is None) != (ow is None):
+        raise bad(f"of a file whose input {['B', *input_dims]} and output {['B', *output_dims]} are partly fixed")
+    if h is not None and ([h, w] != size or [oh, ow] != [h * scale, w * scale]):
+        raise bad(f"says size {size} scaled {scale}x; the file maps {h}x{w} to {oh}x{ow}")
+    if task is not None and not isinstance(task, str):
+        raise bad(f"task is {type(task).__name__}, not a name or null")
+    pixels, ipix = contract.get("pixels"), i.get("pixels")
+    if not isinstance(pixels, dict) or (pixels.get("name"), pixels.get("version")) != (PIXELS_NAME, PIXELS_VERSION):
+        got = pixels.get("name") if isinstance(pixels, dict) else None
+        raise ModelFileError(f"{name}: made for pixel rule {got}; this runtime implements {PIXELS_NAME} v{PIXELS_VERSION}")
+    if not isinstance(ipix, dict) or (ipix.get("name"), ipix.get("version")) != (IMAGE_PIXELS_NAME, IMAGE_PIXELS_VERSION):
+        got = ipix.get("name") if isinstance(ipix, dict) else None
+        raise ModelFileError(f"{name}: made for input pixel rule {got}; this runtime implements "
+                             f"{IMAGE_PIXELS_NAME} v{IMAGE_PIXELS_VERSION}")
+    batches = contract.get("batch_sizes")
+    if batch_sizes is not None and batches is not None and sorted(batches) != sorted(batch_sizes):
+        raise bad(f"says batch sizes {batches}, the file has {list(batch_sizes)}")
+    return {"layout": layout, "channels": c, "out_channels": oc, "height": h, "width": w, "scale": scale,
+            "multiple": multiple, "size": (size[0], size[1]), "task": task}
+
+
+def _count(v: Any, high: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= high

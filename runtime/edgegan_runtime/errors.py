@@ -44,5 +44,16 @@ class LabelError(InputError):
     ``label`` and ``labels``."""
 
 
+class ImageError(InputError):
+    """An image the model cannot take (issue 21): not uint8 (``translate``) or not float (``translate_array``),
+    the wrong number of channels or dimensions, a size the file does not take (not its fixed size, or sides
+    that are not multiples of its ``multiple``), or an image file (PNG) that cannot be read."""
+
+
+class InputKindError(InputError):
+    """A call of the other input kind (issue 21): ``generate`` / ``generate_from`` on a file that translates
+    images, or ``translate`` / ``translate_array`` on a file that generates from latents."""
+
+
 class PrecisionWarning(UserWarning):
     """The file is known to come out inaccurate on this CPU (e.g. a U8S8 int8 ONNX file on x86 without VNNI)."""

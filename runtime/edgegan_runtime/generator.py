@@ -12,12 +12,16 @@ A conditional generator (issue 20: ``num_classes`` is K, not None) also takes a 
 ``generate(n, seed, label=7)`` (every image of class 7) or ``labels=[...]`` (one per image), and
 ``generate_from(z, labels=...)``. The latents are the same as without a label, so one seed shows the
 same "style" in every class. The file takes the label as a float32 one-hot (``labels.one_hot``).
+
+An image-to-image generator (issue 21: ``input_kind`` is "image") takes images instead of latents:
+``translate(pixels)`` (uint8 (H, W, C), (H, W) grey, or a batch (N, H, W, C) -> uint8 of the same form)
+and ``translate_array(x)`` (float32 (N, C, h, w) in [-1, 1] -> (N, C', h * s, w * s)); see ``images``.
+``generate`` on such a file, and ``translate`` on a latent file, raise ``InputKindError``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -27,10 +31,13 @@ import numpy as np
 from edgegan_runtime import backend as _backends
 from edgegan_runtime.checks import CheckedModel, read_and_check
 from edgegan_runtime.cpu import u8s8_saturates
-from edgegan_runtime.errors import BackendError, InputError, ModelFileError, PrecisionWarning
+from edgegan_runtime.errors import BackendError, InputError, InputKindError, ModelFileError, PrecisionWarning
+from edgegan_runtime.images import ImageSpec, check_array, file_to_nchw, from_pixels, nchw_to_file, pixels, \
+    to_file_layout
 from edgegan_runtime.labels import one_hot, resolve
 from edgegan_runtime.latent import latent
 from edgegan_runtime.manifest import ExportRef, check_sha256_arg, is_manifest, select_export
+from edgegan_runtime.pool import Pool
 
 
 def load(
@@ -76,6 +83,11 @@ def load(
 
 
 def _agree_with_manifest(checked: CheckedModel, ref: ExportRef) -> None:
+    if ref.input_kind is not None and ref.input_kind != ("image" if checked.image is not None else "latent"):
+        raise ModelFileError(f"{checked.path}: the manifest says the model takes {ref.input_kind} inputs; the file "
+                             f"takes {'images' if checked.image is not None else 'latents'}")
+    if checked.image is not None:
+        return  # its sha256 and size tie it to the manifest's entry; the run's shapes are at the training size
     if ref.latent_dim is not None and ref.latent_dim != checked.latent_dim:
         raise ModelFileError(f"{checked.path}: latent size {checked.latent_dim}, the manifest says {ref.latent_dim}")
     if ref.output_shape is not None and tuple(ref.output_shape) != checked.output_shape:
@@ -97,6 +109,9 @@ def _warn_if_inaccurate_here(checked: CheckedModel) -> None:
 
 
 MAX_DYNAMIC_BATCH = 256  # images per interpreter call when the model's batch size is dynamic
+# An image-to-image model with a dynamic batch takes at most this many output values per call (and
+# always one image): 2**24 is 64 MiB of float32, 16 RGB images of 512x512.
+MAX_CALL_VALUES = 1 << 24
 # Interpreter threads per call: more than any CPU has; 10**6 made LiteRT crash and ONNX Runtime
 # exhaust the process table (issue 14).
 MAX_THREADS = 256
@@ -113,74 +128,6 @@ def _memory_bytes() -> int:
 
 
 _MEMORY = _memory_bytes()
-
-
-class _Pool:
-    """Sessions for concurrent callers, each used by one caller at a time: created on demand (so
-    single-threaded use builds one), at most ``size`` (then callers wait), reused most-recent first.
-
-    The uncontended path is one ``list.pop`` and one ``list.append`` (atomic, no lock: a Condition
-    costs 0.6 us per call, 4% of a d=2 inference); the lock is taken only to create or to wait.
-    After ``close`` no session is handed out: before issue 14 a closed pool kept counting the
-    sessions it had dropped, so a generator used after close hung once it had been closed 4 times
-    (TFLite) or 64 times (ONNX)."""
-
-    def __init__(self, factory: Callable[[], _backends.Session], size: int, name: str = "generator"):
-        self._factory = factory
-        self._name = name
-        self._closed = False
-        self._idle = [factory()]
-        self._created = 1
-        self._size = max(1, size)
-        self._waiters = 0
-        self._cond = threading.Condition()
-
-    def acquire(self) -> _backends.Session:
-        try:
-            s = self._idle.pop()
-        except IndexError:
-            pass
-        else:
-            if not self._closed:
-                return s
-        with self._cond:
-            self._waiters += 1  # before the check below: a release that misses it is seen by the check
-            try:
-                while True:
-                    if self._closed:
-                        raise InputError(f"{self._name}: the generator is closed")
-                    try:
-                        return self._idle.pop()
-                    except IndexError:
-                        pass
-                    if self._created < self._size:
-                        self._created += 1
-                        break
-                    self._cond.wait(0.05)
-            finally:
-                self._waiters -= 1
-        try:
-            return self._factory()
-        except BaseException:
-            with self._cond:
-                self._created -= 1
-                self._cond.notify()
-            raise
-
-    def release(self, s: _backends.Session) -> None:
-        self._idle.append(s)
-        if self._closed:  # closed while this caller ran: drop its session too
-            self._idle.clear()
-        if self._waiters:
-            with self._cond:
-                self._cond.notify()
-
-    def close(self) -> None:
-        """Callers running now finish and drop their sessions; waiting and later callers get InputError."""
-        with self._cond:
-            self._closed = True
-            self._idle.clear()
-            self._cond.notify_all()
 
 
 class Generator:
@@ -216,11 +163,20 @@ class Generator:
         self.class_names: list[str] | None = (checked.contract or {}).get("label", {}).get("names") \
             if checked.num_classes is not None else None
         self.manifest: Path | None = ref.manifest
+        # An image-to-image file's input and output (issue 21): layout, channels, size, scale, multiple, task.
+        self.image: ImageSpec | None = checked.image
+        self.input_kind: str = "latent" if checked.image is None else "image"
+        im = checked.image
+        # (latent_dim,), or an image file's (C, h, w), h and w None when it takes any multiple of image.multiple.
+        self.input_shape: tuple = (checked.latent_dim,) if im is None else (im.channels, im.height, im.width)
         self._spec = spec
-        self._pool = _Pool(factory, spec.pool_size if pool_size is None else pool_size, str(checked.path))
+        self._pool = Pool(factory, spec.pool_size if pool_size is None else pool_size, str(checked.path))
         self._plans: dict[int, tuple[tuple[int, int, int], ...]] = {}
 
     def __repr__(self) -> str:
+        if self.image is not None:
+            return (f"Generator({str(self.path)!r}, backend={self.backend!r}, input_shape={self.input_shape}, "
+                    f"output_shape={self.output_shape}, scale={self.image.scale}, batch_sizes={self.batch_sizes})")
         return (
             f"Generator({str(self.path)!r}, backend={self.backend!r}, latent_dim={self.latent_dim}, "
             f"output_shape={self.output_shape}, batch_sizes={self.batch_sizes})"
@@ -268,6 +224,8 @@ class Generator:
     def generate_from(self, z: np.ndarray, labels=None) -> np.ndarray:
         """Float32 images (N, C, H, W) in [-1, 1] from latents z (N, latent_dim); a conditional generator's
         ``labels`` are N class indices in [0, num_classes) (LabelError otherwise, and for an unconditional one)."""
+        if self.image is not None:
+            raise self._kind_error("generate_from")
         z = self._check_z(z)
         n = z.shape[0]
         onehot = None if labels is None and self.num_classes is None else self._onehot(n, labels)
@@ -295,6 +253,8 @@ class Generator:
     def generate(self, n: int, seed: int = 0, label=None, labels=None) -> np.ndarray:
         """uint8 images (N, H, W, C) for ``latent(n, latent_dim, seed)``; see the module doc for the exact mapping.
         A conditional generator needs ``label`` (one class for all n images) or ``labels`` (n class indices)."""
+        if self.image is not None:
+            raise self._kind_error("generate")
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
             raise InputError(f"n must be an integer >= 0, got {n!r}")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
@@ -302,6 +262,70 @@ class Generator:
         classes = resolve(int(n), self.num_classes, label, labels, str(self.path))
         self._check_n(int(n))
         return to_pixels(self.generate_from(latent(int(n), self.latent_dim, int(seed)), labels=classes))
+
+    # ------------------------------------------------------------------ image-to-image files (issue 21)
+
+    def translate(self, images) -> np.ndarray:
+        """uint8 images from uint8 images: one (H, W, C) (or (H, W) grey) -> one (H * s, W * s, C'), a batch
+        (N, H, W, C) -> (N, H * s, W * s, C'). Pixels in and out by the contract's rules (``images``);
+        ImageError for a dtype, shape, channel count or size the file does not take."""
+        spec = self._image_of("translate")
+        x, single = from_pixels(images, spec, str(self.path))
+        h, w = x.shape[1], x.shape[2]
+        p = pixels(self._run_images(to_file_layout(x, spec.layout), h, w), spec.layout)
+        return p[0] if single else p
+
+    def translate_array(self, x) -> np.ndarray:
+        """Float32 images (N, C', h * s, w * s) in [-1, 1] from float images ``x`` (N, C, h, w) in [-1, 1]
+        (the analogue of ``generate_from``)."""
+        spec = self._image_of("translate_array")
+        x = check_array(x, spec, str(self.path))
+        return file_to_nchw(self._run_images(nchw_to_file(x, spec.layout), x.shape[2], x.shape[3]), spec.layout)
+
+    def _image_of(self, call: str) -> ImageSpec:
+        if self.image is None:
+            raise self._kind_error(call)
+        return self.image
+
+    def _kind_error(self, call: str) -> InputKindError:
+        if self.image is not None:
+            c, h, w = self.input_shape
+            size = f"{h}x{w}" if h is not None else f"sides multiples of {self.image.multiple}"
+            return InputKindError(f"{self.path}: this model translates images ({c} channels, {size}); call "
+                                  f"translate(images) or translate_array(x), not {call}")
+        return InputKindError(f"{self.path}: this model generates images from latents (z of {self.latent_dim}); "
+                              f"call generate(n) or generate_from(z), not {call}")
+
+    def _run_images(self, x: np.ndarray, h: int, w: int) -> np.ndarray:
+        """The file's output (N, ...) in its layout for inputs ``x`` (N, ...) in its layout, of size h x w."""
+        spec = self.image
+        n = x.shape[0]
+        out_dims = spec.output_dims(h, w)
+        per_image = 8 * int(np.prod(x.shape[1:])) + 13 * int(np.prod(out_dims))  # floats in and out, pixels
+        cap = max(1, int(_MEMORY * MEMORY_SHARE) // per_image)
+        if n > cap:
+            raise InputError(f"{self.path}: {n} images of {h}x{w} in one call need more than {MEMORY_SHARE:.0%} of "
+                             f"this machine's memory (at most {cap} at a time); translate them in smaller calls")
+        if self.batch_sizes is None:
+            m = max(1, min(MAX_DYNAMIC_BATCH, MAX_CALL_VALUES // int(np.prod(out_dims))))
+            chunks = tuple((s, min(m, n - s), min(m, n - s)) for s in range(0, n, m))
+        else:
+            chunks = self.plan(n)
+        session = self._pool.acquire()
+        try:
+            if len(chunks) == 1 and chunks[0][1] == chunks[0][2]:
+                out = session.run(x, n)
+            else:
+                out = np.empty((n, *out_dims), dtype=np.float32)
+                for start, count, batch in chunks:
+                    part = x[start : start + count]
+                    if count < batch:  # padded with zero images, whose outputs are dropped
+                        part = np.concatenate([part, np.zeros((batch - count, *x.shape[1:]), np.float32)])
+                    out[start : start + count] = session.run(part, batch)[:count]
+        finally:
+            self._pool.release(session)
+        _check_finite(out, self.path)
+        return out
 
     def _onehot(self, n: int, labels) -> np.ndarray | None:
         """The label input of ``n`` images (float32 (n, K)); LabelError for labels an unconditional generator

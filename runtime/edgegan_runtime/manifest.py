@@ -34,6 +34,7 @@ class ExportRef:
     latent_dim: int | None = None
     output_shape: tuple[int, int, int] | None = None
     manifest: Path | None = None
+    input_kind: str | None = None  # "latent" or "image" (issue 21), as the manifest's model says; None: unknown
 
 
 def is_manifest(path: Path) -> bool:
@@ -104,6 +105,8 @@ def _ref(mpath: Path, data: dict[str, Any], entry: dict[str, Any]) -> ExportRef:
     latent = model.get("latent") if isinstance(model.get("latent"), dict) else {}
     dim = latent.get("dim")
     shape = (model.get("output") or {}).get("shape") if isinstance(model.get("output"), dict) else None
+    image = isinstance(model.get("input"), dict) and model["input"].get("kind") == "image"
+    kind = "image" if image else "latent" if isinstance(dim, int) else None
     return ExportRef(
         path=target,
         sha256=sha.lower() if sha else None,
@@ -111,8 +114,9 @@ def _ref(mpath: Path, data: dict[str, Any], entry: dict[str, Any]) -> ExportRef:
         format=fmt,
         precision=entry.get("precision"),
         latent_dim=dim if isinstance(dim, int) else None,
-        output_shape=tuple(shape) if isinstance(shape, list) and len(shape) == 3 else None,
+        output_shape=tuple(shape) if isinstance(shape, list) and len(shape) == 3 and not image else None,
         manifest=mpath,
+        input_kind=kind,
     )
 
 

@@ -11,14 +11,17 @@ microseconds. Then the ``onnx`` package parses the proto (protobuf's parser is m
 ModelFileError. Last, the generator contract is read from the graph (``OnnxIO``): one float input
 (B, latent_dim) or (B, latent_dim, 1, 1) (and a conditional generator's label second, checked by
 ``check_label_input`` once the file's contract says it is one), one float output (B, C, H, W), and
-the int8 scheme of a QDQ file. The limits and checks of the two other modules are re-exported under
-their old names.
+the int8 scheme of a QDQ file. A file whose contract declares an image input (issue 21) is read as one
+instead (``OnnxImageIO``): one float input (B, C, h, w) and one float output (B, C', H, W), any of whose
+spatial dimensions may be named (dynamic); ``contract.check_image`` then holds them to the contract.
+The limits and checks of the two other modules are re-exported under their old names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgegan_runtime import contract
 from edgegan_runtime.contract import MAX_FIXED_BATCH
 from edgegan_runtime.errors import BackendUnavailableError, ModelFileError
 from edgegan_runtime.onnx_graph import LOOP_OPS, MAX_GRAPHS, MAX_INLINED_NODES, check_structure
@@ -38,7 +41,7 @@ _FLOAT = 1  # TensorProto.FLOAT
 
 __all__ = [
     "LOOP_OPS", "MAX_DIM", "MAX_ELEMENTS", "MAX_GRAPHS", "MAX_GROUP", "MAX_INLINED_NODES", "MAX_RANK", "MAX_WINDOW",
-    "OnnxIO", "check_node", "check_shapes", "check_structure", "int8_scheme", "verify_onnx", "wire_check",
+    "OnnxIO", "OnnxImageIO", "check_node", "check_shapes", "check_structure", "int8_scheme", "verify_onnx", "wire_check",
 ]
 
 
@@ -54,6 +57,22 @@ class OnnxIO:
     input_shape: tuple[int, ...] = ()  # z's shape after the batch: (latent_dim,) or (latent_dim, 1, 1) (issue 10)
     label_name: str | None = None  # a second input: a conditional generator's label (issue 20), see check_label_input
     label_dims: tuple = ()  # its dimensions (None for a named, dynamic one) and its element type, last
+
+
+@dataclass(frozen=True)
+class OnnxImageIO:
+    """An image-to-image file's input and output (issue 21): dimensions after the batch, None where named."""
+
+    input_name: str
+    output_name: str
+    batch: int | None  # fixed batch size, or None when the batch dimension is dynamic
+    input_dims: tuple  # (C, h, w) in the contract's layout, h and w None when dynamic
+    output_dims: tuple
+    metadata: dict = field(default_factory=dict)
+    int8_scheme: str | None = None
+    # A dynamic file's output dims inferred (ONNX shape inference) for an input of its contract's size, or None
+    # where that cannot be told: how the runtime checks the contract's scale against a graph with named sizes.
+    inferred_output: tuple | None = None
 
 
 def _varint(data: bytes | memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
@@ -113,6 +132,9 @@ def verify_onnx(data: bytes, name: str) -> OnnxIO:
         except Exception as e:  # onnx.checker.ValidationError, but the C++ side may raise others
             raise ModelFileError(f"{name}: invalid ONNX model ({_one_line(e)})") from None
         check_shapes(model, name)
+        meta = _metadata(model)
+        if contract.is_image(contract.parse(meta.get(contract.METADATA_NAME), name), name):
+            return _image_io(model, name, meta)
         return _io(model, name)
     except ModelFileError:
         raise
@@ -155,13 +177,73 @@ def _io(model, name: str) -> OnnxIO:
         )
     if batch is not None and odims[0] is not None and odims[0] != batch:
         raise ModelFileError(f"{name}: input batch size {batch} but output batch size {odims[0]}")
+    meta = _metadata(model)
+    return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])), meta,
+                  int8_scheme(model), tuple(int(d) for d in idims[1:]), None if label is None else label.name,
+                  (*_dims(label), label.type.tensor_type.elem_type) if label is not None else ())
+
+
+def _metadata(model) -> dict:
     meta = {}
     for p in model.metadata_props:  # a string field with invalid UTF-8 comes back as bytes
         key = p.key if isinstance(p.key, str) else p.key.decode("utf-8", "replace")
         meta.setdefault(key, p.value if isinstance(p.value, bytes) else p.value.encode("utf-8"))
-    return OnnxIO(i.name, o.name, batch, int(idims[1]), (int(odims[1]), int(odims[2]), int(odims[3])), meta,
-                  int8_scheme(model), tuple(int(d) for d in idims[1:]), None if label is None else label.name,
-                  (*_dims(label), label.type.tensor_type.elem_type) if label is not None else ())
+    return meta
+
+
+def _image_io(model, name: str, meta: dict) -> OnnxImageIO:
+    """One float input (B, C, h, w) and one float output (B, C', H, W) (in the contract's layout), channels
+    fixed, spatial sizes fixed or named; the batch as a latent file's."""
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1 or len(g.output) != 1:
+        raise ModelFileError(f"{name}: model has {len(inputs)} inputs and {len(g.output)} outputs; an image-to-image "
+                             "generator has one of each")
+    i, o = inputs[0], g.output[0]
+    if i.type.tensor_type.elem_type != _FLOAT or o.type.tensor_type.elem_type != _FLOAT:
+        raise ModelFileError(f"{name}: generator input and output must be float32")
+    idims, odims = _dims(i), _dims(o)
+    if len(idims) != 4 or len(odims) != 4 or any(d is not None and d < 1 for d in idims + odims):
+        raise ModelFileError(f"{name}: expected image input and output of rank 4 with sizes >= 1, got {idims} -> {odims}")
+    batch = idims[0] if idims[0] else None
+    if batch is not None and not 1 <= batch <= MAX_FIXED_BATCH:
+        raise ModelFileError(
+            f"{name}: input batch size {batch}; expected 1 to {MAX_FIXED_BATCH} or a named (dynamic) dimension"
+        )
+    if batch is not None and odims[0] is not None and odims[0] != batch:
+        raise ModelFileError(f"{name}: input batch size {batch} but output batch size {odims[0]}")
+    return OnnxImageIO(i.name, o.name, batch, tuple(idims[1:]), tuple(odims[1:]), meta, int8_scheme(model),
+                       _output_at_size(model, meta, idims) if None in idims[1:] else None)
+
+
+def _output_at_size(model, meta: dict, idims: list) -> tuple | None:
+    """The output dims (after the batch) ONNX shape inference gives for the input at the contract's ``size``
+    (the named dimensions fixed), None where the contract has no usable size or inference cannot tell."""
+    import onnx
+
+    try:
+        c = contract.parse(meta.get(contract.METADATA_NAME), "")
+        h, w = c["input"]["size"]
+        layout = c["input"]["layout"]
+        fixed = [idims[1], h, w] if layout == "NCHW" else [h, w, idims[3]]
+        if not all(isinstance(v, int) and 1 <= v <= MAX_DIM for v in fixed):
+            return None
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        inits = {t.name for t in m.graph.initializer}
+        first = next(i for i in m.graph.input if i.name not in inits)
+        dims = first.type.tensor_type.shape.dim
+        for d, v in zip(list(dims)[1:], fixed):
+            d.Clear()
+            d.dim_value = v
+        m.graph.output[0].type.tensor_type.ClearField("shape")
+        del m.graph.value_info[:]  # the exporter's, with the named sizes
+        got = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False).graph.output[0]
+        out = [d.dim_value if d.HasField("dim_value") else None for d in got.type.tensor_type.shape.dim]
+    except Exception:  # noqa: BLE001 - inference that cannot finish proves nothing here
+        return None
+    return tuple(out[1:]) if len(out) == 4 and None not in out[1:] else None
 
 
 def check_label_input(io: OnnxIO, name: str) -> int:

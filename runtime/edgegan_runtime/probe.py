@@ -4,7 +4,9 @@ One call to ``bench`` measures, in this process: load time (verification include
 inference, a warm-up, then at least ``MIN_RUNS`` timed calls of ``generate_from`` on one fixed
 latent batch (the call an app makes), each timed alone with ``perf_counter_ns``. A conditional model
 (issue 20) gets fixed labels too, classes 0, 1, ... in turn, and each call builds their one-hot, as an
-app's call does. Peak RSS is the
+app's call does. An image-to-image model (issue 21) is timed on ``translate_array`` of one fixed input
+of its size (the size it was exported at, or ``input_size`` for one that takes any), values from the
+latent sampler squashed into [-1, 1] (``bench_images``). Peak RSS is the
 process's high-water mark (VmHWM on Linux), so run the probe in a fresh process to measure one model.
 """
 
@@ -19,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgegan_runtime.backend import BACKENDS
-from edgegan_runtime.errors import InputError
+from edgegan_runtime.errors import InputError, InputKindError
 from edgegan_runtime.generator import load
 from edgegan_runtime.latent import latent
 
@@ -130,6 +132,7 @@ def bench(
     export: str | None = None,
     runs: int | None = None,
     seed: int = 0,
+    input_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Measure one model; returns one JSON-able dict (see the module doc)."""
     if not isinstance(batch, int) or batch < 1:
@@ -139,9 +142,16 @@ def bench(
     t0 = time.perf_counter_ns()
     g = load(path, backend=backend, threads=threads, export=export)
     load_ns = time.perf_counter_ns() - t0
-    z = latent(batch, g.latent_dim, seed)
-    labels = None if g.num_classes is None else np.arange(batch) % g.num_classes
-    timing = time_calls(lambda: g.generate_from(z, labels), runs=runs)
+    if g.image is not None:
+        x = bench_images(g, batch, seed, input_size)
+        timing = time_calls(lambda: g.translate_array(x), runs=runs)
+    else:
+        if input_size is not None:
+            raise InputKindError(f"{g.path}: input_size is for a model that translates images; this one generates "
+                                 "from latents")
+        z = latent(batch, g.latent_dim, seed)
+        labels = None if g.num_classes is None else np.arange(batch) % g.num_classes
+        timing = time_calls(lambda: g.generate_from(z, labels), runs=runs)
     peak = peak_rss_mb()  # before the report's own imports
     spec = BACKENDS[g.backend]
     result = {
@@ -151,9 +161,12 @@ def bench(
         "backend": g.backend,
         "batch": batch,
         "threads": threads,
+        "input_kind": g.input_kind,
         "latent_dim": g.latent_dim,
         "num_classes": g.num_classes,
-        "output_shape": list(g.output_shape),
+        **({} if g.image is None else {"input_shape": [g.image.channels, *x.shape[2:]]}),
+        "output_shape": list(g.output_shape) if g.image is None else
+        [g.image.out_channels, *(s * g.image.scale for s in x.shape[2:])],
         "load_ms": load_ns / 1e6,
         **timing,
         "us_per_image": timing["p50_us"] / batch,
@@ -167,6 +180,16 @@ def bench(
     }
     g.close()
     return result
+
+
+def bench_images(g: Any, batch: int, seed: int, input_size: tuple[int, int] | None) -> np.ndarray:
+    """The fixed input a benchmark of an image-to-image model times: float32 (batch, C, h, w), tanh of the latent
+    sampler's values (deterministic, in [-1, 1], every value distinct); h x w is ``input_size`` (which the
+    model must take) or the size it was exported at."""
+    spec = g.image
+    h, w = input_size if input_size is not None else spec.size
+    spec.check_size(h, w, str(g.path))
+    return np.tanh(latent(batch, spec.channels * h * w, seed)).reshape(batch, spec.channels, h, w)
 
 
 def versions(*distributions: str) -> dict[str, str]:
@@ -188,6 +211,8 @@ def format_report(r: dict[str, Any]) -> str:
         [
             f"model        {r['model']} ({r['format']}, {r['bytes']:,} bytes)",
             f"backend      {r['backend']}, {r['threads']} thread(s), batch {r['batch']}",
+            *([f"images       {'x'.join(map(str, r['input_shape']))} -> {'x'.join(map(str, r['output_shape']))} "
+               "(C x H x W)"] if r.get("input_kind") == "image" else []),
             f"load         {r['load_ms']:.2f} ms (verification included)",
             f"first call   {r['first_ms']:.3f} ms",
             f"warm-up      {r['warmup_runs']} calls in {r['warmup_ms']:.1f} ms",

@@ -42,7 +42,7 @@ def test_png_roundtrip():
 def test_every_command_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"generate", "bench", "info", "backends"}
+    assert set(commands) == {"generate", "translate", "bench", "info", "backends"}
     for name in commands:
         with pytest.raises(SystemExit) as e:
             main([name, "--help"])
