@@ -63,6 +63,9 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         from edgegan.distill_images import distill_images
 
         return distill_images(cfg, out, resume=resume, progress=progress)
+    if cfg.quant_aware:
+        raise ConfigError("--quant-aware is for image-to-image students (--task) for now; a latent student's int8 file "
+                          "is tuned at export (edgegan export --quantize int8 --report, --keep-float)")
     if cfg.family is not None:
         get_family(cfg.family)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch

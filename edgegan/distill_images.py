@@ -63,6 +63,9 @@ def distill_images(cfg: DistillConfig, out: str | Path, *, resume: bool = False,
     if cfg.family is not None and get_family(cfg.family).input_kind != "image":
         raise ConfigError(f"--family {cfg.family} makes images from latents; an image-to-image teacher's student is "
                           f"an image family ({DEFAULT_FAMILY})")
+    if cfg.quant_aware > cfg.steps:
+        raise ConfigError(f"--quant-aware {cfg.quant_aware} is more than --steps {cfg.steps}: it counts the last steps of "
+                          f"the run")
     world = setup(cfg.device, cfg.batch_size)
     device = world.device
     recipe = cfg.recipe()
@@ -160,6 +163,7 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
     import torch
 
     from edgegan.checkpoint import model_section, save_training_state
+    from edgegan.quant_aware import LR_FACTOR, QuantAware
     from edgegan.stages import FeatureCapture
     from edgegan.terms import Step
     from edgegan.utils import StopRequest
@@ -203,11 +207,17 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
              enabled=progress and world.is_main)
     part = world.local(cfg.batch_size)
     student.train()
+    qat_from = cfg.steps - cfg.quant_aware  # steps after this one train through the int8 rounding
+    qat = QuantAware(student)
     stop = StopRequest().install()
     try:
         for step in range(start_step + 1, cfg.steps + 1):
+            if cfg.quant_aware and step > qat_from and not qat.installed:
+                qat.install()
+                log.info("quantization-aware from step %d: %d stored tensors rounded to int8 grids", step,
+                         len(qat.grids))
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
+                g["lr"] = lr_at(step, cfg, recipe.lr_schedule) * (LR_FACTOR if qat.installed else 1.0)
             idx = torch.randint(0, len(images), (cfg.batch_size,), generator=rng)
             y = images[idx]
             x = task.input(y, rng)[part].to(device)  # the global batch's inputs (inpaint draws holes), this rank's part
@@ -254,6 +264,7 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
                 checkpoint(step)
     finally:
+        qat.remove()
         stop.remove()
         pb.close()
         for h in (t_hooks, s_hooks):
@@ -290,6 +301,8 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
             "teacher_outputs": "cached once for the training set" if cached is not None else "computed every step",
             "dataset": train.describe(),
             "gan": _gan_record(cfg, terms, real),
+            "quant_aware": {"steps": cfg.quant_aware, "from_step": qat_from + 1, "lr_factor": LR_FACTOR,
+                            "grids": qat.describe()} if cfg.quant_aware else None,
             **_sizes(teacher, final_model),
             "steps": cfg.steps,
             "resumed_from": start_step or None,

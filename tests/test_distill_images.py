@@ -248,3 +248,24 @@ def test_bench_scores_an_image_student_against_teacher_and_ground_truth(teacher_
     red[:, 0], dull[:, 0] = 1.0, 0.2
     red[:, :, :4] = -1  # some variation, so the spread term counts too
     assert colourfulness(red) > colourfulness(dull) > 0
+
+
+def test_quant_aware_steps_continue_a_finished_run_and_are_recorded(teacher_run, tmp_path):
+    out = tmp_path / "s"
+    distill(_cfg(teacher_run, steps=8, checkpoint_every=0), out, progress=False)
+    m = distill(_cfg(teacher_run, steps=14, quant_aware=6, checkpoint_every=0), out, resume=True, progress=False)
+    q = m["distill"]["quant_aware"]
+    assert q["steps"] == 6 and q["from_step"] == 9 and m["distill"]["resumed_from"] == 8
+    assert "input" in q["grids"] and all(np.isfinite(g["hi"]) and g["hi"] >= 0 for g in q["grids"].values())
+    assert m["distill"]["eval"]["to_teacher"]["psnr"] > 10  # the float weights are saved and evaluated in float
+
+
+def test_quant_aware_bad_input_is_one_error_and_writes_nothing(teacher_run, tmp_path):
+    from edgegan.testing import make_run, tiny_student
+
+    with pytest.raises(ConfigError, match="more than --steps"):
+        distill(_cfg(teacher_run, steps=4, quant_aware=5), tmp_path / "a", progress=False)
+    latent = make_run(tmp_path / "latent", tiny_student(2, 1, 0, 100), {"d": 2})
+    with pytest.raises(ConfigError, match="image-to-image"):
+        distill(DistillConfig(teacher=str(latent), steps=4, quant_aware=2), tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
