@@ -269,3 +269,47 @@ def test_quant_aware_bad_input_is_one_error_and_writes_nothing(teacher_run, tmp_
     with pytest.raises(ConfigError, match="image-to-image"):
         distill(DistillConfig(teacher=str(latent), steps=4, quant_aware=2), tmp_path / "b", progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_colorize_bench_scores_classifier_accuracy_beside_a_grey_reference(tmp_path, shared_data):
+    """CIFAR-10 colourisation through distil and bench: every row carries the domain classifier's accuracy
+    on its outputs against the images' labels, and the grey input (luma as RGB) is the reference row."""
+    from edgegan.bench.harness import run_bench
+    from edgegan.data import load_dataset
+    from edgegan.manifest import read_manifest, write_manifest
+    from edgegan.metrics.classifier import get_classifier
+    from edgegan.models import build_generator
+    from edgegan.tasks import get_task
+    from edgegan.testing import make_run
+
+    args = dict(ngf=8, in_channels=1, nc=3, height=32, width=32, scale=1, n_down=2, n_blocks=1, block="conv")
+    torch.manual_seed(0)
+    g = build_generator("resnet_i2i", **args)
+    y = torch.from_numpy(load_dataset("cifar10", split="train", image_size=32, limit=256).images)
+    x = get_task("colorize").input(y)
+    opt = torch.optim.Adam(g.parameters(), lr=3e-3)
+    for i in range(30):
+        idx = torch.arange(16 * i, 16 * i + 16) % len(y)
+        loss = (g(x[idx]) - y[idx]).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    teacher = make_run(tmp_path / "t", g.eval(), args, family="resnet_i2i", kind="teacher", task="colorize")
+    m = read_manifest(teacher)
+    m["dataset"] = {"name": "cifar10", "count": 256}
+    write_manifest(teacher, m)
+    distill(_cfg(teacher, steps=10), tmp_path / "s", progress=False)
+    doc = run_bench([str(tmp_path / "s")], out=tmp_path / "b", models=["teacher", "student"], samples=256,
+                    progress=False)
+    res = doc["results"][0]
+    rows = {r["name"].split()[0]: r for r in res["models"]}
+    assert set(rows) == {"teacher", "student", "grey"}
+    assert rows["grey"]["quality"]["colourfulness"] == 0.0
+    for r in rows.values():
+        assert 0.0 <= r["quality"]["classifier_accuracy"] <= 1.0
+    clf = get_classifier("cifar10", image_size=32, progress=False)  # the cached one the bench used
+    assert res["truth"]["classifier"] == clf.record["key"]
+    # the first 256 test images score near the classifier's own test accuracy (binomial sd ~0.03 at 256)
+    assert abs(res["truth"]["classifier_accuracy"] - clf.test_accuracy) < 0.15
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "classifier accuracy" in md and "grey (luma as RGB)" in md

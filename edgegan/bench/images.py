@@ -11,7 +11,9 @@ test split (seed fixed), at the size the student was distilled at. Per model:
   and the ground truth's sets (texture statistics PSNR cannot see); for super-resolution the bicubic
   up-sampling of the input beside them (every SR paper's reference); for colourisation the
   colourfulness (Hasler & Süsstrunk 2003) beside the ground truth's, since a grey output can score a
-  fair PSNR.
+  fair PSNR, and the accuracy of the dataset's domain classifier (``edgegan.metrics.classifier``, trained
+  on the colour train split) on the outputs against the images' labels: colours that make a ship a ship.
+  The grey input shown as RGB is the reference row there, as bicubic is for super-resolution.
 """
 
 from __future__ import annotations
@@ -118,6 +120,10 @@ def bench_image_run(run_dir: Path, m: dict, *, samples: int, seed: int, batch: i
     if truth is not None and task.scale > 1:
         b = torch.nn.functional.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1).numpy()
         row("bicubic", "reference", None, None, None, None, b, fmt="-", precision="-")
+    if task.name == "colorize":
+        row("grey (luma as RGB)", "reference", None, None, None, None, x.repeat(1, 3, 1, 1).numpy(), fmt="-",
+            precision="-")
+    clf, labels = _classifier(task.name, test, ds, data_dir, h, w, n, progress)
     for r in rows:
         imgs = r["images"]
         if imgs is None:
@@ -128,6 +134,8 @@ def bench_image_run(run_dir: Path, m: dict, *, samples: int, seed: int, batch: i
                              "swd": _swd(imgs, truth, seed)}
         if task.name == "colorize":
             q["colourfulness"] = round(colourfulness(imgs), 2)
+        if clf is not None:
+            q["classifier_accuracy"] = round(clf.accuracy(imgs, labels), 4)
         r["quality"] = q
     if rows and r.get("quality") is not None and t_macs:
         for r in rows:
@@ -142,9 +150,22 @@ def bench_image_run(run_dir: Path, m: dict, *, samples: int, seed: int, batch: i
         grids["ground truth"] = truth[:32]
     res = {"run": str(run_dir), "kind": "image-to-image", "task": task.name, "teacher": tinfo, "dataset": ds,
            "samples": n, "seed": seed, "input_shape": list(xs), "output_shape": [int(y.shape[1]), h, w],
-           "truth": {"colourfulness": round(colourfulness(truth), 2)} if task.name == "colorize" else None,
+           "truth": {"colourfulness": round(colourfulness(truth), 2),
+                     **({"classifier_accuracy": round(clf.accuracy(truth, labels), 4),
+                         "classifier": clf.record.get("key")} if clf is not None else {})}
+           if task.name == "colorize" else None,
            "compression_ratio": m["distill"].get("compression_ratio"), "models": rows}
     return res, grids
+
+
+def _classifier(task: str, test: Any, ds: str, data_dir: str | None, h: int, w: int, n: int, progress: bool):
+    """(the dataset's domain classifier, the first ``n`` test labels) for a colourisation bench on a labelled
+    square dataset; (None, None) otherwise."""
+    if task != "colorize" or test.labels is None or h != w:
+        return None, None
+    from edgegan.metrics.classifier import get_classifier
+
+    return get_classifier(ds, data_dir, image_size=h, progress=progress), test.labels[:n]
 
 
 def _swd(a: np.ndarray, b: np.ndarray, seed: int) -> float | None:
@@ -200,8 +221,8 @@ def image_markdown(doc: dict) -> str:
                   f"{'x'.join(map(str, res['input_shape']))} → {'x'.join(map(str, res['output_shape']))})", "",
                   "| model | format | precision | params | MACs | MACs ratio | bytes | p50 ms | PSNR to teacher | "
                   "SSIM to teacher | PSNR to truth | SSIM to truth | SWD to truth |" +
-                  (" colourfulness |" if res["task"] == "colorize" else ""),
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if res["task"] == "colorize" else "")]
+                  (" colourfulness | classifier accuracy |" if res["task"] == "colorize" else ""),
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if res["task"] == "colorize" else "")]
         for r in res["models"]:
             q = r.get("quality") or {}
             tt, gt = q.get("to_teacher") or {}, q.get("to_truth") or {}
@@ -212,8 +233,11 @@ def image_markdown(doc: dict) -> str:
                          f"{_fmt(r['bytes'], '{:,}')} | {_fmt(p50 and p50 / 1e3, '{:.3f}')} | "
                          f"{_fmt(tt.get('psnr'))} | {_fmt(tt.get('ssim'), '{:.4f}')} | {_fmt(gt.get('psnr'))} | "
                          f"{_fmt(gt.get('ssim'), '{:.4f}')} | {_fmt(gt.get('swd'))} |"
-                         + (f" {_fmt(q.get('colourfulness'))} |" if res["task"] == "colorize" else ""))
+                         + (f" {_fmt(q.get('colourfulness'))} | {_fmt(q.get('classifier_accuracy'), '{:.4f}')} |"
+                            if res["task"] == "colorize" else ""))
         if res.get("truth"):
-            lines += ["", f"Ground truth colourfulness: {res['truth']['colourfulness']}"]
+            t = res["truth"]
+            lines += ["", f"Ground truth: colourfulness {t['colourfulness']}"
+                      + (f", classifier accuracy {t['classifier_accuracy']:.4f}" if "classifier_accuracy" in t else "")]
         lines.append("")
     return "\n".join(lines)
