@@ -208,6 +208,7 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
     part = world.local(cfg.batch_size)
     student.train()
     qat_from = cfg.steps - cfg.quant_aware  # steps after this one train through the int8 rounding
+    float_cfg = replace(cfg, steps=qat_from)
     qat = QuantAware(student)
     stop = StopRequest().install()
     try:
@@ -216,8 +217,8 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
                 qat.install()
                 log.info("quantization-aware from step %d: %d stored tensors rounded to int8 grids", step,
                          len(qat.grids))
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg, recipe.lr_schedule) * (LR_FACTOR if qat.installed else 1.0)
+            for g in opt.param_groups:  # the schedule spans the float steps; quantization-aware ones run at a fixed lr
+                g["lr"] = cfg.lr * LR_FACTOR if qat.installed else lr_at(step, float_cfg, recipe.lr_schedule)
             idx = torch.randint(0, len(images), (cfg.batch_size,), generator=rng)
             y = images[idx]
             x = task.input(y, rng)[part].to(device)  # the global batch's inputs (inpaint draws holes), this rank's part

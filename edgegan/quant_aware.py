@@ -31,7 +31,9 @@ from torch import nn
 
 MOMENTUM = 0.95  # the moving average of the batches' ranges (ai-edge-quantizer's 0.95 old + 0.05 new)
 LEVELS = 256
-LR_FACTOR = 0.1  # the fine-tuning's learning rate against the run's (``int8-qat.md``)
+# The fine-tuning's learning rate is LR_FACTOR x --lr, constant (the float steps' schedule, cosine or not, spans
+# the float steps alone, so a run continued with --resume --steps S+N --quant-aware N keeps its schedule).
+LR_FACTOR = 0.1
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
 
 
