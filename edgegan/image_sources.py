@@ -46,6 +46,11 @@ class ImageSource:
     def num_classes(self) -> None:
         return None
 
+    def module_input(self, x):
+        """Images in [-1, 1] as the teacher's module takes them: in its range ([0, 1] for a Sigmoid teacher)."""
+        lo, hi = self.range
+        return x if (lo, hi) == EDGEGAN_RANGE else lo + (x + 1) * ((hi - lo) / 2)
+
     @property
     def probe_dims(self) -> tuple[int, int, int]:
         """What a probe pass feeds the teacher and the student (``edgegan.stages``): one input's shape."""

@@ -3,8 +3,9 @@
 An ONNX teacher has no modules to hook, but it is frozen, so no gradient through it is needed: the
 chosen intermediate tensors become extra graph outputs of a copy of the model held in memory (the
 file is not changed), and one ONNX Runtime call returns the image and those tensors together.
-Candidates are the outputs of activation nodes (Relu, LeakyRelu, ...); paired with the student's
-stages by resolution, or named with ``--feature-layers TENSOR=student_module``.
+Candidates are the outputs of activation nodes (Relu, LeakyRelu, ...), and for an image-to-image
+teacher (issue 21) also of Add nodes (a residual block's sum is a stage's output, as for module teachers);
+paired with the student's stages by resolution, or named with ``--feature-layers TENSOR=student_module``.
 """
 
 from __future__ import annotations
@@ -34,18 +35,24 @@ class OnnxTaps:
                 model.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
         self.sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         self.in_name = self.sess.get_inputs()[0].name
+        self.one_at_a_time = self.sess.get_inputs()[0].shape[0] == 1  # a batch-1 file runs image by image
         self.names = list(names)
         self.teacher = teacher
         self._map = lambda x: to_edgegan_range(x, teacher.range)
         self.last: list = []
 
     def run(self, z) -> tuple[Any, list]:
-        """(raw image, tapped tensors) as torch tensors, for z (N, L)."""
+        """(raw image, tapped tensors) as torch tensors, for z (N, L) or, for an image teacher, images in [-1, 1]."""
         import numpy as np
         import torch
 
         x = np.ascontiguousarray(self.teacher.module_input(z).detach().cpu().numpy().astype(np.float32))
-        outs = self.sess.run([self.image_name, *self.names], {self.in_name: x})
+        wanted = [self.image_name, *self.names]
+        if self.one_at_a_time and len(x) > 1:
+            runs = [self.sess.run(wanted, {self.in_name: x[i:i + 1]}) for i in range(len(x))]
+            outs = [np.concatenate([r[k] for r in runs]) for k in range(len(wanted))]
+        else:
+            outs = self.sess.run(wanted, {self.in_name: x})
         return torch.from_numpy(outs[0]), [torch.from_numpy(o) for o in outs[1:]]
 
     def forward(self, z):
@@ -60,19 +67,26 @@ class OnnxTaps:
         self.last = []
 
 
-def activation_outputs(path: str) -> list[str]:
-    """Output tensor names of the activation nodes of an ONNX graph, in graph order."""
+def activation_outputs(path: str, image: bool = False) -> list[str]:
+    """Output tensor names of the activation nodes of an ONNX graph (and its Add nodes for an image
+    teacher), in graph order."""
     import onnx
 
-    return [n.output[0] for n in onnx.load(path).graph.node if n.op_type in ACTIVATION_OPS and n.output]
+    ops = ACTIVATION_OPS + (("Add",) if image else ())
+    return [n.output[0] for n in onnx.load(path).graph.node if n.op_type in ops and n.output]
+
+
+def _is_image(teacher: Any) -> bool:
+    return getattr(teacher, "task", None) is not None
 
 
 def tensor_shapes(teacher: Any, names: list[str]) -> dict[str, tuple]:
-    """Shapes of ``names`` on a batch of two zero latents (one run of the model with them as outputs)."""
+    """Shapes of ``names`` on a batch of two zero inputs (one run of the model with them as outputs)."""
     import torch
 
     taps = OnnxTaps(teacher, names)
-    _, outs = taps.run(torch.zeros(2, teacher.latent_dim))
+    dims = teacher.probe_dims if _is_image(teacher) else (teacher.latent_dim,)
+    _, outs = taps.run(torch.zeros(2, *dims))
     return {n: tuple(o.shape) for n, o in zip(names, outs)}
 
 
@@ -80,7 +94,7 @@ def onnx_stages(teacher: Any, student_shapes: dict[str, tuple], layers: list[tup
     """(pairs [(tensor, student_module)], teacher channels, taps) for an ONNX teacher."""
     import difflib
 
-    candidates = activation_outputs(teacher.spec)
+    candidates = activation_outputs(teacher.spec, image=_is_image(teacher))
     if layers is not None:
         import onnx
 
@@ -94,7 +108,7 @@ def onnx_stages(teacher: Any, student_shapes: dict[str, tuple], layers: list[tup
     else:
         shapes = tensor_shapes(teacher, candidates) if candidates else {}
         by_res: dict[tuple, str] = {}
-        for n in candidates:  # the last activation at each resolution
+        for n in candidates:  # the last activation (or residual sum) at each resolution
             if len(shapes.get(n, ())) == 4:
                 by_res[shapes[n][2:]] = n
         pairs = [(by_res[s[2:]], name) for name, s in student_shapes.items() if s[2:] in by_res]

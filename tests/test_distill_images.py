@@ -188,6 +188,37 @@ def test_foreign_image_teachers_distil_with_task_and_dataset(foreign, teacher_ru
 
 
 @pytest.mark.onnx
+def test_feature_term_taps_an_image_onnx_teacher_at_the_module_teacher_s_stages(foreign, teacher_run, tmp_path):
+    """The ONNX form of the teacher exposes its last residual sum and its up-sampling stage's ReLU as extra
+    outputs: the same tensors the module teacher's hooks capture, paired with the same student stages."""
+    from edgegan.data import load_dataset
+    from edgegan.image_sources import load_image_generator
+    from edgegan.models import build_generator, image_student_args
+    from edgegan.stages import FeatureCapture, pair_stages
+
+    y = torch.from_numpy(load_dataset("celeba", split="train", image_size=32, limit=8).images)
+    ref = load_image_generator(str(teacher_run), y, task=None)
+    onx = load_image_generator(str(foreign / "t.onnx"), y, task="sr2x")
+    s = build_generator("mobile_i2i", **image_student_args("mobile_i2i", 4, ref.output_shape, ref.input_shape))
+    p_ref, p_onx = pair_stages(ref, s, None), pair_stages(onx, s, None)
+    assert [b for _, b in p_onx.names] == [b for _, b in p_ref.names]
+    assert p_onx.teacher_channels == p_ref.teacher_channels == [8, 8]
+    x = load_image_generator(str(teacher_run), y, task=None)  # a fresh module teacher to hook
+    cap = FeatureCapture(p_ref.teacher_modules)
+    inp = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (3, 3, 16, 16)).astype(np.float32))
+    img_ref = x.forward(inp)
+    feats_ref = cap.take()
+    cap.close()
+    img = onx.forward(inp)  # replaced by the tapped run
+    feats = p_onx.teacher_tap.take()
+    assert float((img - img_ref).abs().max()) < 1e-4
+    assert len(feats) == 2 and all(float((a - b).abs().max()) < 1e-3 for a, b in zip(feats, feats_ref))
+    m = distill(_cfg(str(foreign / "t.onnx"), task="sr2x", dataset="celeba", loss="best", steps=4), tmp_path / "s",
+                progress=False)
+    assert m["distill"]["recipe"]["weights"]["feature"] > 0 and m["distill"]["teacher"]["kind"] == "onnx"
+
+
+@pytest.mark.onnx
 def test_image_teacher_bad_input_is_one_error_and_writes_nothing(foreign, teacher_run, tmp_path):
     out = tmp_path / "s"
     cases = [
