@@ -210,12 +210,17 @@ def _probe(src: ImageSource, x, rng: tuple[float, float] | None) -> None:
     outside = float(((y < lo - tol) | (y > hi + tol)).float().mean())
     src.probe = {"samples": int(x.shape[0]), "min": float(y.min()), "max": float(y.max()), "outside": round(outside, 6)}
     if outside > 0:
-        log.warning("%s: %.2f%% of the teacher's outputs on the probe inputs lie outside [%g, %g]", src.spec,
-                    100 * outside, lo, hi)
+        log.warning("%s: %.2f%% of the teacher's outputs on the probe inputs lie outside [%g, %g]; they are clipped "
+                    "to it, as an image is when it is shown or saved", src.spec, 100 * outside, lo, hi)
     if float((y - y[:1]).abs().max()) < 1e-6 and x.shape[0] > 1 and float((x - x[:1]).abs().max()) > 0:
         raise TeacherError(f"{src.spec}: the teacher makes the same image for every input (constant output); "
                            "nothing to distil")
     src.input_shape = tuple(int(s) for s in x.shape[1:])
     src.output_shape = tuple(int(s) for s in y.shape[1:])
-    if (lo, hi) != EDGEGAN_RANGE:
+    if src.kind != "edgegan":
+        # A foreign generator's head need not be bounded (Real-ESRGAN's is a convolution, its users clamp the
+        # output to [0, 1]): the target is the image as shown, in the declared range; recorded in the manifest.
+        src.info["clipped_to_range"] = True
+        src.forward = lambda inp: to_edgegan_range(call(inp, lo, hi), (lo, hi)).clamp(-1.0, 1.0)
+    elif (lo, hi) != EDGEGAN_RANGE:
         src.forward = lambda inp: to_edgegan_range(call(inp, lo, hi), (lo, hi))

@@ -185,6 +185,8 @@ def test_foreign_image_teachers_distil_with_task_and_dataset(foreign, teacher_ru
     m = distill(_cfg(spec, task="sr2x", dataset="celeba", teacher_weights=weights, steps=4), tmp_path / "s",
                 progress=False)
     assert m["distill"]["teacher"]["kind"] == form and m["model"]["input"]["task"] == "sr2x"
+    assert m["distill"]["teacher"]["clipped_to_range"] is True  # a foreign head may overshoot: clipped, recorded
+    assert float(src.forward(x * 50).abs().max()) <= 1.0  # far outside the training inputs: still in range
 
 
 @pytest.mark.onnx
