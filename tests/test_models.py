@@ -49,3 +49,21 @@ def test_registry_errors():
         build_generator("dcgan", d=0)
     with pytest.raises(ConfigError):
         build_generator("dcgan", d=2, image_size=48)
+
+
+@pytest.mark.onnx
+@pytest.mark.parametrize("family,args,shape", [
+    ("resnet_i2i", dict(ngf=8, in_channels=3, nc=3, height=32, width=32, scale=2, n_down=0, n_blocks=2), (1, 3, 16, 16)),
+    ("mobile_i2i", dict(ngf=8, in_channels=1, nc=3, height=32, width=32, scale=1, n_down=2, n_blocks=1), (1, 1, 32, 32)),
+    ("dcgan", dict(d=2), (1, 100)),
+])
+def test_onnx_mac_count_equals_the_module_s(tmp_path, family, args, shape):
+    """A foreign (ONNX) teacher's MACs are counted on its graph by the module counter's rule: the same number
+    for the same network, ConvTranspose, grouped (depthwise) convolutions and the latent's first layer included."""
+    pytest.importorskip("onnx")
+    from edgegan.models import build_generator, count_macs, count_macs_onnx
+
+    g = build_generator(family, **args).eval()
+    x = torch.zeros(*shape)
+    torch.onnx.export(g, x, tmp_path / "g.onnx", dynamo=False)
+    assert count_macs_onnx(tmp_path / "g.onnx", shape) == count_macs(g, x) > 0

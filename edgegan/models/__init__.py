@@ -9,6 +9,8 @@ student of width factor ``d`` for a teacher's images (the distiller's one questi
 
 from __future__ import annotations
 
+import math
+
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -144,6 +146,48 @@ def count_macs(module, *inputs) -> int:
         module.train(was)
         for h in hs:
             h.remove()
+    return int(total)
+
+
+def count_macs_onnx(path, input_shape: tuple[int, ...]) -> int:
+    """``count_macs``'s rule for an ONNX graph (Conv, ConvTranspose, Gemm and MatMul nodes) on one input of
+    ``input_shape`` (with its batch of 1), the shapes read by ONNX shape inference: a foreign teacher's
+    MACs, for the MACs ratio. Raises ValueError where a node's shapes cannot be inferred."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(path))
+    g = model.graph
+    init = {t.name for t in g.initializer}
+    inp = next(i for i in g.input if i.name not in init)
+    dims = inp.type.tensor_type.shape.dim
+    if len(dims) != len(input_shape):
+        raise ValueError(f"the graph's input has rank {len(dims)}, not {len(input_shape)}")
+    for d, v in zip(dims, input_shape):
+        d.ClearField("dim_param")
+        d.dim_value = int(v)
+    g = shape_inference.infer_shapes(model).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(g.value_info) + list(g.output) + list(g.input)}
+    shapes.update({t.name: list(t.dims) for t in g.initializer})
+
+    def need(name: str) -> list[int]:
+        s = shapes.get(name)
+        if not s or any(v <= 0 for v in s):
+            raise ValueError(f"cannot infer the shape of {name!r}")
+        return s
+
+    total = 0
+    for n in g.node:
+        if n.op_type == "Conv":
+            w, out = need(n.input[1]), need(n.output[0])
+            total += math.prod(out[1:]) * math.prod(w[1:])  # out elements x (Cin/groups x kh x kw)
+        elif n.op_type == "ConvTranspose":
+            x, w = need(n.input[0]), need(n.input[1])
+            total += math.prod(x[1:]) * math.prod(w[1:])  # every input pixel scatters Cout/groups x kh x kw
+        elif n.op_type in ("Gemm", "MatMul"):
+            a, out = need(n.input[0]), need(n.output[0])
+            total += math.prod(out[1:]) * a[-1] if len(out) > 1 else out[0] * a[-1]
     return int(total)
 
 
