@@ -225,3 +225,30 @@ def _aarch64_script():
     sys.modules[spec.name] = mod  # dataclasses look their module up while the file executes
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_image_to_image_bundle_carries_real_inputs_and_matches_on_this_host(shared_data, i2i_run, i2i_export,
+                                                                            tmp_path):
+    """An image-to-image run's bundle (issue 21) carries the task's inputs made from its dataset's test split;
+    the script translates them with each file and compares with the host's outputs."""
+    import io
+
+    import numpy as np
+
+    i2i_export("tflite", "int8")
+    i2i_export("onnx")
+    b = make_bundle(i2i_run, out=tmp_path / "i2i.tar.gz", target="aarch64")
+    files = members(b["path"])
+    top = b["top"]
+    x = np.load(io.BytesIO(files[f"{top}/reference/inputs-16x16.npy"]), allow_pickle=False)
+    assert x.shape == (8, 3, 16, 16) and x.dtype == np.float32 and -1 <= x.min() < x.max() <= 1
+    doc = json.loads(files[f"{top}/bundle.json"])
+    assert all(m["inputs"] == "reference/inputs-16x16.npy" and m["reference"] for m in doc["models"])
+    ref = np.load(io.BytesIO(files[f"{top}/{doc['models'][0]['reference']}"]), allow_pickle=False)
+    assert ref.shape == (8, 3, 32, 32)  # the 2x outputs of the inputs
+    d = run_bundle_here(b["path"], out=tmp_path / "device.json", runs=5)
+    assert {m["name"] for m in d["models"]} >= {"tflite:int8", "onnx:fp32"}
+    for m in d["models"]:
+        assert "error" not in m, m
+        assert m["parity"]["passed"] and m["parity"]["bit_exact"], m
+        assert m["latency"]["p50_us"] > 0 and (tmp_path / m["grid"]).is_file()

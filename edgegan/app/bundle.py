@@ -10,7 +10,8 @@ Layout (``edgegan-bundle-<stem>/`` inside the archive)::
     model/manifest.json     the run's manifest, its exports limited to the bundled ones
     model/exports/*         the exported files
     runtime/edgegan_runtime the runtime (numpy + one interpreter; no torch), its probe and its C port
-    reference/*.npy         the host's float images for the reference latents, one per model
+    reference/*.npy         the host's float images for the reference latents, one per model (an image-to-image
+                            run: for the reference inputs, reference/inputs-HxW.npy, made from its dataset)
     wheels/*.whl            the target's interpreter wheels, when ``wheels=`` names a folder of them
     README.txt              how to run it
 
@@ -181,9 +182,20 @@ def _references(run_dir: Path, entries: list[dict], models: list[dict], files: d
     import edgegan_runtime as rt
 
     for e, mdl in zip(entries, models):
+        inputs = None
+        if (e.get("input") or {}).get("kind") == "image":  # image-to-image (issue 21): real inputs travel too
+            size = tuple(int(v) for v in e["input"]["size"])
+            rel_in = f"reference/inputs-{size[0]}x{size[1]}.npy"
+            if rel_in not in files:
+                buf = io.BytesIO()
+                np.save(buf, _image_inputs(run_dir, e, size), allow_pickle=False)
+                files[rel_in] = buf.getvalue()
+            inputs = np.load(io.BytesIO(files[rel_in]), allow_pickle=False)
+            mdl["inputs"] = rel_in
         try:
             with rt.load(run_dir / e["file"]) as g:
-                x = g.generate_from(rt.latent(REFERENCE_N, g.latent_dim, REFERENCE_SEED))
+                x = g.generate_from(rt.latent(REFERENCE_N, g.latent_dim, REFERENCE_SEED)) if inputs is None \
+                    else g.translate_array(inputs)
         except rt.RuntimeModelError as ex:  # e.g. no backend for this format on the host
             notes.append(f"{mdl['name']}: no host reference ({type(ex).__name__}: {ex})")
             continue
@@ -192,6 +204,20 @@ def _references(run_dir: Path, entries: list[dict], models: list[dict], files: d
         rel = f"reference/{Path(mdl['file']).stem}.npy"
         files[rel] = buf.getvalue()
         mdl["reference"] = rel
+
+
+def _image_inputs(run_dir: Path, entry: dict[str, Any], size: tuple[int, int]):
+    """``REFERENCE_N`` real inputs (NCHW float32 in [-1, 1]) of an image-to-image file: the task's inputs made
+    from the first test-split images of the dataset its parity was checked on, at the file's input size."""
+    from edgegan.checkpoint import load_run
+    from edgegan.export import images
+    from edgegan.export.formats import ExportOptions
+
+    opts = ExportOptions(format=entry["format"], input_size=list(size),
+                         dataset=(entry.get("input") or {}).get("dataset"))
+    image = images.of_run(load_run(run_dir), opts)
+    x, _ = images.task_inputs(image, split="test", size=size, count=REFERENCE_N, seed=REFERENCE_SEED)
+    return x
 
 
 def _runtime_files() -> dict[str, bytes]:

@@ -7,8 +7,9 @@ into .site/ on first use, used only for packages this Python lacks). In order:
 
 1. checks every file of the bundle against the sha256 in bundle.json;
 2. for each model: loads it with edgegan_runtime (which verifies it again), generates the bundle's
-   reference latents and compares the images with the ones the host made when it built the bundle
-   (within the export's parity thresholds), and writes a sample grid PNG;
+   reference latents (an image-to-image file: translates the bundle's reference inputs) and compares the
+   images with the ones the host made when it built the bundle (within the export's parity thresholds),
+   and writes a sample grid PNG;
 3. runs the runtime's probe for each model (a fresh process per model where this Python can start one);
 4. writes one JSON (``--out``, default device-<machine>.json) for ``edgegan bench --device-results``.
 
@@ -154,10 +155,14 @@ def run_model(root: Path, bundle: dict, m: dict, out_dir: Path, args: argparse.N
         with rt.load(manifest, export=m["name"], threads=args.threads) as g:
             res["backend"] = g.backend
             ref = bundle["reference"]
-            got = g.generate_from(rt.latent(ref["n"], g.latent_dim, ref["seed"]))
+            if m.get("inputs"):  # an image-to-image file: the bundle's real inputs
+                got = g.translate_array(np.load(root / m["inputs"], allow_pickle=False))
+                images = rt.to_pixels(got)
+            else:
+                got = g.generate_from(rt.latent(ref["n"], g.latent_dim, ref["seed"]))
+                images = g.generate(16, seed=ref["seed"])
             if m.get("reference"):
                 res["parity"] = compare(got, np.load(root / m["reference"], allow_pickle=False), m["thresholds"])
-            images = g.generate(16, seed=ref["seed"])
         if images.shape[-1] == 2 or images.shape[-1] > 4:
             images = images[..., :1]
         png = out_dir / f"grid-{m['name'].replace(':', '-')}.png"
