@@ -34,29 +34,37 @@ class OnnxTaps:
             if n not in have:
                 model.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
         self.sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        self.in_name = self.sess.get_inputs()[0].name
+        inputs = getattr(teacher, "input_names", None) or {}
+        self.in_name = inputs.get("z") or self.sess.get_inputs()[0].name
+        self.label_name = inputs.get("label")  # a conditional teacher's (issue 20): fed its own label form
         self.one_at_a_time = self.sess.get_inputs()[0].shape[0] == 1  # a batch-1 file runs image by image
         self.names = list(names)
         self.teacher = teacher
         self._map = lambda x: to_edgegan_range(x, teacher.range)
         self.last: list = []
 
-    def run(self, z) -> tuple[Any, list]:
-        """(raw image, tapped tensors) as torch tensors, for z (N, L) or, for an image teacher, images in [-1, 1]."""
+    def run(self, z, *label) -> tuple[Any, list]:
+        """(raw image, tapped tensors) as torch tensors, for z (N, L) (and a conditional teacher's int64 labels
+        (N,)) or, for an image teacher, images in [-1, 1]."""
         import numpy as np
         import torch
 
         x = np.ascontiguousarray(self.teacher.module_input(z).detach().cpu().numpy().astype(np.float32))
+        feeds = {self.in_name: x}
+        if self.label_name is not None:
+            if not label:
+                raise TeacherError(f"{self.teacher.spec}: a conditional teacher's tapped run needs the labels")
+            feeds[self.label_name] = np.ascontiguousarray(self.teacher.labels.encode(label[0].cpu()).numpy())
         wanted = [self.image_name, *self.names]
         if self.one_at_a_time and len(x) > 1:
-            runs = [self.sess.run(wanted, {self.in_name: x[i:i + 1]}) for i in range(len(x))]
+            runs = [self.sess.run(wanted, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(len(x))]
             outs = [np.concatenate([r[k] for r in runs]) for k in range(len(wanted))]
         else:
-            outs = self.sess.run(wanted, {self.in_name: x})
+            outs = self.sess.run(wanted, feeds)
         return torch.from_numpy(outs[0]), [torch.from_numpy(o) for o in outs[1:]]
 
-    def forward(self, z):
-        img, self.last = self.run(z)
+    def forward(self, z, *label):
+        img, self.last = self.run(z, *label)
         return self._map(img).to(z.device)
 
     def take(self) -> list:
@@ -86,7 +94,8 @@ def tensor_shapes(teacher: Any, names: list[str]) -> dict[str, tuple]:
 
     taps = OnnxTaps(teacher, names)
     dims = teacher.probe_dims if _is_image(teacher) else (teacher.latent_dim,)
-    _, outs = taps.run(torch.zeros(2, *dims))
+    label = (torch.zeros(2, dtype=torch.int64),) if getattr(teacher, "labels", None) is not None else ()
+    _, outs = taps.run(torch.zeros(2, *dims), *label)
     return {n: tuple(o.shape) for n, o in zip(names, outs)}
 
 

@@ -112,6 +112,7 @@ class GeneratorSource:
     manifest: dict[str, Any] | None = field(default=None, repr=False)
     # A conditional teacher's label form (teacher_labels.LabelForm); forward then takes (z, y), y int64 (N,)
     labels: Any = None
+    input_names: dict[str, str] | None = None  # a conditional ONNX teacher's inputs: {"z": name, "label": name}
     class_names: list[str] | None = None
 
     @property

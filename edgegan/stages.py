@@ -40,9 +40,6 @@ def pair_stages(teacher: Any, student: "torch.nn.Module", layers: str | None) ->
     import torch
 
     if teacher.kind == "onnx":
-        if getattr(teacher, "labels", None) is not None:
-            raise TeacherError(f"{teacher.spec}: the feature term does not tap conditional ONNX teachers yet; pass the "
-                               "generator's Python class as module:factory with --teacher-weights, or use pixel and gan")
         return _onnx_pairs(teacher, student, layers)
     if teacher.module is None:
         raise TeacherError(f"{teacher.spec}: the feature term hooks the teacher's layers and this teacher exposes "
@@ -95,7 +92,8 @@ def _onnx_pairs(teacher: Any, student, layers: str | None) -> StagePairs:
     given = _parse_layers(layers, s_named) if layers else None
     image = getattr(teacher, "probe_dims", None) is not None
     s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU) or (image and type(m).__name__ in _BLOCKS)]
-    s_shapes = _output_shapes(student, s_act, s_named, _dims(teacher))
+    label = probe_label(student=student)  # a conditional student's probe label (issue 20)
+    s_shapes = _output_shapes(student, s_act, s_named, _dims(teacher), label=label)
     if image:  # the student's stages as for a module teacher: the last module to finish at each resolution
         order = _finish_order(student, [n for n in s_act if n in s_shapes], s_named, _dims(teacher))
         last = {s_shapes[n][2:]: n for n in order}
@@ -103,7 +101,7 @@ def _onnx_pairs(teacher: Any, student, layers: str | None) -> StagePairs:
     pairs, t_ch, taps = onnx_stages(teacher, s_shapes, given)
     s_mods = [s_named[b] for _, b in pairs]
     teacher.forward = taps.forward
-    return StagePairs([], s_mods, t_ch, _channels(student, s_mods, _dims(teacher)), pairs, taps)
+    return StagePairs([], s_mods, t_ch, _channels(student, s_mods, _dims(teacher), label=label), pairs, taps)
 
 
 def _closest(name: str, named: dict) -> str:

@@ -190,6 +190,7 @@ def _onnx_conditional(p: Path, sess, inputs, params: int, latent_dim: int | None
     rank = len(zshape) if len(zshape) in LATENT_RANKS else None
     src = _conditional("onnx", str(p), raw2, None, params, {"sha256": sha256_file(p)}, latent_dim, rank, labels,
                        declared_k=declared, index_dtype="int32" if li.type == "tensor(int32)" else "int64")
+    src.input_names = {"z": zi.name, "label": li.name}  # for the feature term's tapped runs (edgegan.onnx_taps)
     if (src.labels.form == "index") != is_int(li):
         raise TeacherError(f"{p}: label input {li.name!r} is {li.type} but ran as {src.labels.form} labels")
     return src

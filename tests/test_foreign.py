@@ -7,7 +7,7 @@ a user brings (ONNX, TorchScript, module:factory), through distill -> export -> 
 * output range: a Sigmoid [0, 1] teacher is mapped to [-1, 1], recorded, and gives the images a Tanh
   teacher with the same weights gives (2 sigmoid(x) - 1 = tanh(x / 2));
 * references stored absolute, factories importable from the directory distill ran in;
-* conditional teachers refused with a typed error that names the workaround.
+* conditional teachers in every form (issue 20), the feature term on a conditional ONNX teacher included.
 """
 
 from __future__ import annotations
@@ -260,6 +260,36 @@ def test_conditional_teachers_load_in_every_form_with_their_labels_probed(gens, 
             load_generator(str(ts_path), num_classes=12)
     finally:
         sys.path.remove(str(folder))
+
+
+def test_feature_term_taps_a_conditional_onnx_teacher_with_its_labels(gens, tmp_path):
+    """Issue 20: a conditional ONNX teacher's activations become extra outputs of a run fed (z, label); they
+    equal the module's own activations for the same labels, and a feature-term distillation runs on it."""
+    folder, mod = gens
+    g = mod.conditional().eval()
+    onnx_path = to_onnx(g, (torch.randn(2, 16), torch.tensor([1, 2])), tmp_path / "c.onnx", names=("z", "y"))
+    src = load_generator(str(onnx_path))
+    m = distill(quick(str(onnx_path), terms="pixel:1,feature:0.5", d=2), tmp_path / "s", progress=False)
+    assert m["distill"]["recipe"]["weights"]["feature"] == 0.5 and m["distill"]["teacher"]["kind"] == "onnx"
+    # the tapped tensors are the module's ReLU outputs for the same (z, label)
+    from edgegan.onnx_taps import OnnxTaps, activation_outputs
+
+    names = activation_outputs(str(onnx_path))
+    taps = OnnxTaps(src, names)
+    z, y = torch.randn(3, 16), torch.tensor([0, 5, 9])
+    img, feats = taps.run(z, y)
+    relus = [mm for mm in g.modules() if isinstance(mm, torch.nn.ReLU)]
+    got = []
+    hooks = [r.register_forward_hook(lambda _m, _a, o: got.append(o.detach().clone())) for r in relus]
+    with torch.no_grad():
+        want = g(z, y)
+    for h in hooks:
+        h.remove()
+    # the graph's Relu nodes: the functional one after fc, then the two stages' ReLU modules
+    assert torch.allclose(img, want, atol=1e-5) and len(feats) == len(got) + 1 == 3
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(feats[1:], got))
+    with pytest.raises(Exception, match="needs the labels"):
+        taps.run(z)
 
 
 def test_a_teacher_with_three_inputs_is_refused_in_one_line(tmp_path):
