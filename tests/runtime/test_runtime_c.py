@@ -47,6 +47,9 @@ def lib(tmp_path_factory):
                                          ctypes.POINTER(ctypes.c_int8)]
     so.edgegan_dequantize_int8.argtypes = [ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t, ctypes.c_float,
                                            ctypes.c_int32, _f32p]
+    so.edgegan_from_pixels.argtypes = [ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t, _f32p]
+    so.edgegan_pixels_to_nchw.argtypes = [ctypes.POINTER(ctypes.c_uint8)] + [ctypes.c_size_t] * 4 + [_f32p]
+    so.edgegan_to_pixels_nhwc.argtypes = [_f32p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint8)]
     so.edgegan_one_hot.restype = ctypes.c_int
     so.edgegan_one_hot.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_size_t, ctypes.c_size_t, _f32p]
     so.edgegan_tflite_metadata.restype = ctypes.c_void_p
@@ -244,3 +247,30 @@ def test_whole_conditional_images_through_litert_match_generate(lib, conditional
             (images,) = runner(args_0=z, args_1=onehot).values()
             assert np.array_equal(c_pixels(lib, images), g.generate(1, seed=seed, label=label))
 
+
+
+def test_image_helpers_equal_the_runtime_s_translate_rules_bit_for_bit(lib):
+    """Issue 21: pixels in (every 8-bit value, NHWC and to NCHW) and out (NHWC) as edgegan_runtime's
+    translate does them, and the header names the image pixel rule the contract records."""
+    from edgegan_runtime.images import ImageSpec, from_pixels
+
+    h = (C_DIR / "edgegan.h").read_text()
+    assert f'#define EDGEGAN_IMAGE_PIXELS "{contract.IMAGE_PIXELS_NAME}"' in h
+    assert f"#define EDGEGAN_IMAGE_PIXELS_VERSION {contract.IMAGE_PIXELS_VERSION}" in h
+    rng = np.random.default_rng(0)
+    p = np.concatenate([np.arange(256, dtype=np.uint8), rng.integers(0, 256, 4 * 5 * 7 * 3 - 256, dtype=np.uint8)])
+    p = np.ascontiguousarray(p.reshape(4, 5, 7, 3))  # every 8-bit value, then random ones
+    spec = ImageSpec(layout="NHWC", channels=3, out_channels=3, height=5, width=7, scale=1, multiple=1, size=(5, 7),
+                     task=None)
+    want, _ = from_pixels(p, spec, "test")  # what translate feeds the file
+    got = np.empty(p.shape, np.float32)
+    lib.edgegan_from_pixels(_ptr(p, ctypes.c_uint8), p.size, _ptr(got, ctypes.c_float))
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    nchw = np.empty((4, 3, 5, 7), np.float32)
+    lib.edgegan_pixels_to_nchw(_ptr(p, ctypes.c_uint8), 4, 5, 7, 3, _ptr(nchw, ctypes.c_float))
+    assert np.array_equal(nchw, want.transpose(0, 3, 1, 2))
+    x = np.concatenate([rng.uniform(-1.2, 1.2, 400), [np.nan, np.inf, -np.inf, -1, 1, 0.5 / 127.5 - 1]]).astype(np.float32)
+    x = np.ascontiguousarray(x[:402].reshape(2, 67, 1, 3))  # NHWC
+    out = np.empty(x.shape, np.uint8)
+    lib.edgegan_to_pixels_nhwc(_ptr(x, ctypes.c_float), x.size, _ptr(out, ctypes.c_uint8))
+    assert np.array_equal(out, rt.to_pixels(x.transpose(0, 3, 1, 2)))

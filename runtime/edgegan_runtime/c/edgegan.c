@@ -56,27 +56,52 @@ void edgegan_latent(uint64_t seed, size_t n, size_t dim, float *out) {
     edgegan_latent_range(seed, 0, n * dim, out);
 }
 
+static uint8_t pixel_of(float v) {
+    float s = v + 1.0f;
+    float p = s * 127.5f;
+    float r = rintf(p); /* the current rounding mode: to nearest, ties to even */
+    if (r != r)
+        return 0; /* NaN */
+    if (r <= 0.0f)
+        return 0;
+    if (r >= 255.0f)
+        return 255;
+    return (uint8_t)r;
+}
+
 void edgegan_to_pixels(const float *images, size_t n, size_t c, size_t h, size_t w, uint8_t *pixels) {
     size_t b, ch, y, x;
     for (b = 0; b < n; b++)
         for (ch = 0; ch < c; ch++)
             for (y = 0; y < h; y++)
-                for (x = 0; x < w; x++) {
-                    float v = images[((b * c + ch) * h + y) * w + x];
-                    float s = v + 1.0f;
-                    float p = s * 127.5f;
-                    float r = rintf(p); /* the current rounding mode: to nearest, ties to even */
-                    uint8_t q;
-                    if (r != r)
-                        q = 0; /* NaN */
-                    else if (r <= 0.0f)
-                        q = 0;
-                    else if (r >= 255.0f)
-                        q = 255;
-                    else
-                        q = (uint8_t)r;
-                    pixels[((b * h + y) * w + x) * c + ch] = q;
-                }
+                for (x = 0; x < w; x++)
+                    pixels[((b * h + y) * w + x) * c + ch] = pixel_of(images[((b * c + ch) * h + y) * w + x]);
+}
+
+void edgegan_to_pixels_nhwc(const float *images, size_t count, uint8_t *pixels) {
+    size_t i;
+    for (i = 0; i < count; i++)
+        pixels[i] = pixel_of(images[i]);
+}
+
+static float float_of(uint8_t p) {
+    float q = (float)p / 127.5f; /* rounded to float32 before the subtraction, as numpy does */
+    return q - 1.0f;
+}
+
+void edgegan_from_pixels(const uint8_t *pixels, size_t count, float *out) {
+    size_t i;
+    for (i = 0; i < count; i++)
+        out[i] = float_of(pixels[i]);
+}
+
+void edgegan_pixels_to_nchw(const uint8_t *pixels, size_t n, size_t h, size_t w, size_t c, float *out) {
+    size_t b, ch, y, x;
+    for (b = 0; b < n; b++)
+        for (y = 0; y < h; y++)
+            for (x = 0; x < w; x++)
+                for (ch = 0; ch < c; ch++)
+                    out[((b * c + ch) * h + y) * w + x] = float_of(pixels[((b * h + y) * w + x) * c + ch]);
 }
 
 void edgegan_quantize_int8(const float *x, size_t count, float scale, int32_t zero_point, int8_t *q) {

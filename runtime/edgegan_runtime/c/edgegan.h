@@ -65,6 +65,21 @@ void edgegan_dequantize_int8(const int8_t *q, size_t count, float scale, int32_t
 #define EDGEGAN_ERR_LABEL 1
 int edgegan_one_hot(const int64_t *labels, size_t n, size_t k, float *out);
 
+/* Image-to-image files (issue 21): the input is images in [-1, 1] made from 8-bit pixels by
+ * EDGEGAN_IMAGE_PIXELS (x = float32(p) / 127.5 - 1, the quotient rounded to float32, then the difference),
+ * in the file's layout: TFLite files are NHWC (a camera frame's own layout: no transpose), ONNX files NCHW.
+ * The output is images in [-1, 1] in the same layout, to pixels by EDGEGAN_PIXELS.
+ *
+ * edgegan_from_pixels: count floats from count pixels, element by element (any layout; NHWC in, NHWC out).
+ * edgegan_pixels_to_nchw: an NHWC pixel batch (n, h, w, c) to NCHW floats (n, c, h, w), for ONNX files.
+ * edgegan_to_pixels_nhwc: count pixels from an NHWC float output (a TFLite file's), element by element;
+ * edgegan_to_pixels above takes an NCHW output (an ONNX file's). Both equal edgegan_runtime's translate. */
+#define EDGEGAN_IMAGE_PIXELS "u8-div-127.5-minus-1"
+#define EDGEGAN_IMAGE_PIXELS_VERSION 1
+void edgegan_from_pixels(const uint8_t *pixels, size_t count, float *out);
+void edgegan_pixels_to_nchw(const uint8_t *pixels, size_t n, size_t h, size_t w, size_t c, float *out);
+void edgegan_to_pixels_nhwc(const float *images, size_t count, uint8_t *pixels);
+
 /* The bytes of the TFLite file's Model.metadata entry called `name` (edgegan writes its contract as
  * "edgegan.contract": UTF-8 JSON, see edgegan_runtime/contract.py), as a pointer into `model` with its
  * length in *size; NULL when there is no such entry or the file is malformed. Every offset is checked
