@@ -63,9 +63,9 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         from edgegan.distill_images import distill_images
 
         return distill_images(cfg, out, resume=resume, progress=progress)
-    if cfg.quant_aware:
-        raise ConfigError("--quant-aware is for image-to-image students (--task) for now; a latent student's int8 file "
-                          "is tuned at export (edgegan export --quantize int8 --report, --keep-float)")
+    if cfg.quant_aware > cfg.steps:
+        raise ConfigError(f"--quant-aware {cfg.quant_aware} is more than --steps {cfg.steps}: it counts the last steps of "
+                          f"the run")
     if cfg.family is not None:
         get_family(cfg.family)
     world = setup(cfg.device, cfg.batch_size)  # torchrun: this rank's device; --batch-size is the global batch
@@ -222,11 +222,20 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
     pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress and world.is_main)
     part = world.local(cfg.batch_size)  # every rank draws the global batch of latents and keeps its slice
     student.train()
+    from edgegan.quant_aware import LR_FACTOR, QuantAware
+
+    qat_from = cfg.steps - cfg.quant_aware  # steps after this one train through the int8 rounding
+    float_cfg = replace(cfg, steps=qat_from)
+    qat = QuantAware(student)
     stop = StopRequest().install()  # Ctrl-C: finish the step, checkpoint it, stop
     try:
         for step in range(start_step + 1, cfg.steps + 1):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg, recipe.lr_schedule)
+            if cfg.quant_aware and step > qat_from and not qat.installed:
+                qat.install()
+                log.info("quantization-aware from step %d: %d stored tensors rounded to int8 grids", step,
+                         len(qat.grids))
+            for g in opt.param_groups:  # the schedule spans the float steps; quantization-aware ones run at a fixed lr
+                g["lr"] = cfg.lr * LR_FACTOR if qat.installed else lr_at(step, float_cfg, recipe.lr_schedule)
             if pool_z is not None:
                 idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)[part]
                 z, y = pool_z[idx], None if pool_y is None else pool_y[idx]
@@ -276,6 +285,7 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
                 checkpoint(step)
     finally:
+        qat.remove()
         stop.remove()
         pb.close()
         for h in (t_hooks, s_hooks):
@@ -315,6 +325,8 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             "dataset": dataset_info,
             **({"labels": labels.describe()} if labels else {}),
             "gan": _gan_record(cfg, terms),
+            "quant_aware": {"steps": cfg.quant_aware, "from_step": qat_from + 1, "lr_factor": LR_FACTOR,
+                            "grids": qat.describe()} if cfg.quant_aware else None,
             "teacher_params": teacher.params,
             "student_params": sp,
             "compression_ratio": round(teacher.params / sp, 2) if teacher.params else None,

@@ -79,9 +79,9 @@ class RunOptions:
                             "default: the recipe's)", bounds=BETA)
     latent_pool: int = opt(0, "0: fresh z every step (the paper); N: draw from N fixed latents, teacher outputs cached",
                            bounds=Bounds(0, 10**6))
-    quant_aware: int = opt(0, "image-to-image student: the last N of --steps train through the int8 file's rounding of "
-                           "its stored tensors (quantization-aware fine-tuning; a finished run continues with --resume "
-                           "--steps S+N --quant-aware N)", bounds=EVERY)
+    quant_aware: int = opt(0, "the last N of --steps train through the int8 file's rounding of the student's stored "
+                           "tensors (quantization-aware fine-tuning; a finished run continues with --resume --steps S+N "
+                           "--quant-aware N)", bounds=EVERY)
     seed: int = opt(0, "random seed", bounds=SEED)
     device: str = "cpu"  # cpu, cuda or cuda:N
     eval_samples: int = opt(256, "fixed latents on which the student-teacher MSE is reported", bounds=Bounds(1, 65536))

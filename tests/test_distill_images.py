@@ -293,15 +293,20 @@ def test_quant_aware_steps_continue_a_finished_run_and_are_recorded(teacher_run,
     assert m["distill"]["eval"]["to_teacher"]["psnr"] > 10  # the float weights are saved and evaluated in float
 
 
-def test_quant_aware_bad_input_is_one_error_and_writes_nothing(teacher_run, tmp_path):
+def test_quant_aware_bad_input_is_one_error_and_latent_students_take_it_too(teacher_run, tmp_path):
     from edgegan.testing import make_run, tiny_student
 
     with pytest.raises(ConfigError, match="more than --steps"):
         distill(_cfg(teacher_run, steps=4, quant_aware=5), tmp_path / "a", progress=False)
     latent = make_run(tmp_path / "latent", tiny_student(2, 1, 0, 100), {"d": 2})
-    with pytest.raises(ConfigError, match="image-to-image"):
-        distill(DistillConfig(teacher=str(latent), steps=4, quant_aware=2), tmp_path / "b", progress=False)
+    with pytest.raises(ConfigError, match="more than --steps"):
+        distill(DistillConfig(teacher=str(latent), steps=4, quant_aware=5), tmp_path / "b", progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # a latent student takes it too: the ReLU outputs, the latent and the tanh head on their grids
+    m = distill(DistillConfig(teacher=str(latent), d=2, steps=6, quant_aware=3, batch_size=8, eval_samples=16,
+                              checkpoint_every=0), tmp_path / "c", progress=False)
+    q = m["distill"]["quant_aware"]
+    assert q["from_step"] == 4 and "input" in q["grids"] and len(q["grids"]) >= 3
 
 
 def test_colorize_bench_scores_classifier_accuracy_beside_a_grey_reference(tmp_path, shared_data):
