@@ -274,6 +274,20 @@ def test_bench_scores_an_image_student_against_teacher_and_ground_truth(teacher_
         assert set(r["quality"]["to_truth"]) == {"psnr", "ssim", "swd"}
     md = (tmp_path / "b" / "bench.md").read_text()
     assert "PSNR to truth" in md and "bicubic" in md and (tmp_path / "b" / "samples.png").is_file()
+    # a board's results (a bench bundle run here) become a column beside the file they measured
+    from edgegan.app.bundle import make_bundle, run_bundle_here
+    from edgegan.export import export_run
+
+    pytest.importorskip("onnxruntime")
+    e = export_run(run, format="onnx")
+    b = make_bundle(run, out=tmp_path / "bundle.tar.gz")
+    dev = run_bundle_here(b["path"], out=tmp_path / "device.json", runs=5)
+    assert dev["models"][0]["parity"]["passed"]
+    doc = run_bench([str(run)], out=tmp_path / "b2", models=["student", "exports"], samples=16, progress=False,
+                    device_results=[tmp_path / "device.json"])
+    row = next(r for r in doc["results"][0]["models"] if r["kind"] == "export")
+    assert row["sha256"] == e["sha256"] and list(row["devices"].values())[0]["p50_us"] > 0
+    assert "p50 µs on" in (tmp_path / "b2" / "bench.md").read_text()
     # colourfulness: 0 for grey images, and a saturated red image scores above a dull one
     grey = np.zeros((2, 3, 8, 8), np.float32)
     assert colourfulness(grey) == 0.0

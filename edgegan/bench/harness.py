@@ -82,14 +82,14 @@ def run_bench(runs: list[str], *, out: str | Path, models: list[str] | None = No
 
     kinds = {is_image_run(m) for _, m in manifests}
     if True in kinds:  # image-to-image students (issue 21): their own inputs, metrics and table
-        if len(kinds) > 1 or baselines or teacher is not None or device_results:
-            raise BenchError("bench image-to-image students alone (no latent runs, --baseline, --teacher or "
-                             "--device-results beside them)")
+        if len(kinds) > 1 or baselines or teacher is not None:
+            raise BenchError("bench image-to-image students alone (no latent runs, --baseline or --teacher beside "
+                             "them)")
         from edgegan.outputs import check_out
 
         check_out(Path(out))
         return run_image_bench(manifests, Path(out), samples=samples, seed=seed, batch=batch, threads=threads,
-                               models=models, dataset=dataset, data_dir=data_dir, progress=progress)
+                               models=models, dataset=dataset, data_dir=data_dir, progress=progress, devices=devices)
     if teacher is None:  # a recorded module:factory (or TorchScript file) is refused before anything is written
         from edgegan.sources import refuse_recorded_factory
 

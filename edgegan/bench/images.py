@@ -122,7 +122,8 @@ def bench_image_run(run_dir: Path, m: dict, *, samples: int, seed: int, batch: i
             except Exception as ex:  # noqa: BLE001 - an export that cannot run is reported, not fatal
                 imgs, lat = None, {"error": f"{type(ex).__name__}: {ex}"}
             row(f"student d={d}", "export", m["model"]["params"], s_macs, e["bytes"], lat, imgs, fmt=e["format"],
-                precision=e["precision"], extra={"file": e["file"], "parity_passed": (e.get("parity") or {}).get("passed")})
+                precision=e["precision"], extra={"file": e["file"], "sha256": e.get("sha256"),
+                                                 "parity_passed": (e.get("parity") or {}).get("passed")})
     truth = y.numpy() if task.ground_truth else None
     if truth is not None and task.scale > 1:
         b = torch.nn.functional.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1).numpy()
@@ -187,8 +188,10 @@ def _swd(a: np.ndarray, b: np.ndarray, seed: int) -> float | None:
 
 
 def run_image_bench(manifests: list, out: Path, *, samples: int, seed: int, batch: int, threads: int,
-                    models: list[str], dataset: str | None, data_dir: str | None, progress: bool = True) -> dict[str, Any]:
-    """``edgegan bench`` on image-to-image students: bench.json, bench.md and samples.png in ``out``."""
+                    models: list[str], dataset: str | None, data_dir: str | None, progress: bool = True,
+                    devices: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``edgegan bench`` on image-to-image students: bench.json, bench.md and samples.png in ``out``;
+    ``devices``: a bench bundle's results from boards (``--device-results``), columns beside the files'."""
     import time
 
     from edgegan.manifest import atomic_write_bytes, atomic_write_json, now_iso, versions
@@ -205,6 +208,9 @@ def run_image_bench(manifests: list, out: Path, *, samples: int, seed: int, batc
     doc = {"schema": "edgegan.bench/1", "created": now_iso(), "machine": machine(), "versions": versions(),
            "settings": {"batch": batch, "threads": threads, "samples": samples, "seed": seed},
            "seconds": round(time.perf_counter() - t0, 1), "results": results}
+    from edgegan.bench.devices import merge_device_results
+
+    merge_device_results(doc, devices or [])
     md = image_markdown(doc)
     atomic_write_json(out / "bench.json", doc)
     atomic_write_bytes(out / "bench.md", md.encode())
@@ -219,8 +225,12 @@ def _fmt(v, spec: str = "{:.2f}") -> str:
 
 
 def image_markdown(doc: dict) -> str:
-    """One table per run: size, speed and quality of each model on the same inputs."""
+    """One table per run: size, speed and quality of each model on the same inputs (and a board's latency
+    per file, from a bench bundle's results)."""
+    from edgegan.bench.report import _device_cell, _device_header
+
     mach = doc["machine"]
+    devices = doc.get("devices", [])
     lines = [f"CPU: {mach.get('cpu')} ({mach.get('isa') or 'ISA unknown'}), {mach.get('cores')} cores; "
              f"batch {doc['settings']['batch']}, {doc['settings']['threads']} thread(s)", ""]
     for res in doc["results"]:
@@ -228,8 +238,10 @@ def image_markdown(doc: dict) -> str:
                   f"{'x'.join(map(str, res['input_shape']))} → {'x'.join(map(str, res['output_shape']))})", "",
                   "| model | format | precision | params | MACs | MACs ratio | bytes | p50 ms | PSNR to teacher | "
                   "SSIM to teacher | PSNR to truth | SSIM to truth | SWD to truth |" +
-                  (" colourfulness | classifier accuracy |" if res["task"] == "colorize" else ""),
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if res["task"] == "colorize" else "")]
+                  (" colourfulness | classifier accuracy |" if res["task"] == "colorize" else "")
+                  + "".join(f" {_device_header(d)} |" for d in devices),
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if res["task"] == "colorize" else "")
+                  + "---:|" * len(devices)]
         for r in res["models"]:
             q = r.get("quality") or {}
             tt, gt = q.get("to_teacher") or {}, q.get("to_truth") or {}
@@ -241,7 +253,12 @@ def image_markdown(doc: dict) -> str:
                          f"{_fmt(tt.get('psnr'))} | {_fmt(tt.get('ssim'), '{:.4f}')} | {_fmt(gt.get('psnr'))} | "
                          f"{_fmt(gt.get('ssim'), '{:.4f}')} | {_fmt(gt.get('swd'))} |"
                          + (f" {_fmt(q.get('colourfulness'))} | {_fmt(q.get('classifier_accuracy'), '{:.4f}')} |"
-                            if res["task"] == "colorize" else ""))
+                            if res["task"] == "colorize" else "")
+                         + "".join(f" {_device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
+        for d in devices:
+            mc = d.get("machine") or {}
+            lines += ["", f"{d['label']}: {mc.get('machine')}, {mc.get('cores')} cores, Python {d.get('python')}"
+                      + (" (emulated: its timings are the emulator's)" if mc.get("emulated") else "")]
         if res.get("truth"):
             t = res["truth"]
             lines += ["", f"Ground truth: colourfulness {t['colourfulness']}"
