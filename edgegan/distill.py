@@ -222,20 +222,15 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
     pb = bar(cfg.steps, f"distill d={cfg.d} ({recipe.name})", initial=start_step, enabled=progress and world.is_main)
     part = world.local(cfg.batch_size)  # every rank draws the global batch of latents and keeps its slice
     student.train()
-    from edgegan.quant_aware import LR_FACTOR, QuantAware
+    from edgegan.quant_aware import QuantAwareSteps
 
-    qat_from = cfg.steps - cfg.quant_aware  # steps after this one train through the int8 rounding
-    float_cfg = replace(cfg, steps=qat_from)
-    qat = QuantAware(student)
+    qat = QuantAwareSteps(student, cfg, recipe.lr_schedule)  # --quant-aware: the last steps through int8 grids
     stop = StopRequest().install()  # Ctrl-C: finish the step, checkpoint it, stop
     try:
         for step in range(start_step + 1, cfg.steps + 1):
-            if cfg.quant_aware and step > qat_from and not qat.installed:
-                qat.install()
-                log.info("quantization-aware from step %d: %d stored tensors rounded to int8 grids", step,
-                         len(qat.grids))
-            for g in opt.param_groups:  # the schedule spans the float steps; quantization-aware ones run at a fixed lr
-                g["lr"] = cfg.lr * LR_FACTOR if qat.installed else lr_at(step, float_cfg, recipe.lr_schedule)
+            lr = qat.lr(step)
+            for g in opt.param_groups:
+                g["lr"] = lr
             if pool_z is not None:
                 idx = torch.randint(0, len(pool_z), (cfg.batch_size,), generator=rng)[part]
                 z, y = pool_z[idx], None if pool_y is None else pool_y[idx]
@@ -325,8 +320,7 @@ def _run(cfg: DistillConfig, out: Path, recipe: ResolvedRecipe, teacher, student
             "dataset": dataset_info,
             **({"labels": labels.describe()} if labels else {}),
             "gan": _gan_record(cfg, terms),
-            "quant_aware": {"steps": cfg.quant_aware, "from_step": qat_from + 1, "lr_factor": LR_FACTOR,
-                            "grids": qat.describe()} if cfg.quant_aware else None,
+            "quant_aware": qat.record(),
             "teacher_params": teacher.params,
             "student_params": sp,
             "compression_ratio": round(teacher.params / sp, 2) if teacher.params else None,

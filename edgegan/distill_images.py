@@ -26,7 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from edgegan.distill_config import DistillConfig, lr_at
+from edgegan.distill_config import DistillConfig
 from edgegan.distill_parts import _ema_update, ema_decay, progress_line, resume_point
 from edgegan.errors import ConfigError, DivergenceError
 from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
@@ -163,7 +163,7 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
     import torch
 
     from edgegan.checkpoint import model_section, save_training_state
-    from edgegan.quant_aware import LR_FACTOR, QuantAware
+    from edgegan.quant_aware import QuantAwareSteps
     from edgegan.stages import FeatureCapture
     from edgegan.terms import Step
     from edgegan.utils import StopRequest
@@ -207,18 +207,13 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
              enabled=progress and world.is_main)
     part = world.local(cfg.batch_size)
     student.train()
-    qat_from = cfg.steps - cfg.quant_aware  # steps after this one train through the int8 rounding
-    float_cfg = replace(cfg, steps=qat_from)
-    qat = QuantAware(student)
+    qat = QuantAwareSteps(student, cfg, recipe.lr_schedule)  # --quant-aware: the last steps through int8 grids
     stop = StopRequest().install()
     try:
         for step in range(start_step + 1, cfg.steps + 1):
-            if cfg.quant_aware and step > qat_from and not qat.installed:
-                qat.install()
-                log.info("quantization-aware from step %d: %d stored tensors rounded to int8 grids", step,
-                         len(qat.grids))
-            for g in opt.param_groups:  # the schedule spans the float steps; quantization-aware ones run at a fixed lr
-                g["lr"] = cfg.lr * LR_FACTOR if qat.installed else lr_at(step, float_cfg, recipe.lr_schedule)
+            lr = qat.lr(step)
+            for g in opt.param_groups:
+                g["lr"] = lr
             idx = torch.randint(0, len(images), (cfg.batch_size,), generator=rng)
             y = images[idx]
             x = task.input(y, rng)[part].to(device)  # the global batch's inputs (inpaint draws holes), this rank's part
@@ -302,8 +297,7 @@ def _run(*, cfg, out, recipe, teacher, task, student, student_run, terms, opt, e
             "teacher_outputs": "cached once for the training set" if cached is not None else "computed every step",
             "dataset": train.describe(),
             "gan": _gan_record(cfg, terms, real),
-            "quant_aware": {"steps": cfg.quant_aware, "from_step": qat_from + 1, "lr_factor": LR_FACTOR,
-                            "grids": qat.describe()} if cfg.quant_aware else None,
+            "quant_aware": qat.record(),
             **_sizes(teacher, final_model),
             "steps": cfg.steps,
             "resumed_from": start_step or None,

@@ -119,3 +119,37 @@ class QuantAware:
 
     def describe(self) -> dict[str, dict[str, float | None]]:
         return {k: g.describe() for k, g in self.grids.items()}
+
+
+class QuantAwareSteps:
+    """A distillation's quantization-aware tail (``--quant-aware N``): the learning rate of each step, the hooks
+    installed from step ``steps - N + 1`` on, and the manifest's record. One place for both distillers."""
+
+    def __init__(self, student: nn.Module, cfg, schedule: str):
+        from dataclasses import replace
+
+        self.n = int(cfg.quant_aware)
+        self.start = cfg.steps - self.n  # steps after this one train through the int8 rounding
+        self.cfg, self.schedule = cfg, schedule
+        self.float_cfg = replace(cfg, steps=self.start)  # the schedule spans the float steps alone
+        self.hooks = QuantAware(student)
+
+    def lr(self, step: int) -> float:
+        """Step ``step``'s learning rate, installing the hooks when the quantization-aware steps begin."""
+        from edgegan.distill_config import lr_at
+
+        if self.n and step > self.start and not self.hooks.installed:
+            import logging
+
+            self.hooks.install()
+            logging.getLogger("edgegan.distill").info(
+                "quantization-aware from step %d: %d stored tensors rounded to int8 grids", step, len(self.hooks.grids))
+        return self.cfg.lr * LR_FACTOR if self.hooks.installed else lr_at(step, self.float_cfg, self.schedule)
+
+    def remove(self) -> None:
+        self.hooks.remove()
+
+    def record(self) -> dict | None:
+        if not self.n:
+            return None
+        return {"steps": self.n, "from_step": self.start + 1, "lr_factor": LR_FACTOR, "grids": self.hooks.describe()}
