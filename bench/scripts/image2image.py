@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR (repeat; same label = seeds)")
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--out", required=True, help="output prefix: OUT.json, OUT-grid.png")
+    ap.add_argument("--tables-only", action="store_true", help="print the tables of an existing OUT.json")
     a = ap.parse_args(argv)
+    if a.tables_only:
+        print(markdown(json.loads(Path(f"{a.out}.json").read_text())["runs"]))
+        return 0
     t0 = time.perf_counter()
     runs = [(s.split("=", 1)[0], Path(s.split("=", 1)[1])) for s in a.run]
     out = Path(a.out)
@@ -83,28 +87,36 @@ def _q(r: dict, *path: str):
     v = r.get("quality") or {}
     for p in path:
         v = (v or {}).get(p)
-    return v
+    return float(v) if isinstance(v, str) else v  # the JSON writer stores inf as "inf"
 
 
 def markdown(records: list[dict]) -> str:
+    colour = records[0]["bench"]["results"][0]["task"] == "colorize"
+    extra = " colourfulness | classifier accuracy |" if colour else ""
     lines = ["| label | seed | d | steps (quant-aware) | model | precision | bytes | p50 ms | PSNR / SSIM to teacher | "
-             "PSNR / SSIM to truth | SWD to truth | int8 refused by default? |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "PSNR / SSIM to truth | SWD to truth |" + extra + " int8 refused by default? |",
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if colour else "") + "---|"]
     by_label: dict[str, list[dict]] = {}
     for rec in records:
         rows = _rows(rec["bench"])
         by_label.setdefault(rec["label"], []).append(rows)
-        for key in ("teacher", "student", "tflite fp32", "tflite int8", "bicubic"):
+        for key in ("teacher", "student", "tflite fp32", "tflite int8", "bicubic", "grey (luma as RGB)"):
             r = rows.get(key)
-            if r is None or (key in ("teacher", "bicubic") and rec is not records[0]):
+            if r is None or (key in ("teacher", "bicubic", "grey (luma as RGB)") and rec is not records[0]):
                 continue
+            cq = (f" {_q(r, 'colourfulness')} | {_q(r, 'classifier_accuracy'):.4f} |" if colour else "")
             lat = (r.get("latency") or {}).get("p50_us")
             refused = rec["exports"]["int8"]["refused"] if key == "tflite int8" else None
             lines.append(
                 f"| {rec['label']} | {rec['seed']} | {rec['d']} | {rec['steps']} ({rec['quant_aware']}) | {key} | "
                 f"{r['precision']} | {r['bytes'] or '—'} | {'—' if lat is None else f'{lat / 1e3:.3f}'} | "
                 f"{_q(r, 'to_teacher', 'psnr'):.2f} / {_q(r, 'to_teacher', 'ssim'):.4f} | "
-                f"{_q(r, 'to_truth', 'psnr'):.2f} / {_q(r, 'to_truth', 'ssim'):.4f} | {_q(r, 'to_truth', 'swd')} | "
+                f"{_q(r, 'to_truth', 'psnr'):.2f} / {_q(r, 'to_truth', 'ssim'):.4f} | {_q(r, 'to_truth', 'swd')} |{cq} "
                 f"{'—' if key != 'tflite int8' else ('yes: ' + refused if refused else 'no')} |")
+    if colour:
+        t = records[0]["bench"]["results"][0]["truth"]
+        lines += ["", f"Ground truth: colourfulness {t['colourfulness']}, classifier accuracy "
+                      f"{t.get('classifier_accuracy', float('nan')):.4f}."]
     lines += ["", "| label | seeds | student PSNR to truth, mean (min..max) | gap to the teacher dB | "
               "int8 - fp32 file, PSNR to truth dB, mean (min..max) |", "|---|---|---|---|---|"]
     teacher = _q(_rows(records[0]["bench"])["teacher"], "to_truth", "psnr")
