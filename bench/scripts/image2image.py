@@ -90,6 +90,19 @@ def _q(r: dict, *path: str):
     return float(v) if isinstance(v, str) else v  # the JSON writer stores inf as "inf"
 
 
+def _refusal(ex: dict) -> str | None:
+    """Why the exporter refused the int8 file by default (made again with --allow-mismatch to measure it), or
+    None; a file exported earlier carries its verdict in its parity section."""
+    if ex.get("refused"):
+        return ex["refused"].split(": ", 1)[-1]
+    par = ex.get("parity") or {}
+    if par.get("passed", True):
+        return None
+    fails = par.get("failures") or {}
+    first = next(iter(fails.values()), ["failed parity"])
+    return first[0] if isinstance(first, list) and first else str(first)
+
+
 def markdown(records: list[dict]) -> str:
     colour = records[0]["bench"]["results"][0]["task"] == "colorize"
     extra = " colourfulness | classifier accuracy |" if colour else ""
@@ -106,7 +119,7 @@ def markdown(records: list[dict]) -> str:
                 continue
             cq = (f" {_q(r, 'colourfulness')} | {_q(r, 'classifier_accuracy'):.4f} |" if colour else "")
             lat = (r.get("latency") or {}).get("p50_us")
-            refused = rec["exports"]["int8"]["refused"] if key == "tflite int8" else None
+            refused = _refusal(rec["exports"]["int8"]) if key == "tflite int8" else None
             lines.append(
                 f"| {rec['label']} | {rec['seed']} | {rec['d']} | {rec['steps']} ({rec['quant_aware']}) | {key} | "
                 f"{r['precision']} | {r['bytes'] or '—'} | {'—' if lat is None else f'{lat / 1e3:.3f}'} | "
