@@ -67,3 +67,18 @@ def test_onnx_mac_count_equals_the_module_s(tmp_path, family, args, shape):
     x = torch.zeros(*shape)
     torch.onnx.export(g, x, tmp_path / "g.onnx", dynamo=False)
     assert count_macs_onnx(tmp_path / "g.onnx", shape) == count_macs(g, x) > 0
+
+
+def test_i2i_stream_act_bounds_every_residual_sum_and_refuses_unknown_names():
+    g = build_generator("mobile_i2i", ngf=4, in_channels=3, nc=3, height=16, width=16, scale=2, n_down=0,
+                        n_blocks=2, stream_act="relu6")
+    sums = []
+    for m in g.net:
+        if type(m).__name__ == "ResBlock":
+            m.register_forward_hook(lambda _m, _a, o: sums.append(o))
+    with torch.no_grad():
+        g.train()(torch.randn(2, 3, 8, 8) * 3)
+    assert len(sums) == 2 and all(float(s.min()) >= 0 and float(s.max()) <= 6 for s in sums)  # ReLU6 in place
+    with pytest.raises(ConfigError, match="stream_act"):
+        build_generator("mobile_i2i", ngf=4, in_channels=3, nc=3, height=16, width=16, scale=2, n_down=0,
+                        stream_act="tanh")

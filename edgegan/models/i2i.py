@@ -33,6 +33,7 @@ from edgegan.errors import ConfigError
 from edgegan.models import FAMILIES, Family
 
 BLOCKS = ("conv", "mobile")
+STREAM_ACTS = (None, "relu6")
 SCALES = (1, 2, 4, 8)
 MAX_WIDTH = 1024
 MAX_BLOCKS = 32
@@ -51,6 +52,7 @@ class I2IArgs:
     n_blocks: int = 6  # residual blocks at the narrowest resolution (pix2pix at 256x256: 9)
     block: str = "conv"  # "conv": full 3x3 convolutions (the teacher); "mobile": depthwise separable (the student)
     d_disc: int | None = None  # width of the PatchGAN discriminator's first layer (None: 64)
+    stream_act: str | None = None  # "relu6": each residual sum clipped to [0, 6], a bounded stream for int8 files
 
     def __post_init__(self) -> None:
         for name, hi in (("ngf", MAX_WIDTH), ("in_channels", 16), ("nc", 4), ("height", MAX_SIDE), ("width", MAX_SIDE)):
@@ -63,6 +65,8 @@ class I2IArgs:
                 raise ConfigError(f"i2i: {name} must be an integer in [0, {hi}], got {v!r}")
         if self.scale not in SCALES:
             raise ConfigError(f"i2i: scale must be one of {SCALES}, got {self.scale!r}")
+        if self.stream_act not in STREAM_ACTS:
+            raise ConfigError(f"i2i: stream_act must be one of {STREAM_ACTS}, got {self.stream_act!r}")
         if self.block not in BLOCKS:
             raise ConfigError(f"i2i: block must be one of {BLOCKS}, got {self.block!r}")
         if self.d_disc is not None and (not isinstance(self.d_disc, int) or isinstance(self.d_disc, bool)
@@ -126,7 +130,8 @@ class I2IGenerator(nn.Module):
         layers: list[nn.Module] = _conv(args.in_channels, ws[0])  # the stem is full: its input has few channels
         for cin, cout in zip(ws, ws[1:]):
             layers += _conv(cin, cout, 2, mobile)
-        layers += [ResBlock(ws[-1], mobile) for _ in range(args.n_blocks)]
+        for _ in range(args.n_blocks):
+            layers += [ResBlock(ws[-1], mobile)] + ([nn.ReLU6(inplace=True)] if args.stream_act == "relu6" else [])
         ups = list(reversed(ws)) + [ws[0]] * int(math.log2(args.scale))
         for cin, cout in zip(ups, ups[1:]):
             layers += [nn.Upsample(scale_factor=2, mode="nearest")] + _conv(cin, cout, 1, mobile)
