@@ -386,3 +386,17 @@ def test_device_json_merges_into_bench_labelled_with_browser_and_cpu(site, brows
         cell = r["devices"][label]
         assert cell["p50_us"] > 0 and cell["parity_vs_host"]["passed"] is True and cell["error"] is None
     assert f"p50 µs on {label}" in to_markdown(bench)
+
+
+def test_runs_the_page_cannot_take_are_one_line_errors_before_anything_is_written(i2i_run, i2i_export,
+                                                                                  conditional_run, tmp_path):
+    """An image-to-image run (no image input on the page yet) and a conditional one (no class picker yet)
+    are refused by name, not by a failure deep inside (issue 21: 'latent: dim must be an integer')."""
+    from edgegan.app.web_bundle import make_site
+
+    i2i_export("onnx")
+    for run, words in ((i2i_run, "image-to-image generator"), (conditional_run, "conditional generator")):
+        with pytest.raises(ConfigError) as e:
+            make_site(run, out=tmp_path / "site")
+        assert words in str(e.value) and "\n" not in str(e.value)
+        assert not (tmp_path / "site").exists()

@@ -93,6 +93,12 @@ def make_site(run: str | os.PathLike, *, out: str | os.PathLike, exports: Sequen
 
         raise ConfigError(f"{run}: a conditional generator ({m['model']['args']['num_classes']} classes); the web page "
                           "feeds z alone and has no class picker yet (issue 20): run its files with edgegan-runtime")
+    if (m["model"].get("input") or {}).get("kind") == "image":
+        from edgegan.errors import ConfigError
+
+        raise ConfigError(f"{run}: an image-to-image generator (task {m['model']['input'].get('task')}); the web page "
+                          "feeds latents and has no image input yet (issue 21): run its files with `edgegan-runtime "
+                          "translate` or `edgegan bundle` (a board)")
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     entries = _web_entries(_select(m, exports, run_dir), run_dir, explicit=exports is not None)
     pkg = find_runtime(web_runtime)
