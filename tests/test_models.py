@@ -82,3 +82,26 @@ def test_i2i_stream_act_bounds_every_residual_sum_and_refuses_unknown_names():
     with pytest.raises(ConfigError, match="stream_act"):
         build_generator("mobile_i2i", ngf=4, in_channels=3, nc=3, height=16, width=16, scale=2, n_down=0,
                         stream_act="tanh")
+
+
+def test_i2i_act_relu6_bounds_every_convolution_s_activation_and_refuses_unknown_names():
+    """``act="relu6"``: every activation after a convolution is in [0, 6] (a bounded int8 tensor); the
+    default keeps plain ReLUs, so runs written before the option load the same network."""
+    kw = dict(ngf=4, in_channels=3, nc=3, height=16, width=16, scale=2, n_down=1, n_blocks=2, block="mobile")
+    g = build_generator("mobile_i2i", **kw, act="relu6")
+    acts = []
+    for m in g.modules():
+        assert not isinstance(m, torch.nn.ReLU)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.constant_(m.weight, 10.0)  # normalised values x10: every activation saturates somewhere
+        if isinstance(m, torch.nn.ReLU6):
+            m.register_forward_hook(lambda _m, _a, o: acts.append(o.clone()))
+    with torch.no_grad():
+        g.train()(torch.randn(2, 3, 8, 8) * 3)
+    assert len(acts) == 1 + 2 + 2 * 3 + 2 * 2  # stem, down stage, 3 per block body, 2 per up stage
+    assert all(float(a.max()) == 6.0 and float(a.min()) == 0.0 for a in acts)
+    plain = build_generator("mobile_i2i", **kw)
+    assert not any(isinstance(m, torch.nn.ReLU6) for m in plain.modules())
+    assert sum(isinstance(m, torch.nn.ReLU) for m in plain.modules()) == len(acts)
+    with pytest.raises(ConfigError, match="act must be one of"):
+        build_generator("mobile_i2i", **kw, act="gelu")

@@ -34,6 +34,7 @@ from edgegan.models import FAMILIES, Family
 
 BLOCKS = ("conv", "mobile")
 STREAM_ACTS = (None, "relu6")
+ACTS = ("relu", "relu6")  # the activation after every convolution (ReLU6: bounded, as MobileNetV2 for int8)
 SCALES = (1, 2, 4, 8)
 MAX_WIDTH = 1024
 MAX_BLOCKS = 32
@@ -53,6 +54,7 @@ class I2IArgs:
     block: str = "conv"  # "conv": full 3x3 convolutions (the teacher); "mobile": depthwise separable (the student)
     d_disc: int | None = None  # width of the PatchGAN discriminator's first layer (None: 64)
     stream_act: str | None = None  # "relu6": each residual sum clipped to [0, 6], a bounded stream for int8 files
+    act: str = "relu"  # "relu6": every convolution's activation clipped to [0, 6] (a bounded tensor for int8 files)
 
     def __post_init__(self) -> None:
         for name, hi in (("ngf", MAX_WIDTH), ("in_channels", 16), ("nc", 4), ("height", MAX_SIDE), ("width", MAX_SIDE)):
@@ -67,6 +69,8 @@ class I2IArgs:
             raise ConfigError(f"i2i: scale must be one of {SCALES}, got {self.scale!r}")
         if self.stream_act not in STREAM_ACTS:
             raise ConfigError(f"i2i: stream_act must be one of {STREAM_ACTS}, got {self.stream_act!r}")
+        if self.act not in ACTS:
+            raise ConfigError(f"i2i: act must be one of {ACTS}, got {self.act!r}")
         if self.block not in BLOCKS:
             raise ConfigError(f"i2i: block must be one of {BLOCKS}, got {self.block!r}")
         if self.d_disc is not None and (not isinstance(self.d_disc, int) or isinstance(self.d_disc, bool)
@@ -100,20 +104,25 @@ class I2IArgs:
         return [min(self.ngf * 2 ** i, 4 * self.ngf) for i in range(self.n_down + 1)]
 
 
-def _conv(cin: int, cout: int, stride: int = 1, mobile: bool = False) -> list[nn.Module]:
-    """A 3x3 convolution, BN, ReLU; depthwise 3x3 + BN + ReLU + pointwise 1x1 + BN + ReLU when mobile."""
+def _act(act: str) -> nn.Module:
+    return nn.ReLU6(inplace=True) if act == "relu6" else nn.ReLU(inplace=True)
+
+
+def _conv(cin: int, cout: int, stride: int = 1, mobile: bool = False, act: str = "relu") -> list[nn.Module]:
+    """A 3x3 convolution, BN, ReLU; depthwise 3x3 + BN + ReLU + pointwise 1x1 + BN + ReLU when mobile
+    (ReLU6 for ``act="relu6"``)."""
     if not mobile:
-        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-    return [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
-            nn.Conv2d(cin, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), _act(act)]
+    return [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), _act(act),
+            nn.Conv2d(cin, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout), _act(act)]
 
 
 class ResBlock(nn.Module):
     """x + F(x), F = conv BN ReLU conv BN (both separable when mobile)."""
 
-    def __init__(self, c: int, mobile: bool):
+    def __init__(self, c: int, mobile: bool, act: str = "relu"):
         super().__init__()
-        body = _conv(c, c, 1, mobile) + _conv(c, c, 1, mobile)
+        body = _conv(c, c, 1, mobile, act) + _conv(c, c, 1, mobile, act)
         body.pop()  # no ReLU before the sum (He et al. 2016)
         self.body = nn.Sequential(*body)
 
@@ -127,14 +136,14 @@ class I2IGenerator(nn.Module):
         self.args = args
         mobile = args.block == "mobile"
         ws = args.widths()
-        layers: list[nn.Module] = _conv(args.in_channels, ws[0])  # the stem is full: its input has few channels
+        layers: list[nn.Module] = _conv(args.in_channels, ws[0], act=args.act)  # the stem is full: its input has few channels
         for cin, cout in zip(ws, ws[1:]):
-            layers += _conv(cin, cout, 2, mobile)
+            layers += _conv(cin, cout, 2, mobile, args.act)
         for _ in range(args.n_blocks):
-            layers += [ResBlock(ws[-1], mobile)] + ([nn.ReLU6(inplace=True)] if args.stream_act == "relu6" else [])
+            layers += [ResBlock(ws[-1], mobile, args.act)] + ([nn.ReLU6(inplace=True)] if args.stream_act == "relu6" else [])
         ups = list(reversed(ws)) + [ws[0]] * int(math.log2(args.scale))
         for cin, cout in zip(ups, ups[1:]):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest")] + _conv(cin, cout, 1, mobile)
+            layers += [nn.Upsample(scale_factor=2, mode="nearest")] + _conv(cin, cout, 1, mobile, args.act)
         layers += [nn.Conv2d(ups[-1], args.nc, 3, 1, 1, bias=True), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(_init)
