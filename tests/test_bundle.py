@@ -252,3 +252,31 @@ def test_image_to_image_bundle_carries_real_inputs_and_matches_on_this_host(shar
         assert "error" not in m, m
         assert m["parity"]["passed"] and m["parity"]["bit_exact"], m
         assert m["latency"]["p50_us"] > 0 and (tmp_path / m["grid"]).is_file()
+
+
+def test_conditional_bundle_references_each_image_s_class_and_matches_on_this_host(conditional_run,
+                                                                                   conditional_export, tmp_path):
+    """A conditional run's bundle (issue 20): reference image i draws class i mod K (the list travels in
+    bundle.json, so the board feeds what the host fed); the script generates them with each file, the same bits."""
+    import io
+
+    import numpy as np
+
+    import edgegan_runtime as rt
+
+    conditional_export("onnx", "none")
+    b = make_bundle(conditional_run, out=tmp_path / "c.tar.gz", target="aarch64", exports=["onnx:fp32"])
+    files = members(b["path"])
+    doc = json.loads(files[f"{b['top']}/bundle.json"])
+    (m,) = doc["models"]
+    assert m["labels"] == [i % 10 for i in range(8)]
+    ref = np.load(io.BytesIO(files[f"{b['top']}/{m['reference']}"]), allow_pickle=False)
+    with rt.load(conditional_run / m["file"]) as g:
+        z = rt.latent(8, g.latent_dim, 0)
+        assert np.array_equal(ref, g.generate_from(z, m["labels"]))
+        assert not np.array_equal(ref, g.generate_from(z, [3] * 8))  # the classes are what the reference drew
+    d = run_bundle_here(b["path"], out=tmp_path / "device.json", runs=5)
+    (got,) = d["models"]
+    assert "error" not in got, got
+    assert got["parity"]["passed"] and got["parity"]["bit_exact"], got
+    assert got["latency"]["p50_us"] > 0 and (tmp_path / got["grid"]).is_file()

@@ -297,9 +297,8 @@ def serve(folder: Path):
         t.join()
 
 
-@pytest.fixture(scope="module")
-def browser(site, tmp_path_factory):
-    """Drive the site in headless Chromium once; the driver's JSON, device.json and the screenshot."""
+def _drive(site: Path, tmp: Path, **env_extra: str) -> dict:
+    """Drive ``site`` in headless Chromium once (tests/web_driver.mjs); its JSON, device.json and screenshot."""
     if NODE is None or CHROMIUM is None:
         pytest.skip("no node or no chromium on this machine (make web-deps installs Debian's chromium as root)"
                     + _skip_note())
@@ -307,10 +306,9 @@ def browser(site, tmp_path_factory):
         pytest.skip("edgegan/web/node_modules lacks playwright-core: run `make web-deps`" + _skip_note())
     from edgegan_runtime.probe import cpu_name
 
-    tmp = tmp_path_factory.mktemp("browser")
     out, shot, device = tmp / "out.json", tmp / "page.png", tmp / "device.json"
     with serve(site) as url:
-        env = {**os.environ, "CHROMIUM": CHROMIUM}
+        env = {**os.environ, "CHROMIUM": CHROMIUM, **env_extra}
         p = subprocess.Popen([NODE, str(DRIVER), url, str(out), str(shot), str(device), cpu_name()], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
@@ -320,9 +318,16 @@ def browser(site, tmp_path_factory):
                 os.killpg(p.pid, signal.SIGKILL)
                 p.communicate()
     assert p.returncode == 0, stderr[-2000:]
-    if os.environ.get("EDGEGAN_WEB_SCREENSHOT"):
-        shutil.copyfile(shot, os.environ["EDGEGAN_WEB_SCREENSHOT"])
     return {"out": json.loads(out.read_text()), "shot": shot, "device": device}
+
+
+@pytest.fixture(scope="module")
+def browser(site, tmp_path_factory):
+    """Drive the site in headless Chromium once; the driver's JSON, device.json and the screenshot."""
+    r = _drive(site, tmp_path_factory.mktemp("browser"))
+    if os.environ.get("EDGEGAN_WEB_SCREENSHOT"):
+        shutil.copyfile(r["shot"], os.environ["EDGEGAN_WEB_SCREENSHOT"])
+    return r
 
 
 @pytest.mark.slow
@@ -388,15 +393,103 @@ def test_device_json_merges_into_bench_labelled_with_browser_and_cpu(site, brows
     assert f"p50 µs on {label}" in to_markdown(bench)
 
 
-def test_runs_the_page_cannot_take_are_one_line_errors_before_anything_is_written(i2i_run, i2i_export,
-                                                                                  conditional_run, tmp_path):
-    """An image-to-image run (no image input on the page yet) and a conditional one (no class picker yet)
-    are refused by name, not by a failure deep inside (issue 21: 'latent: dim must be an integer')."""
+def test_an_image_to_image_run_is_a_one_line_error_before_anything_is_written(i2i_run, i2i_export, tmp_path):
+    """An image-to-image run (no image input on the page yet) is refused by name, not by a failure deep inside
+    (issue 21: 'latent: dim must be an integer')."""
     from edgegan.app.web_bundle import make_site
 
     i2i_export("onnx")
-    for run, words in ((i2i_run, "image-to-image generator"), (conditional_run, "conditional generator")):
-        with pytest.raises(ConfigError) as e:
-            make_site(run, out=tmp_path / "site")
-        assert words in str(e.value) and "\n" not in str(e.value)
-        assert not (tmp_path / "site").exists()
+    with pytest.raises(ConfigError) as e:
+        make_site(i2i_run, out=tmp_path / "site")
+    assert "image-to-image generator" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "site").exists()
+
+
+# --- a conditional run (issue 20): the class picker ---------------------------------------------------------------
+
+
+@needs_node
+def test_js_labels_follow_the_python_runtime_s_rules():
+    """resolveLabels + oneHot in JavaScript give edgegan_runtime's one-hot rows for what Python accepts, and
+    refuse what it refuses (LabelError there, Error here)."""
+    from edgegan_runtime.errors import LabelError
+    from edgegan_runtime.labels import one_hot, resolve
+
+    cases = [(3, 10, {"label": 7}), (4, 10, {"labels": [0, 9, 3, 3]}), (2, 3, {"labels": [2, 0]}), (2, None, {}),
+             (2, 10, {}), (2, None, {"label": 1}), (2, 10, {"label": 1, "labels": [1, 1]}), (2, 10, {"label": 10}),
+             (2, 10, {"label": -1}), (2, 10, {"label": 2.5}), (2, 10, {"labels": [1]}), (2, 10, {"labels": [1, 1.5]})]
+    script = f"""
+        import {{ resolveLabels, oneHot }} from {json.dumps(JS)};
+        const out = [];
+        for (const [n, k, opts] of {json.dumps(cases)}) {{
+          try {{
+            const idx = resolveLabels(n, k, opts, "m.onnx");
+            out.push(idx === null ? null : Array.from(oneHot(idx, k)));
+          }} catch (e) {{ out.push("error: " + e.message); }}
+        }}
+        console.log(JSON.stringify(out));
+    """
+    got = json.loads(run_node(script))
+    for (n, k, opts), js in zip(cases, got):
+        try:
+            idx = resolve(n, k, opts.get("label"), opts.get("labels"), "m.onnx")
+            want = None if idx is None else one_hot(idx, k).ravel().tolist()
+        except LabelError:
+            want = "error"
+        if want == "error":
+            assert isinstance(js, str) and js.startswith("error: m.onnx: ") and "\n" not in js, (n, k, opts, js)
+        else:
+            assert js == want, (n, k, opts, js)
+
+
+@pytest.fixture(scope="module")
+def conditional_site(conditional_run, conditional_export, tmp_path_factory):
+    reason = web_deps_reason()
+    if reason:
+        pytest.skip(reason)
+    from edgegan.app.web_bundle import make_site
+
+    conditional_export("onnx", "none")
+    conditional_export("onnx", "int8")
+    out = tmp_path_factory.mktemp("csite") / "site"
+    make_site(conditional_run, out=out)
+    return out
+
+
+def test_conditional_site_carries_the_label_contract_and_each_reference_image_s_class(conditional_site):
+    from tests.conftest import CLASS_NAMES
+
+    doc = json.loads((conditional_site / "site.json").read_text())
+    assert [m["name"] for m in doc["models"]] == ["onnx:fp32", "onnx:int8"]
+    for m in doc["models"]:
+        label = m["contract"]["label"]
+        assert (label["classes"], label["names"], label["form"], label["input"]) == (10, CLASS_NAMES, "onehot", 1)
+        labels = m["reference"]["labels"]
+        assert labels == [i % 10 for i in range(8)]
+        with rt.load(conditional_site / m["file"]) as g:
+            z = rt.latent(8, g.latent_dim, 0)
+            x = g.generate_from(z, labels)
+            assert not np.array_equal(x, g.generate_from(z, [5] * 8))
+        host = np.frombuffer((conditional_site / m["reference"]["floats"]).read_bytes(), "<f4").reshape(x.shape)
+        assert np.array_equal(host, x)
+
+
+@pytest.mark.slow
+def test_browser_picks_a_class_by_name_and_draws_the_hosts_pixels_for_each_class(conditional_site, tmp_path):
+    from tests.conftest import CLASS_NAMES
+
+    r = _drive(conditional_site, tmp_path, EDGEGAN_WEB_CLASS="7")["out"]
+    assert r["state"] == "ready", (r.get("error"), r["console"])
+    assert r["check"] == "pass"
+    assert r["classBoxHidden"] is False and r["classOptions"] == [f"{i}: {n}" for i, n in enumerate(CLASS_NAMES)]
+    assert r["latencyText"].endswith(f", {CLASS_NAMES[7]})") and r["stateAfterClass"] == "ready"
+    assert "10 classes, float32 onehot at input 1" in r["contractText"]
+    doc = json.loads((conditional_site / "site.json").read_text())
+    for m in doc["models"]:
+        got = r["models"][m["name"]]
+        host = np.frombuffer((conditional_site / m["reference"]["floats"]).read_bytes(), "<f4")
+        x = np.asarray(got["floats"], np.float32)
+        assert x.shape == host.shape
+        if m["precision"] == "fp32":
+            assert float(np.abs(x - host).max()) <= 1e-6
+        assert got["parity"]["passed"] is True

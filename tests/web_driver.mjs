@@ -8,6 +8,10 @@
 // Every wait has a generous ceiling (the test must not depend on CPU load); the browser is closed in
 // `finally`.
 //
+// EDGEGAN_WEB_CLASS=K (a conditional site, issue 20): after the check, record the class picker's options, pick
+// class K and wait for the grid to say it drew that class, take the screenshot; then stop (no measure, no offline
+// reload).
+//
 // EDGEGAN_WEB_SETTLE_MS=N (bench/scripts/bench_web.py sets it): after launching the browser, wait until its own
 // start-up work is over (at most N ms) before opening the page, so that firstImageMs times the page and not the
 // browser: a fresh profile still has nothing cached, but a just-launched Chromium (new headless, Debian's) builds
@@ -53,23 +57,37 @@ try {
     out.models = {};
     const names = await page.evaluate(() => window.edgegan.site.models.map((m) => m.name));
     for (const n of names) out.models[n] = await page.evaluate((name) => window.edgegan.reference(name), n);
-    await page.screenshot({ path: shotPath, fullPage: true });
-    await page.fill("#device-label", deviceLabel);
-    const download = page.waitForEvent("download", { timeout: CEILING });
-    await page.click("#measure");
-    await page.waitForSelector("#download:not([hidden])", { timeout: CEILING });
-    await page.click("#download");
-    await (await download).saveAs(devicePath);
-    // Offline: once the service worker controls the page, the site must load with no network at all.
-    await page.evaluate(() => navigator.serviceWorker.ready);
-    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: CEILING });
-    await ctx.setOffline(true);
-    await page.reload();
-    await page.waitForSelector("body[data-state=ready], body[data-state=error]", { timeout: CEILING });
-    await page.waitForSelector("#check[data-state=pass], #check[data-state=fail]", { timeout: CEILING });
-    out.offline = { state: await page.getAttribute("body", "data-state"), check: await page.getAttribute("#check", "data-state") };
-    out.offlineFirstImageMs = await page.evaluate(() => window.edgegan.firstImageMs);
-    out.offlineTimeline = await page.evaluate(() => window.edgegan.timeline);
+    if (process.env.EDGEGAN_WEB_CLASS !== undefined) {
+      out.classBoxHidden = await page.evaluate(() => document.getElementById("label-box").hidden);
+      out.classOptions = await page.$$eval("#label option", (os) => os.map((o) => o.textContent));
+      const k = process.env.EDGEGAN_WEB_CLASS;
+      const want = out.classOptions[Number(k)].split(": ").slice(1).join(": ");
+      await page.selectOption("#label", k);
+      await page.waitForFunction((w) => document.getElementById("latency").textContent.endsWith(`, ${w})`), want,
+                                 { timeout: CEILING });
+      out.latencyText = await page.textContent("#latency");
+      out.stateAfterClass = await page.getAttribute("body", "data-state");
+      out.contractText = await page.textContent("#contract");
+      await page.screenshot({ path: shotPath, fullPage: true });
+    } else {
+      await page.screenshot({ path: shotPath, fullPage: true });
+      await page.fill("#device-label", deviceLabel);
+      const download = page.waitForEvent("download", { timeout: CEILING });
+      await page.click("#measure");
+      await page.waitForSelector("#download:not([hidden])", { timeout: CEILING });
+      await page.click("#download");
+      await (await download).saveAs(devicePath);
+      // Offline: once the service worker controls the page, the site must load with no network at all.
+      await page.evaluate(() => navigator.serviceWorker.ready);
+      await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: CEILING });
+      await ctx.setOffline(true);
+      await page.reload();
+      await page.waitForSelector("body[data-state=ready], body[data-state=error]", { timeout: CEILING });
+      await page.waitForSelector("#check[data-state=pass], #check[data-state=fail]", { timeout: CEILING });
+      out.offline = { state: await page.getAttribute("body", "data-state"), check: await page.getAttribute("#check", "data-state") };
+      out.offlineFirstImageMs = await page.evaluate(() => window.edgegan.firstImageMs);
+      out.offlineTimeline = await page.evaluate(() => window.edgegan.timeline);
+    }
   }
 } finally {
   await ctx.close();

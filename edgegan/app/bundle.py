@@ -56,6 +56,13 @@ REFERENCE_SEED = 0
 DEVICE_FP32_MAX_ABS = 1e-6
 
 
+def reference_labels(num_classes: int | None, n: int = REFERENCE_N) -> list[int] | None:
+    """The class of each reference image of a conditional file (issue 20): image i draws class i mod K, so
+    the reference covers the first min(n, K) classes; None for an unconditional file. The board's script and
+    the web page read the list from the bundle, not this rule."""
+    return None if num_classes is None else [i % int(num_classes) for i in range(n)]
+
+
 @dataclass(frozen=True)
 class Target:
     """A board's CPU family: which wheels fit it and which interpreter packages to name."""
@@ -194,13 +201,16 @@ def _references(run_dir: Path, entries: list[dict], models: list[dict], files: d
             mdl["inputs"] = rel_in
         try:
             with rt.load(run_dir / e["file"]) as g:
-                x = g.generate_from(rt.latent(REFERENCE_N, g.latent_dim, REFERENCE_SEED)) if inputs is None \
+                labels = reference_labels(g.num_classes) if inputs is None else None
+                x = g.generate_from(rt.latent(REFERENCE_N, g.latent_dim, REFERENCE_SEED), labels) if inputs is None \
                     else g.translate_array(inputs)
         except rt.RuntimeModelError as ex:  # e.g. no backend for this format on the host
             notes.append(f"{mdl['name']}: no host reference ({type(ex).__name__}: {ex})")
             continue
         buf = io.BytesIO()
         np.save(buf, x, allow_pickle=False)
+        if labels is not None:
+            mdl["labels"] = labels
         rel = f"reference/{Path(mdl['file']).stem}.npy"
         files[rel] = buf.getvalue()
         mdl["reference"] = rel

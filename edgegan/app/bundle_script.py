@@ -159,8 +159,9 @@ def run_model(root: Path, bundle: dict, m: dict, out_dir: Path, args: argparse.N
                 got = g.translate_array(np.load(root / m["inputs"], allow_pickle=False))
                 images = rt.to_pixels(got)
             else:
-                got = g.generate_from(rt.latent(ref["n"], g.latent_dim, ref["seed"]))
-                images = g.generate(16, seed=ref["seed"])
+                got = g.generate_from(rt.latent(ref["n"], g.latent_dim, ref["seed"]), m.get("labels"))
+                k = g.num_classes  # a conditional file (issue 20): the grid cycles through its classes
+                images = g.generate(16, seed=ref["seed"], labels=None if k is None else [i % k for i in range(16)])
             if m.get("reference"):
                 res["parity"] = compare(got, np.load(root / m["reference"], allow_pickle=False), m["thresholds"])
         if images.shape[-1] == 2 or images.shape[-1] > 4:

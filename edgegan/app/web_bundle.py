@@ -4,17 +4,19 @@
 
 Layout of ``site/`` (serve it from any static server; it works offline once loaded)::
 
-    index.html, app.js      the page: a grid for a seed, "new seed", latency per image, the model's
-                            contract, a check against this host's images, a probe that writes device.json
+    index.html, app.js      the page: a grid for a seed (and a class, for a conditional model: a class
+                            picker named by the contract's class names), "new seed", latency per image, the
+                            model's contract, a check against this host's images, a probe that writes device.json
     edgegan.js              the ES module: loadGenerator, the latent sampler and the pixel rule
-                            (edgegan_runtime's, bit for bit), generate(n, {seed}) -> ImageData[]
+                            (edgegan_runtime's, bit for bit), generate(n, {seed, label | labels}) -> ImageData[]
     sw.js                   a service worker that caches every file below (offline after the first visit)
     manifest.webmanifest, icon.png, icon-512.png   installable as a PWA (the host's first reference image)
     site.json               schema edgegan.web-site/1: models (file, sha256, bytes, contract, thresholds,
                             reference files), reference latents, runtime, sha256 of every file
     models/*.onnx           the run's ONNX exports
     reference/*.f32, *.u8   this host's float images (N, C, H, W) and pixels (N, H, W, C) for the
-                            reference latents, raw little-endian; *.png the same pixels as a grid
+                            reference latents (and, conditional, the classes site.json's reference.labels
+                            lists), raw little-endian; *.png the same pixels as a grid
     ort/                    onnxruntime-web's WebAssembly build (ort.wasm.min.mjs, its .wasm and .mjs)
 
 The assets live in ``edgegan/web/`` (package data, so an installed edgegan writes the same site); the
@@ -35,7 +37,7 @@ from html import escape as html_escape
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgegan.app.bundle import DEVICE_FP32_MAX_ABS, REFERENCE_N, REFERENCE_SEED, _host, _select, _stem
+from edgegan.app.bundle import DEVICE_FP32_MAX_ABS, REFERENCE_N, REFERENCE_SEED, _host, _select, _stem, reference_labels
 from edgegan.errors import BundleError, ConfigError, OutputError
 from edgegan.manifest import now_iso, read_manifest
 
@@ -88,11 +90,6 @@ def make_site(run: str | os.PathLike, *, out: str | os.PathLike, exports: Sequen
     out = Path(out)
     _check_out(out)
     m = read_manifest(run)
-    if m["model"]["args"].get("num_classes"):
-        from edgegan.errors import ConfigError
-
-        raise ConfigError(f"{run}: a conditional generator ({m['model']['args']['num_classes']} classes); the web page "
-                          "feeds z alone and has no class picker yet (issue 20): run its files with edgegan-runtime")
     if (m["model"].get("input") or {}).get("kind") == "image":
         from edgegan.errors import ConfigError
 
@@ -192,7 +189,8 @@ def _model(run_dir: Path, e: dict[str, Any], files: dict[str, bytes]) -> dict[st
     try:
         with rt.load(src, sha256=e["sha256"]) as g:
             contract = g.contract
-            x = g.generate_from(rt.latent(REFERENCE_N, g.latent_dim, REFERENCE_SEED))
+            labels = reference_labels(g.num_classes)  # a conditional file (issue 20): image i draws class i mod K
+            x = g.generate_from(rt.latent(REFERENCE_N, g.latent_dim, REFERENCE_SEED), labels)
     except rt.RuntimeModelError as ex:  # a contract that names another sampler or pixel rule, a corrupt file
         raise BundleError(f"{ex}") from None
     if contract is None:
@@ -213,7 +211,7 @@ def _model(run_dir: Path, e: dict[str, Any], files: dict[str, bytes]) -> dict[st
     return {"name": name, "file": f"models/{src.name}", "format": e["format"], "precision": e["precision"],
             "sha256": e["sha256"], "bytes": len(data), "contract": contract, "thresholds": thresholds,
             "reference": {"floats": f"reference/{stem}.f32", "pixels": f"reference/{stem}.u8",
-                          "grid": f"reference/{stem}.png", "shape": list(x.shape)}}
+                          "grid": f"reference/{stem}.png", "shape": list(x.shape), "labels": labels}}
 
 
 def _icon(pixels: bytes, contract: dict[str, Any], size: int) -> bytes:

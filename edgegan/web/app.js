@@ -26,10 +26,28 @@ async function generator(name) {
   return api.generators[name];
 }
 
+/** The class picker for a conditional model (issue 20): shown with the contract's class names, hidden otherwise;
+ *  keeps the chosen class when the model changes and has it. Returns the class to draw (null: unconditional). */
+function showClasses(g) {
+  const box = $("label-box");
+  const sel = $("label");
+  if (g.classes === null) {
+    box.hidden = true;
+    return null;
+  }
+  const keep = Number(sel.value);
+  if (sel.options.length !== g.classes || [...sel.options].some((o, k) => o.textContent !== `${k}: ${g.className(k)}`))
+    sel.replaceChildren(...Array.from({ length: g.classes }, (_, k) => new Option(`${k}: ${g.className(k)}`, String(k))));
+  sel.value = String(Number.isInteger(keep) && keep < g.classes ? keep : 0);
+  box.hidden = false;
+  return Number(sel.value);
+}
+
 async function showGrid(name, seed) {
   const g = await generator(name);
+  const label = showClasses(g);
   const t0 = performance.now();
-  const images = await g.generate(GRID_N, { seed });
+  const images = await g.generate(GRID_N, { seed, label });
   const ms = performance.now() - t0;
   const grid = $("grid");
   grid.replaceChildren(...images.map((im) => {
@@ -40,7 +58,8 @@ async function showGrid(name, seed) {
     return c;
   }));
   if (api.firstImageMs === null) api.firstImageMs = api.timeline.first_image = performance.now(); // since navigation start
-  $("latency").textContent = `${(ms / GRID_N).toFixed(2)} ms per image (${GRID_N} in one call, seed ${seed})`;
+  const what = label === null ? `seed ${seed}` : `seed ${seed}, ${g.className(label)}`;
+  $("latency").textContent = `${(ms / GRID_N).toFixed(2)} ms per image (${GRID_N} in one call, ${what})`;
   return g;
 }
 
@@ -52,6 +71,8 @@ function showContract(g) {
     ["sha256 (site.json)", e.sha256],
     ["sha256 (checked here)", g.sha256 === null ? "not checked (no WebCrypto: not a secure context)" : g.sha256 === e.sha256 ? "same ✓" : g.sha256],
     ["latent", `${c.latent.dim} × ${c.latent.dtype}, ${c.latent.sampler.name} v${c.latent.sampler.version}`],
+    ...(c.label ? [["label", `${c.label.classes} classes, ${c.label.dtype} ${c.label.form} at input ${c.label.input}` +
+                    (c.label.names ? ` (${c.label.names.join(", ")})` : "")]] : []),
     ["images", `${c.output.shape.slice(1).join(" × ")} ${c.output.layout}, range [${c.output.range}]`],
     ["pixels", `${c.pixels.name} v${c.pixels.version}`],
     ["runtime", `${api.site.runtime.name} ${api.site.runtime.version} (WebAssembly, CPU)`],
@@ -76,7 +97,7 @@ async function reference(name) {
   const g = await generator(name);
   const e = g.entry;
   const ref = api.site.reference;
-  const x = await g.generateFrom(latent(ref.n, g.latentDim, ref.seed), ref.n);
+  const x = await g.generateFrom(latent(ref.n, g.latentDim, ref.seed), ref.n, e.reference.labels ?? null);
   const px = toPixels(x, ref.n, g.channels, g.height, g.width);
   const hostX = await fetchArray(e.reference.floats, Float32Array);
   const hostPx = await fetchArray(e.reference.pixels, Uint8Array);
@@ -129,14 +150,15 @@ async function probe(name, { block = 10, blocks = 30 } = {}) {
   const g = await generator(name);
   const loadMs = performance.now() - t0;
   const z = latent(1, g.latentDim, 0);
+  const lab = g.classes === null ? null : [0]; // a conditional model is timed with its label input fed
   const t1 = performance.now();
-  await g.generateFrom(z, 1);
+  await g.generateFrom(z, 1, lab);
   const firstMs = performance.now() - t1;
-  for (let i = 0; i < block; i++) await g.generateFrom(z, 1);
+  for (let i = 0; i < block; i++) await g.generateFrom(z, 1, lab);
   const per = [];
   for (let b = 0; b < blocks; b++) {
     const a = performance.now();
-    for (let i = 0; i < block; i++) await g.generateFrom(z, 1);
+    for (let i = 0; i < block; i++) await g.generateFrom(z, 1, lab);
     per.push(((performance.now() - a) * 1000) / block);
   }
   const s = [...per].sort((a, b) => a - b);
@@ -208,13 +230,15 @@ async function main() {
     return g;
   };
   await redraw();
-  $("status").textContent = `${site.run}: ${sel.value}, generated here from seed ${seedIn.value}`;
+  $("status").textContent = `${site.run}: ${sel.value}, generated here from seed ${seedIn.value}` +
+    ($("label-box").hidden ? "" : ` for the class you pick`);
   document.body.dataset.state = "ready";
   $("new-seed").onclick = async () => {
     seedIn.value = crypto.getRandomValues(new Uint32Array(1))[0];
     await redraw().catch((e) => fail(e.message));
   };
   seedIn.onchange = () => redraw().catch((e) => fail(e.message));
+  $("label").onchange = () => redraw().catch((e) => fail(e.message));
   sel.onchange = () => redraw().then(() => showCheck(sel.value)).catch((e) => fail(e.message));
   $("measure").onclick = () => measure($("device-label").value).catch((e) => fail(e.message));
   api.reference = reference;

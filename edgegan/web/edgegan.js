@@ -3,6 +3,7 @@
 //   import { loadGenerator } from "./edgegan.js";
 //   const g = await loadGenerator(site, site.models[0]);     // site: the site's site.json
 //   const images = await g.generate(8, { seed: 0 });         // ImageData[], the host's pixels for seed 0
+//   const sevens = await g.generate(8, { seed: 0, label: 7 }); // a conditional model (contract.label): class 7
 //
 // The model runs in onnxruntime-web (WebAssembly, CPU), loaded from ./ort/ on the first loadGenerator.
 // The latent sampler and the pixel rule below are edgegan_runtime's, in JavaScript.
@@ -113,8 +114,39 @@ export function imageData(pixels, i, h, w, c) {
   return new ImageData(rgba, w, h);
 }
 
+/** The class index of each of n images (edgegan_runtime.labels.resolve): null for an unconditional model
+ *  (classes null), which takes no label; a conditional one takes label (one class for all n images) or
+ *  labels (one per image), integers in [0, classes). Errors name the form expected. */
+export function resolveLabels(n, classes, { label = null, labels = null } = {}, name = "model") {
+  const given = (v) => v !== null && v !== undefined;
+  if (classes === null || classes === undefined) {
+    if (given(label) || given(labels)) throw new Error(`${name}: this model is unconditional; it takes no label`);
+    return null;
+  }
+  if (given(label) && given(labels)) throw new Error(`${name}: give label (one class for every image) or labels (one per image), not both`);
+  if (!given(label) && !given(labels))
+    throw new Error(`${name}: this model is conditional on ${classes} classes; give label (a class in [0, ${classes})) or labels (one class per image)`);
+  const out = given(labels) ? Array.from(labels) : new Array(n).fill(label);
+  if (out.length !== n) throw new Error(`${name}: labels has ${out.length} entries for ${n} images; give one class index per image`);
+  for (const v of out) {
+    if (!Number.isSafeInteger(v)) throw new Error(`${name}: a label must be an integer class index in [0, ${classes}), got ${v}`);
+    if (v < 0 || v >= classes) throw new Error(`${name}: class ${v} is outside [0, ${classes}); this model has ${classes} classes`);
+  }
+  return out;
+}
+
+/** float32 (n, classes) one-hot rows, row i 1.0 at labels[i]: edgegan_runtime.labels.one_hot, the label
+ *  input a conditional file takes (its contract's label entry: form onehot, float32, input 1). */
+export function oneHot(labels, classes) {
+  const out = new Float32Array(labels.length * classes);
+  labels.forEach((v, i) => { out[i * classes + v] = 1; });
+  return out;
+}
+
+export const LABEL = { form: "onehot", dtype: "float32", input: 1 };
+
 /** The file's contract (from site.json, read by `edgegan bundle --target web` from the file itself):
- *  this page implements one latent sampler and one pixel rule; anything else is refused. */
+ *  this page implements one latent sampler, one pixel rule and one label form; anything else is refused. */
 export function checkContract(c, name) {
   const s = c && c.latent && c.latent.sampler;
   const p = c && c.pixels;
@@ -123,6 +155,11 @@ export function checkContract(c, name) {
     throw new Error(`${name}: made for latent sampler ${s.name} v${s.version}; this page implements ${SAMPLER.name} v${SAMPLER.version}`);
   if (p.name !== PIXELS.name || p.version !== PIXELS.version)
     throw new Error(`${name}: made for pixel rule ${p.name} v${p.version}; this page implements ${PIXELS.name} v${PIXELS.version}`);
+  const l = c.label;
+  if (l !== null && l !== undefined) {
+    if (l.form !== LABEL.form || l.dtype !== LABEL.dtype || l.input !== LABEL.input || !Number.isSafeInteger(l.classes) || l.classes < 1)
+      throw new Error(`${name}: its label is ${l.form} ${l.dtype} at input ${l.input}; this page feeds a float32 one-hot at input ${LABEL.input}`);
+  }
 }
 
 async function sha256Hex(bytes) {
@@ -200,28 +237,47 @@ export class Generator {
     [this.channels, this.height, this.width] = entry.contract.output.shape.slice(1);
     this.input = session.inputNames[0];
     this.output = session.outputNames[0];
+    const label = entry.contract.label;
+    this.classes = label ? label.classes : null; // a conditional model (issue 20): K classes, else null
+    this.classNames = label && Array.isArray(label.names) ? label.names : null;
+    this.labelInput = label ? session.inputNames[label.input] : null;
+    if (label && (session.inputNames.length !== 2 || !this.labelInput))
+      throw new Error(`${entry.name}: its contract names a label but the file has ${session.inputNames.length} input(s)`);
+    if (!label && session.inputNames.length !== 1)
+      throw new Error(`${entry.name}: ${session.inputNames.length} inputs but its contract names no label`);
   }
 
-  /** Float images (n, c, h, w) in [-1, 1] for latents z (n * latentDim float32 values). */
-  async generateFrom(z, n) {
-    const t = new this.ort.Tensor("float32", z, [n, this.latentDim]);
-    const r = await this.session.run({ [this.input]: t });
-    const out = r[this.output];
-    const x = out.data;
-    t.dispose();
-    out.dispose();
-    return x;
+  /** Float images (n, c, h, w) in [-1, 1] for latents z (n * latentDim float32 values) and, for a
+   *  conditional model, labels (n class indices; edgegan_runtime's generate_from(z, labels)). */
+  async generateFrom(z, n, labels = null) {
+    const idx = resolveLabels(n, this.classes, { labels }, this.entry.name);
+    const feeds = { [this.input]: new this.ort.Tensor("float32", z, [n, this.latentDim]) };
+    if (idx) feeds[this.labelInput] = new this.ort.Tensor("float32", oneHot(idx, this.classes), [n, this.classes]);
+    try {
+      const r = await this.session.run(feeds);
+      const out = r[this.output];
+      const x = out.data;
+      out.dispose();
+      return x;
+    } finally {
+      for (const t of Object.values(feeds)) t.dispose();
+    }
   }
 
-  /** uint8 pixels (n, h, w, c) for latent(n, latentDim, seed): edgegan_runtime's generate(n, seed). */
-  async pixels(n, { seed = 0, label = null } = {}) {
-    if (label !== null && label !== undefined)
-      throw new Error(`${this.entry.name}: the model takes no label (edgegan exports unconditional generators)`);
-    const x = await this.generateFrom(latent(n, this.latentDim, seed), n);
+  /** uint8 pixels (n, h, w, c) for latent(n, latentDim, seed): edgegan_runtime's generate(n, seed, label=,
+   *  labels=); a conditional model needs label or labels, an unconditional one takes neither. */
+  async pixels(n, { seed = 0, label = null, labels = null } = {}) {
+    const idx = resolveLabels(n, this.classes, { label, labels }, this.entry.name);
+    const x = await this.generateFrom(latent(n, this.latentDim, seed), n, idx);
     return toPixels(x, n, this.channels, this.height, this.width);
   }
 
-  /** n ImageData for latent(n, latentDim, seed); image i depends only on (seed, i). */
+  /** The name of class k (the contract's class names, else "class k"). */
+  className(k) {
+    return this.classNames ? this.classNames[k] : `class ${k}`;
+  }
+
+  /** n ImageData for latent(n, latentDim, seed); image i depends only on (seed, i) (and its class). */
   async generate(n, opts = {}) {
     const p = await this.pixels(n, opts);
     return Array.from({ length: n }, (_, i) => imageData(p, i, this.height, this.width, this.channels));
