@@ -264,14 +264,14 @@ def test_conditional_bundle_references_each_image_s_class_and_matches_on_this_ho
 
     import edgegan_runtime as rt
 
-    conditional_export("onnx", "none")
+    e = conditional_export("onnx", "none")
     b = make_bundle(conditional_run, out=tmp_path / "c.tar.gz", target="aarch64", exports=["onnx:fp32"])
     files = members(b["path"])
     doc = json.loads(files[f"{b['top']}/bundle.json"])
     (m,) = doc["models"]
     assert m["labels"] == [i % 10 for i in range(8)]
     ref = np.load(io.BytesIO(files[f"{b['top']}/{m['reference']}"]), allow_pickle=False)
-    with rt.load(conditional_run / m["file"]) as g:
+    with rt.load(conditional_run / e["file"]) as g:
         z = rt.latent(8, g.latent_dim, 0)
         assert np.array_equal(ref, g.generate_from(z, m["labels"]))
         assert not np.array_equal(ref, g.generate_from(z, [3] * 8))  # the classes are what the reference drew
