@@ -165,6 +165,38 @@ def test_a_single_broken_channel_or_a_wrong_calibration_fails_and_leaves_nothing
         assert par["passed"] is False and "layers" in par["failures"] and "all" in par["failures"]
         limit = FORMATS.get("tflite").precision("int8").thresholds.channel_err_db
         assert kept["layers"]["worst_channel"]["err_db"] > limit and kept["layers"]["latents"] == 64
+        # ... and its error is about its own signal (0 dB), far from a correct channel's own SNR.
+        own = FORMATS.get("tflite").precision("int8").thresholds.channel_snr_db
+        assert kept["layers"]["worst_channel"]["snr_db"] < own
+
+
+def test_broken_channel_check_tells_a_dead_or_scaled_channel_from_a_deep_network_s_noise():
+    """Closed form: noise 16 dB under each channel's own signal (a deep image-to-image student's last layers,
+    issue 21, where the loudest channels' noise reaches -13 dB of the layer's mean power) is not a broken
+    channel; the same layer with one channel dead (error = its signal) or multiplied by 4 (error = 3x its
+    signal) is, and the report names that channel."""
+    from edgegan.export.quant_report import _Acc, channel_failures
+
+    t = FORMATS.get("tflite").precision("int8").thresholds
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0.0, 1.0, (64, 8, 8, 16)) * np.linspace(0.5, 1.5, 16)  # NHWC, channels of unequal power
+    noisy = ref + rng.normal(0.0, 1.0, ref.shape) * np.sqrt(10 ** -1.6 * (ref**2).mean(axis=(0, 1, 2)))
+
+    def verdict(got):
+        a = _Acc()
+        a.add(ref, got)
+        ch, err_db, snr_db = a.worst_channel()
+        rep = {"worst_channel": {"layer": "net.15", "index": 23, "channel": ch, "err_db": err_db, "snr_db": snr_db}}
+        return ch, err_db, snr_db, channel_failures(rep, t)
+
+    ch, err_db, snr_db, fails = verdict(noisy)
+    assert err_db > t.channel_err_db and snr_db > t.channel_snr_db and fails == []  # loud noise, not a defect
+    for name, factor in (("dead", 0.0), ("x4", 4.0)):
+        got = noisy.copy()
+        got[..., 3] = ref[..., 3] * factor
+        ch, err_db, snr_db, fails = verdict(got)
+        assert ch == 3 and snr_db < t.channel_snr_db, name
+        assert len(fails) == 1 and "channel 3" in fails[0] and "under its own signal" in fails[0], name
 
 
 # ----------------------------------------------------------------- report, keep-float, int16x8

@@ -27,6 +27,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edgegan.errors import ConfigError, ParityError
+# A channel whose error is within this many dB of its own signal could be broken (the measurements are in
+# formats, beside the limit); one further under it carries noise, not a defect.
+from edgegan.export.formats import CHANNEL_SNR_DB as OWN_SNR_BROKEN
 
 # The per-channel check's floor, in quantization steps. Rounding alone is an error of 0.29 step RMS, and
 # the untrained 48x64 generator of the tests measured 0.36 step at its tanh (signal a few steps): against
@@ -115,21 +118,26 @@ class _Acc:
     def snr_db(self) -> float:
         return _snr(self.signal, self.noise)
 
-    def worst_channel(self, step: float | None = None) -> tuple[int | None, float | None]:
-        """(channel, its error power in dB against the layer's mean channel power): a broken channel
-        is an error as large as a channel's signal (about 0 dB), quantization noise tens of dB below.
+    def worst_channel(self, step: float | None = None,
+                      own_snr_db: float = OWN_SNR_BROKEN) -> tuple[int | None, float | None, float | None]:
+        """(channel, its error power in dB against the layer's mean channel power, its own SNR in dB): a
+        broken channel is an error as large as a channel's signal (about 0 dB), quantization noise tens of
+        dB below. The worst is the channel of largest error among those whose own SNR is under
+        ``own_snr_db`` (the ones that could be broken); if there is none, the channel of largest error.
 
         The reference power is at least that of ``STEP_FLOOR`` quantization steps (``step``, the
         quantized tensor's scale): a layer whose whole signal is a step or two of its grid (an untrained
         generator's near-zero image behind TFLite's fixed 1/128 tanh scale) has an error of a fraction of
         a step, which is rounding, not a broken channel, though it is as large as the signal itself."""
         if self.ch_signal is None or len(self.ch_signal) < 2:
-            return None, None
+            return None, None, None
         mean = float(self.ch_signal.mean())
         if step:
             mean = max(mean, self.ch_count * (STEP_FLOOR * step) ** 2)
-        c = int(np.argmax(self.ch_noise))
-        return c, round(-_snr(mean, float(self.ch_noise[c])), 2)
+        own = np.array([_snr(float(s), float(n)) for s, n in zip(self.ch_signal, self.ch_noise)])
+        noise = np.where(own < own_snr_db, self.ch_noise, -1.0)
+        c = int(np.argmax(noise)) if noise.max() >= 0 else int(np.argmax(self.ch_noise))
+        return c, round(-_snr(mean, float(self.ch_noise[c])), 2), round(float(own[c]), 2)
 
 
 def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]],
@@ -170,17 +178,20 @@ def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]]
             mods = modules_of(o.scope)
             # An operator of no module (the final reshape to the output) is named by its role.
             name = layer_of(o.op, mods, "output" if o.output.endswith("_output") else o.output)
-        ch, ch_db = (None, None) if o.op.upper() in _LAYOUT_OPS else a.worst_channel(getattr(o, "step", None))
+        ch, ch_db, ch_snr = (None, None, None) if o.op.upper() in _LAYOUT_OPS else \
+            a.worst_channel(getattr(o, "step", None))
         exact = src is not None and acc[src].noise == 0.0 and acc[src].signal > 0.0
         rows.append({"index": o.index, "op": o.op, "layer": name, "modules": mods, "exact_input": exact,
                      "float": bool(set(mods) & set(kept)), "snr_db": round(a.snr_db, 2),
-                     "worst_channel": ch, "worst_channel_err_db": ch_db,
+                     "worst_channel": ch, "worst_channel_err_db": ch_db, "worst_channel_snr_db": ch_snr,
                      "drop_db": round(max(0.0, before - a.snr_db), 2), "max_abs": round(a.max_abs, 6),
                      "ref_max_abs": round(a.ref_max_abs, 6)})
     # A layout operator's drop is the rounding of the tensor it moves (the latent's, for the first): no layer's.
     quantized = [r for r in rows if not r["float"] and r["op"].upper() not in _LAYOUT_OPS and not r["exact_input"]]
     chans = [r for r in rows if r["worst_channel_err_db"] is not None]
-    worst_ch = max(chans, key=lambda r: r["worst_channel_err_db"], default=None)
+    # The worst channel of the file: the largest error among channels that could be broken, else the largest.
+    suspects = [r for r in chans if r["worst_channel_snr_db"] < OWN_SNR_BROKEN]
+    worst_ch = max(suspects or chans, key=lambda r: r["worst_channel_err_db"], default=None)
     worst = max(quantized or rows, key=lambda r: r["drop_db"], default=None)
     return {"reference": reference or "the float32 file, same latents (every intermediate tensor, builtin kernels)",
             "latents": latents, "metric": {"snr_db": "10 log10(sum ref^2 / sum err^2)",
@@ -188,7 +199,8 @@ def layer_report(ops: Sequence[Any], float_runs: Iterable[dict[str, np.ndarray]]
             "layers": rows, "worst": worst["layer"] if worst else None, "worst_index": worst["index"] if worst else None,
             "worst_drop_db": worst["drop_db"] if worst else None, "kept_float": list(kept),
             "worst_channel": ({"layer": worst_ch["layer"], "index": worst_ch["index"], "channel": worst_ch["worst_channel"],
-                               "err_db": worst_ch["worst_channel_err_db"]} if worst_ch else None)}
+                               "err_db": worst_ch["worst_channel_err_db"], "snr_db": worst_ch["worst_channel_snr_db"]}
+                              if worst_ch else None)}
 
 
 def most_sensitive(report: dict[str, Any], count: int, *, weight_bytes: dict[str, int] | None = None,
@@ -275,8 +287,13 @@ def summary(report: dict[str, Any], *, table: bool) -> str:
 def channel_failures(report: dict[str, Any] | None, thresholds: Any) -> list[str]:
     """The per-layer limit (``Thresholds.channel_err_db``) that ``report`` breaks, if any."""
     limit = getattr(thresholds, "channel_err_db", None)
+    own = getattr(thresholds, "channel_snr_db", None)
     w = (report or {}).get("worst_channel")
     if limit is None or not w or w["err_db"] <= limit:
         return []
+    snr = w.get("snr_db")  # None in reports written before the own-SNR condition: the first limit alone
+    if own is not None and snr is not None and snr >= own:
+        return []
+    why = "" if snr is None else f", {snr:.1f} dB under its own signal < {own:g} dB"
     return [f"layer {w['layer']} (operator {w['index']}) channel {w['channel']}: error {w['err_db']:.1f} dB of the "
-            f"layer's mean channel power > {limit:g} dB (a broken channel; quantization noise is far lower)"]
+            f"layer's mean channel power > {limit:g} dB{why} (a broken channel; quantization noise is far lower)"]
