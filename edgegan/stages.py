@@ -91,7 +91,7 @@ def _onnx_pairs(teacher: Any, student, layers: str | None) -> StagePairs:
     s_named = dict(student.named_modules())
     given = _parse_layers(layers, s_named) if layers else None
     image = getattr(teacher, "probe_dims", None) is not None
-    s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU) or (image and type(m).__name__ in _BLOCKS)]
+    s_act = _student_stages(s_named, image)
     label = probe_label(student=student)  # a conditional student's probe label (issue 20)
     s_shapes = _output_shapes(student, s_act, s_named, _dims(teacher), label=label)
     if image:  # the student's stages as for a module teacher: the last module to finish at each resolution
@@ -126,7 +126,7 @@ def _pair_by_resolution(teacher: Any, student, t_named: dict, s_named: dict) -> 
     image = getattr(teacher, "probe_dims", None) is not None
     kinds = _ACTIVATIONS + (_BLOCKS if image else ())
     t_act = [n for n, m in t_named.items() if type(m).__name__ in kinds]
-    s_act = [n for n, m in s_named.items() if isinstance(m, nn.ReLU) or (image and type(m).__name__ in _BLOCKS)]
+    s_act = _student_stages(s_named, image)
     t_shape = _output_shapes(teacher.module, t_act, t_named, _dims(teacher), getattr(teacher, "latent_rank", 2),
                              probe_label(getattr(teacher, "labels", None)))
     s_shape = _output_shapes(student, s_act, s_named, _dims(teacher), label=probe_label(student=student))
@@ -148,6 +148,15 @@ def _pair_by_resolution(teacher: Any, student, t_named: dict, s_named: dict) -> 
 
 
 _BLOCKS = ("ResBlock", "ResnetBlock", "ResidualBlock", "MobileResnetBlock", "RRDB")  # residual blocks, whose output (after the sum) is a stage's output in an image network
+
+
+def _student_stages(s_named: dict, image: bool) -> list[str]:
+    """The student's candidate stage outputs: its ReLU / ReLU6 modules (ReLU6: an image student's bounded
+    activations and residual stream), and in an image network its residual blocks."""
+    from torch import nn
+
+    return [n for n, m in s_named.items()
+            if isinstance(m, (nn.ReLU, nn.ReLU6)) or (image and type(m).__name__ in _BLOCKS)]
 
 
 def _finish_order(model, names: list[str], named: dict, dims) -> list[str]:

@@ -112,9 +112,11 @@ def test_feature_stages_pair_by_resolution_with_residual_block_outputs(teacher_r
     s = build_generator("mobile_i2i", **image_student_args("mobile_i2i", 4, t.output_shape, t.input_shape))
     pairs = pair_stages(t, s, None)
     t_named, s_named = dict(t.module.named_modules()), dict(s.named_modules())
-    # one pair per resolution: the last residual block at 16x16 (its sum), the up-sampling stage at 32x32
+    # one pair per resolution: the last residual block at 16x16 (its sum; the student's bounded by its ReLU6),
+    # the up-sampling stage at 32x32
     assert [type(t_named[a]).__name__ for a, _ in pairs.names] == ["ResBlock", "ReLU"]
-    assert [type(s_named[b]).__name__ for _, b in pairs.names] == ["ResBlock", "ReLU"]
+    assert [type(s_named[b]).__name__ for _, b in pairs.names] == ["ReLU6", "ReLU6"]
+    assert [b for _, b in pairs.names] == ["net.10", "net.17"]  # after the last block; the up stage's pointwise
     assert pairs.teacher_channels == [8, 8] and pairs.student_channels == [4, 4]
 
 

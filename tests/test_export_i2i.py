@@ -128,13 +128,14 @@ def test_parity_ran_on_real_inputs_and_passed(i2i_export, fmt, quantize):
 @pytest.mark.onnx
 def test_onnx_ops_and_tflite_ops(i2i_run, i2i_export):
     """The ops each file holds: no transposes around the TFLite file's NHWC graph, nearest resizing and
-    depthwise convolutions as such (folded BatchNorm, ReLU fused into the TFLite convolutions)."""
+    depthwise convolutions as such (folded BatchNorm; the student's ReLU6, ONNX's Clip(0, 6), fused into the
+    TFLite convolutions and sums)."""
     import onnx
 
     from edgegan.export.litert_layers import ops_of
 
     ops = {n.op_type for n in onnx.load(str(i2i_run / i2i_export("onnx")["file"])).graph.node}
-    assert ops == {"Conv", "Relu", "Add", "Resize", "Tanh"}
+    assert ops == {"Conv", "Clip", "Add", "Resize", "Tanh"}
     pytest.importorskip("ai_edge_quantizer")
     for quantize in ("none", "int8"):
         data = (i2i_run / i2i_export("tflite", quantize)["file"]).read_bytes()
