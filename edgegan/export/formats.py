@@ -392,6 +392,7 @@ _THRESHOLD_TEXT = {
     "p999_abs": lambda v: f"p99.9 abs <= {v:g}",
     "changed_pixels": lambda v: f"<= {v:.2%} of 8-bit pixels off by > {CHANGED_LEVELS}",
     "channel_err_db": lambda v: f"every layer's worst channel error <= {v:g} dB of its mean channel power",
+    "channel_snr_db": lambda v: f"or >= {v:g} dB under that channel's own signal",
 }
 
 
