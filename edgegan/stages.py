@@ -84,8 +84,6 @@ def _parse_layers(layers: str, s_named: dict) -> list[tuple[str, str]]:
 def _onnx_pairs(teacher: Any, student, layers: str | None) -> StagePairs:
     """An ONNX teacher: its activation tensors become extra graph outputs (``edgegan.onnx_taps``), and
     ``teacher.forward`` is replaced by one that runs the tapped model (same images, plus the tensors)."""
-    from torch import nn
-
     from edgegan.onnx_taps import onnx_stages
 
     s_named = dict(student.named_modules())
@@ -121,8 +119,6 @@ def _output_shapes(model, names: list[str], named: dict, latent_dim: int, latent
 
 
 def _pair_by_resolution(teacher: Any, student, t_named: dict, s_named: dict) -> list[tuple[str, str]]:
-    from torch import nn
-
     image = getattr(teacher, "probe_dims", None) is not None
     kinds = _ACTIVATIONS + (_BLOCKS if image else ())
     t_act = [n for n, m in t_named.items() if type(m).__name__ in kinds]
