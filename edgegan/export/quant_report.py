@@ -118,12 +118,11 @@ class _Acc:
     def snr_db(self) -> float:
         return _snr(self.signal, self.noise)
 
-    def worst_channel(self, step: float | None = None,
-                      own_snr_db: float = OWN_SNR_BROKEN) -> tuple[int | None, float | None, float | None]:
+    def worst_channel(self, step: float | None = None) -> tuple[int | None, float | None, float | None]:
         """(channel, its error power in dB against the layer's mean channel power, its own SNR in dB): a
         broken channel is an error as large as a channel's signal (about 0 dB), quantization noise tens of
         dB below. The worst is the channel of largest error among those whose own SNR is under
-        ``own_snr_db`` (the ones that could be broken); if there is none, the channel of largest error.
+        ``OWN_SNR_BROKEN`` (the ones that could be broken); if there is none, the channel of largest error.
 
         The reference power is at least that of ``STEP_FLOOR`` quantization steps (``step``, the
         quantized tensor's scale): a layer whose whole signal is a step or two of its grid (an untrained
@@ -135,7 +134,7 @@ class _Acc:
         if step:
             mean = max(mean, self.ch_count * (STEP_FLOOR * step) ** 2)
         own = np.array([_snr(float(s), float(n)) for s, n in zip(self.ch_signal, self.ch_noise)])
-        noise = np.where(own < own_snr_db, self.ch_noise, -1.0)
+        noise = np.where(own < OWN_SNR_BROKEN, self.ch_noise, -1.0)
         c = int(np.argmax(noise)) if noise.max() >= 0 else int(np.argmax(self.ch_noise))
         return c, round(-_snr(mean, float(self.ch_noise[c])), 2), round(float(own[c]), 2)
 
