@@ -227,7 +227,7 @@ def _fmt(v, spec: str = "{:.2f}") -> str:
 def image_markdown(doc: dict) -> str:
     """One table per run: size, speed and quality of each model on the same inputs (and a board's latency
     per file, from a bench bundle's results)."""
-    from edgegan.bench.report import _device_cell, _device_header
+    from edgegan.bench.report import device_cell, device_header
 
     mach = doc["machine"]
     devices = doc.get("devices", [])
@@ -239,7 +239,7 @@ def image_markdown(doc: dict) -> str:
                   "| model | format | precision | params | MACs | MACs ratio | bytes | p50 ms | PSNR to teacher | "
                   "SSIM to teacher | PSNR to truth | SSIM to truth | SWD to truth |" +
                   (" colourfulness | classifier accuracy |" if res["task"] == "colorize" else "")
-                  + "".join(f" {_device_header(d)} |" for d in devices),
+                  + "".join(f" {device_header(d)} |" for d in devices),
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if res["task"] == "colorize" else "")
                   + "---:|" * len(devices)]
         for r in res["models"]:
@@ -254,7 +254,7 @@ def image_markdown(doc: dict) -> str:
                          f"{_fmt(gt.get('ssim'), '{:.4f}')} | {_fmt(gt.get('swd'))} |"
                          + (f" {_fmt(q.get('colourfulness'))} | {_fmt(q.get('classifier_accuracy'), '{:.4f}')} |"
                             if res["task"] == "colorize" else "")
-                         + "".join(f" {_device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
+                         + "".join(f" {device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
         for d in devices:
             mc = d.get("machine") or {}
             lines += ["", f"{d['label']}: {mc.get('machine')}, {mc.get('cores')} cores, Python {d.get('python')}"

@@ -58,7 +58,7 @@ def to_markdown(doc: dict) -> str:
                   "| model | format | precision | params | MACs | bytes | compression | p50 µs | images/s | peak RSS MB "
                   "| × teacher same runtime | × teacher best runtime | clf-FID ↓ | clf-IS ↑ | clf-KID ↓ | clf-precision ↑ | clf-recall ↑ | SWD ↓ | colour FD ↓ | sharpness "
                   "| PSNR vs T dB | SSIM vs T |"
-                  + "".join(f" {_device_header(d)} |" for d in devices),
+                  + "".join(f" {device_header(d)} |" for d in devices),
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                   + "---:|" * len(devices)]
         for r in res["models"]:
@@ -73,7 +73,7 @@ def to_markdown(doc: dict) -> str:
                 f"{_fmt(q.get('classifier_fid'), '.2f')} | {_fmt(q.get('classifier_is'), '.2f')} | {_kid_cell(q)} | "
                 f"{_fmt(q.get('classifier_precision'), '.3f')} | {_fmt(q.get('classifier_recall'), '.3f')} | {_fmt(swd, '.2f')} | "
                 f"{_fmt(q.get('colour_fd'), '.3g')} | {_fmt(q.get('sharpness'), '.3g')} | {_fmt(q.get('psnr_db'), '.1f')} | {_fmt(q.get('ssim'), '.3f')} |"
-                + "".join(f" {_device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
+                + "".join(f" {device_cell(r.get('devices', {}).get(d['label']))} |" for d in devices))
         for d in doc.get("devices", []):
             mc = d.get("machine") or {}
             lines += ["", f"Device columns \u2018{d['label']}\u2019: {d['file']} ({mc.get('platform', '?')}, "
@@ -113,13 +113,15 @@ def _kid_cell(q: dict[str, Any]) -> str:
     return f"{k['mean']:.3g} ± {k['std']:.2g}"
 
 
-def _device_header(d: dict[str, Any]) -> str:
+def device_header(d: dict[str, Any]) -> str:
+    """A table's column header for one device's latency (shared by every bench table that has devices)."""
     if (d.get("machine") or {}).get("emulated"):
         return f"{d['label']}: p50 µs EMULATED, not device latency"
     return f"p50 µs on {d['label']}"
 
 
-def _device_cell(v: dict[str, Any] | None) -> str:
+def device_cell(v: dict[str, Any] | None) -> str:
+    """A table cell for one model on one device: p50 latency and whether its images matched the host's."""
     if not v:
         return "—"
     if v.get("error"):
