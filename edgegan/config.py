@@ -51,6 +51,7 @@ class Names:
 
 DATASET_NAMES = Names("dataset", "edgegan.data:dataset_names", see="edgegan datasets")
 FAMILY_NAMES = Names("generator family", "edgegan.models:family_names", listed=False, see="edgegan families")
+WIDTH_PROFILES = Names("dcgan width profile", "edgegan.models.dcgan:profile_names", listed=False)
 TASK_NAMES = Names("image-to-image task", "edgegan.tasks:task_names")
 
 

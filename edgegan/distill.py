@@ -29,7 +29,8 @@ from edgegan.manifest import MANIFEST_NAME, atomic_write_json, now_iso, versions
 from edgegan.outputs import check_out, run_output
 from edgegan.distill_config import LOSSES, DistillConfig, ResolvedRecipe, lr_at
 from edgegan.distill_parts import (_check_image_size, _ema_update, _gan_record, _real_data, _teacher_record, ema_decay,
-                                   gan_real_source, latent_pool_y, latent_pool_z, progress_line, resume_point)
+                                   gan_real_source, latent_pool_y, latent_pool_z, pool_size, progress_line,
+                                   resume_point)
 from edgegan.labels import Labels, label_args
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     from edgegan.utils import seed_everything
 
     out = Path(out)
+    asked_pool = cfg.latent_pool  # the user's --latent-pool (0: none asked; the recipe may set one)
     cfg = cfg.effective()  # a named recipe's options where the user left the default (recorded as the config)
     from edgegan.image_sources import is_image_teacher
 
@@ -72,7 +74,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     device = world.device
     recipe = cfg.recipe()
     check_out(out)
-    cfg, start_step, history, prev, complete = resume_point(cfg, out, resume)
+    cfg, start_step, history, prev, complete = resume_point(cfg, out, resume, recipe_pool=not asked_pool)
     if complete:
         from edgegan.manifest import read_manifest
 
@@ -93,6 +95,7 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
     try:
         args = student_args(cfg.family, cfg.d, (C, H, W), teacher.latent_dim,
                             **({"min_width": cfg.min_width} if cfg.min_width else {}),
+                            **({"profile": cfg.width_profile} if cfg.width_profile else {}),
                             **({"num_classes": labels.num_classes} if labels else {}))
     except ConfigError as e:
         from edgegan.errors import TeacherError
@@ -101,6 +104,8 @@ def distill(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progre
         raise TeacherError(f"{cfg.teacher}: a {cfg.family} student cannot match the teacher's output {C}x{H}x{W} "
                            f"({e}){hint}") from None
     _check_image_size(cfg, (H, W))
+    if cfg.latent_pool:
+        cfg = replace(cfg, latent_pool=pool_size(cfg, asked_pool, (C, H, W)))
 
     term_classes = [(TERMS.get(t.name), t.weight) for t in recipe.terms]
     real_images, real_labels, dataset_info = None, None, None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgegan.config import (BATCH, BETA, DATASET_NAMES, DEPTH, EVERY, FAMILY_NAMES, LATENT, LEARNING_RATE, SEED, STEPS,
-                            TASK_NAMES, WEIGHT, Bounds, check_bounds, field_choices, opt)
+                            TASK_NAMES, WEIGHT, WIDTH_PROFILES, Bounds, check_bounds, field_choices, opt)
 from edgegan.errors import ConfigError, UnknownNameError
 from edgegan.registry import Registry
 from edgegan.term_options import GAN_LOSSES, GAN_REALS, PIXEL_LOSSES  # noqa: F401 - their old home, re-exported
@@ -57,6 +57,9 @@ class RunOptions:
     d: int = opt(2, "student depth factor", bounds=DEPTH)
     min_width: int | None = opt(None, "dcgan student: narrowest hidden stage (default: the paper's widths, d at the "
                                 "last stage); e.g. 8 for a d=2 student of an RGB teacher", bounds=DEPTH)
+    width_profile: str | None = opt(None, "dcgan student: channels per stage, paper (halved at every stage, the "
+                                    "default) or flat (level: fewer in the seed, more at high resolution)",
+                                    choices=WIDTH_PROFILES)
     loss: str = opt("mse", "named recipe: mse (paper's pixel MSE), joint (paper: MSE + lam * GAN), best (ours: joint + "
                     "feature term), blackbox (a foreign teacher without data); see edgegan/terms.py", choices=LOSSES)
     terms: str | None = None  # recipe of terms, e.g. "pixel:1,feature:1,gan:0.01" (replaces --loss)
@@ -116,8 +119,10 @@ class DistillConfig(*config_bases(RunOptions)):  # type: ignore[misc]
             valid, value = field_choices(f), getattr(self, f.name)
             if isinstance(valid, tuple) and value not in valid and not (value is None is f.default):  # None: unset
                 raise UnknownNameError(f.name.replace("_", "-"), value, list(valid))
-        if self.min_width is not None and self.family not in (None, "dcgan"):  # None: chosen from the teacher
-            raise ConfigError(f"--min-width shapes dcgan students; the {self.family} family has no such option")
+        for name in ("min_width", "width_profile"):
+            if getattr(self, name) is not None and self.family not in (None, "dcgan"):  # None: chosen from the teacher
+                raise ConfigError(f"--{name.replace('_', '-')} shapes dcgan students; the {self.family} family has "
+                                  f"no such option")
         if self.latent_pool and self.latent_pool < self.batch_size:
             raise ConfigError(f"latent-pool ({self.latent_pool}) must hold at least one batch ({self.batch_size})")
         from edgegan.data import parse_image_size

@@ -36,7 +36,8 @@ log = logging.getLogger("edgegan.distill")
 DEFAULT_FAMILY = "mobile_i2i"
 # Options of latent distillation that mean nothing for an image teacher: refused, never ignored.
 _LATENT_ONLY = {"latent_dim": "--latent-dim", "num_classes": "--num-classes", "label_weights": "--label-weights",
-                "class_names": "--class-names", "latent_pool": "--latent-pool", "min_width": "--min-width"}
+                "class_names": "--class-names", "latent_pool": "--latent-pool", "min_width": "--min-width",
+                "width_profile": "--width-profile"}
 
 
 def distill_images(cfg: DistillConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict | None:

@@ -56,6 +56,37 @@ def _ema_update(ema, model, decay: float) -> None:
             e.copy_(b)
 
 
+# The latent pool keeps the teacher's outputs in memory as float32: at most this many bytes of them. 4 GiB
+# holds 65,536 outputs of a 64x64 RGB teacher (3.2 GB; the blackbox recipe's pool) on a 16 GB machine.
+POOL_MAX_BYTES = 4 * 2**30
+
+
+def pool_size(cfg: DistillConfig, asked: int, shape: tuple[int, ...]) -> int:
+    """The latent pool this run may hold for a teacher of output ``shape``. A pool the user asked for
+    (``asked``, their --latent-pool) that exceeds POOL_MAX_BYTES is a ConfigError, before anything is
+    written; one the recipe chose is capped to the largest power of two that fits (logged, and the
+    manifest records it)."""
+    import math
+
+    per = 4 * math.prod(shape)
+    if cfg.latent_pool * per <= POOL_MAX_BYTES:
+        return cfg.latent_pool
+    fit = 2 ** int(math.log2(max(1, POOL_MAX_BYTES // per)))
+    need = cfg.latent_pool * per / 2**30
+    if asked:
+        raise ConfigError(f"--latent-pool {asked} keeps {asked} teacher outputs of {'x'.join(map(str, shape))} in memory "
+                          f"({need:.1f} GiB, over the pool's {POOL_MAX_BYTES / 2**30:.0f} GiB); at most {fit} fit "
+                          f"(0: fresh z every step)")
+    if fit < cfg.batch_size:
+        raise ConfigError(f"the recipe's latent pool cannot hold one batch of {'x'.join(map(str, shape))} outputs in "
+                          f"{POOL_MAX_BYTES / 2**30:.0f} GiB; give --latent-pool 0 (fresh z every step)")
+    import logging
+
+    logging.getLogger("edgegan.distill").warning(
+        "the recipe's pool of %d latents would hold %.1f GiB of teacher outputs; using %d", cfg.latent_pool, need, fit)
+    return fit
+
+
 def _check_image_size(cfg: DistillConfig, hw: tuple[int, int]) -> None:
     from edgegan.data import parse_image_size
 
@@ -134,10 +165,11 @@ def _real_data(cfg: DistillConfig, teacher, shape: tuple[int, int, int], labels=
     return data.torch(), y, data.describe()
 
 
-def resume_point(cfg: DistillConfig, out: Path, resume: bool):
+def resume_point(cfg: DistillConfig, out: Path, resume: bool, recipe_pool: bool = False):
     """(cfg, start step, history, previous state or None, complete): where a run starts. With ``resume``
     the interrupted run's state (its config must match but for ``_RESUMABLE``; a family it chose is
-    kept); ``complete`` when the same command runs again on a finished run (issue 25)."""
+    kept, and so is a latent pool the recipe chose, ``recipe_pool``, which ``pool_size`` may have capped);
+    ``complete`` when the same command runs again on a finished run (issue 25)."""
     from dataclasses import asdict, replace
 
     from edgegan.checkpoint import read_training_state
@@ -160,6 +192,8 @@ def resume_point(cfg: DistillConfig, out: Path, resume: bool):
         cfg = replace(cfg, family=old.family)
     if cfg.task is None:  # and an image teacher's task, read from it (issue 21)
         cfg = replace(cfg, task=old.task)
+    if recipe_pool:
+        cfg = replace(cfg, latent_pool=old.latent_pool)
     diff = {k for k, v in asdict(cfg).items() if getattr(old, k) != v} - _RESUMABLE
     if diff:
         raise ConfigError(f"{out}: --resume with changed settings {sorted(diff)}; they must match the interrupted run")

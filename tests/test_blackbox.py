@@ -248,6 +248,29 @@ def test_min_width_widens_only_the_narrow_stages():
         DistillConfig(teacher=SPEC, family="anyshape", min_width=8)
 
 
+def test_flat_width_profile_closed_form_and_refusals():
+    from edgegan.models import build_generator, count_params
+
+    g = build_generator("dcgan", d=2, nc=3, image_size=64, latent_dim=100, profile="flat")
+    convs = [m for m in g.net if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d))]
+    widths = [24, 24, 20, 16, 12]  # 12d, 12d, 10d, 8d, 6d
+    assert [c.out_channels for c in convs] == widths + [3]
+    expect = 100 * 24 * 16 + sum(a * b * 16 for a, b in zip(widths, widths[1:])) + 2 * sum(widths) + 12 * 3 + 3
+    assert count_params(g) == expect == 63719
+    assert g(torch.randn(2, 100)).shape == (2, 3, 64, 64)
+    small = build_generator("dcgan", d=2, nc=1, image_size=32, profile="flat")  # 12d, 10d, 8d, 6d
+    assert [m.out_channels for m in small.net if isinstance(m, nn.ConvTranspose2d)] == [24, 20, 16, 12]
+    # min_width still raises the narrow stages of either profile; the default stays the paper's
+    assert build_generator("dcgan", d=1, nc=3, image_size=64, profile="flat", min_width=8).args.widths() == [12, 12, 10, 8, 8]
+    assert build_generator("dcgan", d=2, nc=3, image_size=64).args.widths() == [32, 16, 8, 4, 2]
+    with pytest.raises(ConfigError, match="unknown dcgan profile 'flt'.*Did you mean 'flat'"):
+        build_generator("dcgan", d=2, profile="flt")
+    with pytest.raises(ConfigError, match="profile must be one of"):
+        build_generator("dcgan", d=2, profile=3)
+    with pytest.raises(ConfigError, match="--width-profile shapes dcgan students"):
+        DistillConfig(teacher=SPEC, family="anyshape", width_profile="flat")
+
+
 def test_progress_line_closed_form():
     assert progress_line(100, 0, 1000, 50.0, 0.5) == "step 100/1000 (10%), 0.500 s/step, ETA 0:07:30, loss 0.5"
     # a resumed run: the pace of this session only
@@ -346,6 +369,25 @@ def test_pth_state_dict_is_read_with_weights_only_and_a_key_picks_one(tmp_path):
 
 
 # ------------------------------------------------------------------------------ the named recipe
+
+
+def test_latent_pool_over_its_memory_limit_is_refused_or_capped(tmp_path, monkeypatch):
+    import edgegan.distill_parts as parts
+
+    per = 4 * 3 * 64 * 64  # bytes of one float32 output of the 64x64 RGB teacher
+    monkeypatch.setattr(parts, "POOL_MAX_BYTES", 40 * per)
+    # asked for by the user: an error naming what fits, before anything is written
+    with pytest.raises(ConfigError, match=r"--latent-pool 64 keeps 64 teacher outputs of 3x64x64 .* at most 32 fit"):
+        distill(DistillConfig(**_kw(latent_pool=64, steps=2)), tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+    # chosen by the recipe: capped to the largest power of two that fits, recorded, and kept on resume
+    m = distill(DistillConfig(**_kw(loss="blackbox", steps=2)), tmp_path / "b", progress=False)
+    assert m["config"]["latent_pool"] == 32
+    m = distill(DistillConfig(**_kw(loss="blackbox", steps=3)), tmp_path / "b", resume=True, progress=False)
+    assert m["config"]["latent_pool"] == 32 and m["config"]["steps"] == 3
+    monkeypatch.setattr(parts, "POOL_MAX_BYTES", 4 * per)  # not even one batch (8) fits
+    with pytest.raises(ConfigError, match="cannot hold one batch"):
+        distill(DistillConfig(**_kw(loss="blackbox", steps=2)), tmp_path / "c", progress=False)
 
 
 def test_blackbox_recipe_sets_its_options_where_left_at_their_defaults(tmp_path):

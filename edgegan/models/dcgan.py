@@ -6,6 +6,12 @@ Transposed convolutions carry no bias (BatchNorm follows), so with nc=1 the para
 672d² + 12831d + 1 — 28,351 at d=2 and 47,324,929 at d=256 (1669:1).
 
 The 64x64 variant, for users' own data, starts at 16d channels and adds one up-sampling stage.
+
+Width profiles (``profile``): ``paper`` halves the channels at every stage (16d, 8d, 4d, 2d, d at 64x64).
+``flat`` keeps them nearly level (12d, 12d, 10d, 8d, 6d; 12d, 10d, 8d, 6d at 32x32): fewer channels in
+the seed, whose weights are most of a small student's parameters (100 x 16 x channels), and more at high
+resolution, where a face's detail is drawn. At 64x64 RGB d=2 the two have about the same size
+(62-64 k parameters) and flat is the better student of a real teacher (issue 19, bench/results/face64.md).
 """
 
 from __future__ import annotations
@@ -18,6 +24,17 @@ from torch import nn
 from edgegan.errors import ConfigError
 from edgegan.models import FAMILIES, Family
 from edgegan.models.conditional import Projection, check_num_classes, with_label
+
+
+# Multiples of d per hidden stage, seed first, for each image size. One place: the CLI's choices read it.
+PROFILES: dict[str, dict[int, tuple[int, ...]]] = {
+    "paper": {32: (8, 4, 2, 1), 64: (16, 8, 4, 2, 1)},
+    "flat": {32: (12, 10, 8, 6), 64: (12, 12, 10, 8, 6)},
+}
+
+
+def profile_names() -> list[str]:
+    return list(PROFILES)
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,7 @@ class DCGANArgs:
     # Classes of a conditional generator (issue 20): a one-hot label concatenated to z (models.conditional);
     # None: unconditional.
     num_classes: int | None = None
+    profile: str = "paper"  # channels per stage: one of PROFILES (the module doc says why flat exists)
 
     def __post_init__(self) -> None:
         from edgegan.config import DEPTH, LATENT, Bounds
@@ -52,6 +70,17 @@ class DCGANArgs:
                                            or not DEPTH.admits(self.min_width)):
             raise ConfigError(f"dcgan: min_width must be an integer {DEPTH.describe()}, got {self.min_width!r}")
         check_num_classes("dcgan", self.num_classes)
+        if not isinstance(self.profile, str):
+            raise ConfigError(f"dcgan: profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+        if self.profile not in PROFILES:
+            from edgegan.errors import UnknownNameError
+
+            raise UnknownNameError("dcgan profile", self.profile, list(PROFILES))
+
+    def widths(self) -> list[int]:
+        """Channels of each hidden stage, seed first: the profile's multiples of d, at least min_width."""
+        mult = PROFILES[self.profile][self.image_size]
+        return [max(m * self.d, self.min_width or 0) for m in mult]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,9 +99,7 @@ class DCGANGenerator(nn.Module):
     def __init__(self, args: DCGANArgs):
         super().__init__()
         self.args = args
-        d = args.d
-        widths = [8 * d, 4 * d, 2 * d, d] if args.image_size == 32 else [16 * d, 8 * d, 4 * d, 2 * d, d]
-        widths = [max(w, args.min_width or 0) for w in widths]
+        widths = args.widths()
         layers: list[nn.Module] = _up(args.latent_dim + (args.num_classes or 0), widths[0], first=True)
         for cin, cout in zip(widths, widths[1:]):
             layers += _up(cin, cout)
