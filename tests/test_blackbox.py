@@ -392,7 +392,7 @@ def test_latent_pool_over_its_memory_limit_is_refused_or_capped(tmp_path, monkey
 
 def test_blackbox_recipe_sets_its_options_where_left_at_their_defaults(tmp_path):
     eff = DistillConfig(teacher=SPEC, loss="blackbox").effective()
-    assert (eff.latent_pool, eff.min_width) == (8192, 8)
+    assert (eff.latent_pool, eff.min_width, eff.width_profile) == (65536, 8, "flat")
     assert [t.name for t in eff.recipe().terms] == ["pixel"]
     mine = DistillConfig(teacher=SPEC, loss="blackbox", latent_pool=64, min_width=4).effective()
     assert (mine.latent_pool, mine.min_width) == (64, 4)
@@ -400,3 +400,4 @@ def test_blackbox_recipe_sets_its_options_where_left_at_their_defaults(tmp_path)
     m = distill(DistillConfig(**_kw(loss="blackbox", latent_pool=32, steps=3)), tmp_path / "s", progress=False)
     assert m["config"]["latent_pool"] == 32 and m["config"]["min_width"] == 8
     assert m["distill"]["recipe"]["name"] == "blackbox" and m["model"]["args"]["min_width"] == 8
+    assert m["model"]["args"]["profile"] == "flat"
