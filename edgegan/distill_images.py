@@ -384,12 +384,9 @@ def _sizes(teacher, student) -> dict[str, Any]:
     tm = count_macs(teacher.module, x.to(next(teacher.module.parameters()).device)) \
         if isinstance(teacher.module, torch.nn.Module) and not isinstance(teacher.module, torch.jit.ScriptModule) else None
     if teacher.kind == "onnx":
-        from edgegan.models import count_macs_onnx
+        from edgegan.models import count_macs_onnx_or_none
 
-        try:
-            tm = count_macs_onnx(teacher.spec, (1, *teacher.input_shape))
-        except (ValueError, StopIteration) as e:
-            log.info("the ONNX teacher's MACs are not counted: %s", e)
+        tm = count_macs_onnx_or_none(teacher.spec, (1, *teacher.input_shape))
     sp = count_params(student)
     return {"teacher_params": teacher.params, "student_params": sp,
             "compression_ratio": round(teacher.params / sp, 2) if teacher.params else None,

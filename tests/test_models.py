@@ -69,6 +69,24 @@ def test_onnx_mac_count_equals_the_module_s(tmp_path, family, args, shape):
     assert count_macs_onnx(tmp_path / "g.onnx", shape) == count_macs(g, x) > 0
 
 
+def test_onnx_mac_count_is_none_where_the_graph_cannot_be_counted(tmp_path):
+    """A graph with no input, or an input of another rank: None (the MACs column stays empty), not an error."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from edgegan.models import count_macs_onnx, count_macs_onnx_or_none
+
+    const = helper.make_node("Constant", [], ["y"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    onnx.save(helper.make_model(helper.make_graph([const], "no_input", [], [y])), tmp_path / "c.onnx")
+    with pytest.raises(ValueError, match="no input"):
+        count_macs_onnx(tmp_path / "c.onnx", (1, 4))
+    assert count_macs_onnx_or_none(tmp_path / "c.onnx", (1, 4)) is None
+    g = build_generator("dcgan", d=1).eval()
+    torch.onnx.export(g, torch.zeros(1, 100), tmp_path / "g.onnx", dynamo=False)
+    assert count_macs_onnx_or_none(tmp_path / "g.onnx", (1, 100, 1, 1)) is None  # rank 4 for a rank-2 input
+
+
 def test_i2i_stream_act_bounds_every_residual_sum_and_refuses_unknown_names():
     g = build_generator("mobile_i2i", ngf=4, in_channels=3, nc=3, height=16, width=16, scale=2, n_down=0,
                         n_blocks=2, stream_act="relu6")
