@@ -61,6 +61,13 @@ def constant_teacher():
     return _Constant()
 
 
+def wide_teacher():  # 16x24 images: the distiller picks an anyshape student for it
+    from edgegan.models import build_generator
+
+    torch.manual_seed(0)
+    return build_generator("anyshape", d=2, nc=3, height=16, width=24, latent_dim=8).eval()
+
+
 SPEC = "tests.test_blackbox:tutorial64"
 
 
@@ -269,6 +276,15 @@ def test_flat_width_profile_closed_form_and_refusals():
         build_generator("dcgan", d=2, profile=3)
     with pytest.raises(ConfigError, match="--width-profile shapes dcgan students"):
         DistillConfig(teacher=SPEC, family="anyshape", width_profile="flat")
+
+
+@pytest.mark.parametrize("opt", [{"width_profile": "flat"}, {"min_width": 8}])
+def test_dcgan_shape_options_are_refused_for_a_teacher_that_gets_an_anyshape_student(tmp_path, opt):
+    # the family is chosen from the teacher's shape; the config's own check runs again on that choice
+    with pytest.raises(ConfigError, match="shapes dcgan students; the anyshape family has no such option"):
+        distill(DistillConfig(teacher="tests.test_blackbox:wide_teacher", latent_dim=8, steps=2, **opt),
+                tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
 
 
 def test_progress_line_closed_form():
