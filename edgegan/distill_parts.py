@@ -80,9 +80,7 @@ def pool_size(cfg: DistillConfig, asked: int, shape: tuple[int, ...]) -> int:
     if fit < cfg.batch_size:
         raise ConfigError(f"the recipe's latent pool cannot hold one batch of {'x'.join(map(str, shape))} outputs in "
                           f"{POOL_MAX_BYTES / 2**30:.0f} GiB; give --latent-pool 0 (fresh z every step)")
-    import logging
-
-    logging.getLogger("edgegan.distill").warning(
+    log.warning(
         "the recipe's pool of %d latents would hold %.1f GiB of teacher outputs; using %d", cfg.latent_pool, need, fit)
     return fit
 
