@@ -126,7 +126,8 @@ def main() -> None:
     for s in a.students:
         run = load_run(s)
         seed = run.manifest["config"]["seed"]
-        name = f"student d={run.args['d']} seed {seed}"
+        qat = (run.manifest["distill"].get("quant_aware") or {}).get("steps")
+        name = f"student d={run.args['d']} seed {seed}" + (f" quant-aware {qat}" if qat else "")
         students.append({"run": str(Path(s).resolve()), "seed": seed, "params": run.manifest["model"]["params"],
                          "recipe": run.manifest["distill"]["recipe"]["terms"], "steps": run.manifest["distill"]["steps"],
                          "compression": run.manifest["distill"]["compression_ratio"]})

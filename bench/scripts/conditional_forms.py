@@ -173,11 +173,10 @@ def main() -> None:
     for (form, seed), run in runs.items():
         s = load_run(run)
         m = s.manifest
-        hist = m["distill"].get("history") or []
         r = score(f"{form} seed {seed}", torch_images(s.generator, z, y))
         students.append({"form": form, "seed": seed, "run": str(run.resolve()), "params": m["model"]["params"],
                          "compression": m["distill"]["compression_ratio"], "steps": m["distill"]["steps"],
-                         "step_ms": m["distill"].get("step_ms"), "final_mse": (hist[-1].get("mse") if hist else None),
+                         "seconds_per_step": m["distill"]["seconds_per_step"], "mse_end": m["distill"]["eval"]["mse_end"],
                          "accuracy_points": round(100 * (r["accuracy"] - t["accuracy"]), 2),
                          "kid_ratio": round(r["kid"] / t["kid"], 3)})
     summary = {}
@@ -216,6 +215,8 @@ def write_md(path: Path, out: dict, stem: str) -> None:
         lines.append(f"| {r['model']} | {s['params'] if s else out['teacher_params']:,} | {100 * r['accuracy']:.2f} % | "
                      f"{r['kid']:.5f} ± {r['kid_std']:.5f} | {r['classifier_fid']:.3f} | "
                      f"{'' if s is None else format(s['accuracy_points'], '+.2f')} | {'' if s is None else s['kid_ratio']} |")
+    lines += ["", "| student | s/step | MSE to teacher (end) |", "|---|---:|---:|"]
+    lines += [f"| {s['form']} seed {s['seed']} | {s['seconds_per_step']:.3f} | {s['mse_end']:.4f} |" for s in out["students"]]
     lines += ["", "| form | params | accuracy vs teacher, mean (min … max) | KID / teacher, mean (min … max) | mean classifier FID |",
               "|---|---:|---|---|---:|"]
     for form, sm in out["summary"].items():
