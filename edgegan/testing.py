@@ -43,6 +43,7 @@ def _tiny(d: int, steps: int, seed: int, latent_dim: int, teacher_d: int, num_cl
     torch.set_num_threads(1)  # tiny tensors: one thread is faster, and kind to a shared machine
     try:
         g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)  # the teacher's BatchNorm scales start from the global generator: same seed, same model
         teacher = build_generator("dcgan", d=teacher_d, latent_dim=latent_dim)
         for m in teacher.modules():
             if isinstance(m, nn.BatchNorm2d):
