@@ -1,15 +1,16 @@
 """Which conditional form for a dcgan student (issue 20): the one-hot label concatenated to z (what
 edgegan ships, ``edgegan.models.conditional``) against class-conditional BatchNorm (CBN: BigGAN's and
-TinyGAN's form, every hidden stage normalised without affine and then scaled and shifted per class).
+TinyGAN's form, every hidden stage normalised without affine and then scaled and shifted per class), and
+the concat student with an EMA of its weights (decay 0.999, exported instead of them).
 
-Both students are distilled from the same conditional teacher by the product's own loop
+All students are distilled from the same conditional teacher by the product's own loop
 (``edgegan.distill``, the same recipe, steps and seeds); the CBN student is a research family registered
 by this script only (``dcgan_cbn``), never exported. Scored as ``bench_conditional.py`` scores: the
 domain classifier's accuracy on the class asked for, KID and classifier FID against the dataset's test
 split, the same latents and labels for every model. Writes bench/results/conditional-forms.{json,md}
-and -grid.png (rows = labels; teacher / concat / CBN for the same z).
+and -grid.png (rows = labels; teacher and each form's first seed for the same z).
 
-    .venv/bin/python bench/scripts/conditional_forms.py --teacher RUN --work DIR [--seeds 0 1 2] \
+    .venv/bin/python bench/scripts/conditional_forms.py --teacher RUN --work DIR [--seeds 0 1 2] [--forms concat cbn] \
         [--steps 6000] [--d 2] [--loss best] [--per-class 500]
 
 Runs already complete in DIR are reused, an interrupted one resumes (the product's --resume).
@@ -46,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_conditional import GRID_Z, summarise, torch_images  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-FORMS = {"concat": "dcgan", "cbn": "dcgan_cbn"}
+# name -> (student family, EMA decay of the student's weights or None: the recipe's)
+FORMS = {"concat": ("dcgan", None), "cbn": ("dcgan_cbn", None), "concat-ema": ("dcgan", 0.999)}
 
 
 class ClassAffine(nn.Module):
@@ -123,7 +125,8 @@ def register() -> None:
 
 def train(teacher: str, work: Path, form: str, seed: int, a) -> Path:
     out = work / f"{form}-d{a.d}-s{seed}"
-    cfg = DistillConfig(teacher=teacher, d=a.d, loss=a.loss, steps=a.steps, seed=seed, family=FORMS[form])
+    family, ema = FORMS[form]
+    cfg = DistillConfig(teacher=teacher, d=a.d, loss=a.loss, steps=a.steps, seed=seed, family=family, ema=ema)
     t0 = time.time()
     distill(cfg, out, resume=(out / "manifest.json").exists() or (out / "checkpoints").exists(), progress=False)
     print(f"{out.name}: trained/loaded in {time.time() - t0:.0f} s", flush=True)
@@ -223,7 +226,7 @@ def write_md(path: Path, out: dict, stem: str) -> None:
         a, kr = sm["accuracy_points"], sm["kid_ratio"]
         lines.append(f"| {form} | {sm['params']:,} | {a['mean']:+.2f} ({a['min']:+.2f} … {a['max']:+.2f}) | "
                      f"{kr['mean']:.2f} ({kr['min']:.2f} … {kr['max']:.2f}) | {sm['fid']:.3f} |")
-    lines += ["", f"![rows = labels; teacher / concat / CBN for the same z]({stem}-grid.png)", ""]
+    lines += ["", f"![rows = labels; teacher and each form's first seed, same z]({stem}-grid.png)", ""]
     atomic_write_bytes(path, "\n".join(lines).encode())
 
 
