@@ -38,7 +38,7 @@ from edgegan.metrics.classifier import get_classifier
 from edgegan.metrics.conditional import per_class
 from edgegan.models import FAMILIES, Family, get_family
 from edgegan.models.conditional import one_hot
-from edgegan.models.dcgan import DCGANArgs, DCGANDiscriminator, _dcgan_init
+from edgegan.models.dcgan import DCGANArgs, DCGANDiscriminator, DCGANGenerator, _dcgan_init
 from edgegan.sysinfo import machine
 from edgegan.viz import save_comparison
 from edgegan_runtime import latent
@@ -69,12 +69,12 @@ class ClassAffine(nn.Module):
         return x * (1 + self.gamma(oh))[:, :, None, None] + self.beta(oh)[:, :, None, None]
 
 
-class CBNGenerator(nn.Module):
+class CBNGenerator(DCGANGenerator):
     """The dcgan student's stages and widths, z alone into the first layer, class-conditional BatchNorm
     after every transposed convolution."""
 
     def __init__(self, args: DCGANArgs):
-        super().__init__()
+        nn.Module.__init__(self)  # its own layers; the latent_dim / num_classes properties are DCGANGenerator's
         if not args.num_classes:
             raise ValueError("dcgan_cbn is a conditional family")
         self.args = args
@@ -90,14 +90,6 @@ class CBNGenerator(nn.Module):
         for m in self.net:
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 _dcgan_init(m)  # Radford et al.'s N(0, 0.02); the class affines start at identity
-
-    @property
-    def latent_dim(self) -> int:
-        return self.args.latent_dim
-
-    @property
-    def num_classes(self) -> int | None:
-        return self.args.num_classes
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         if z.dim() == 2:
