@@ -44,11 +44,12 @@ def torch_images(gen, z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def int8_file(run: Path, work: Path) -> Path:
+def int8_file(run: Path, work: Path, keep_float: str | None = None) -> Path:
     from edgegan.export import export_run
 
-    entry = export_run(run, out=work / run.name, format="tflite", quantize="int8", batch=[1, 64])
-    return work / run.name / entry["file"]
+    dest = work / (run.name + ("-keep-float" if keep_float else ""))
+    entry = export_run(run, out=dest, format="tflite", quantize="int8", batch=[1, 64], keep_float=keep_float)
+    return dest / entry["file"]
 
 
 def runtime_images(path: Path, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -94,6 +95,8 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=500)
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--no-int8", action="store_true", help="torch models only")
+    ap.add_argument("--keep-float", default=None,
+                    help="also score each student's int8 file made with --keep-float VALUE (e.g. auto)")
     ap.add_argument("--out", default=str(RESULTS / "conditional"))
     a = ap.parse_args()
 
@@ -128,6 +131,8 @@ def main() -> None:
         seed = run.manifest["config"]["seed"]
         qat = (run.manifest["distill"].get("quant_aware") or {}).get("steps")
         name = f"student d={run.args['d']} seed {seed}" + (f" quant-aware {qat}" if qat else "")
+        if name in results:  # two runs alike in these fields: their folders tell them apart
+            name += f" ({Path(s).name})"
         students.append({"run": str(Path(s).resolve()), "seed": seed, "params": run.manifest["model"]["params"],
                          "recipe": run.manifest["distill"]["recipe"]["terms"], "steps": run.manifest["distill"]["steps"],
                          "compression": run.manifest["distill"]["compression_ratio"]})
@@ -137,14 +142,19 @@ def main() -> None:
             imgs, lat = runtime_images(f, z, y)
             score(f"{name} int8", imgs)
             latency[f"{name} int8"] = lat
+            if a.keep_float:
+                f = int8_file(Path(s), work, a.keep_float)
+                imgs, lat = runtime_images(f, z, y)
+                score(f"{name} int8 keep-float {a.keep_float}", imgs)
+                latency[f"{name} int8 keep-float {a.keep_float}"] = lat
     if not a.no_int8 and a.students:  # the same student without its label input, side by side: what the label costs
         twin = unconditional_twin(Path(a.students[0]), work)
         latency["unconditional twin int8 (same d, no label input)"] = probe_pair(twin)
     t = rows[0]
     goal = []
     for r in rows[1:]:
-        base = next(x for x in rows if x["model"] == r["model"].removesuffix(" int8")) if r["model"].endswith("int8") \
-            else t
+        fp32 = r["model"].split(" int8")[0]
+        base = next(x for x in rows if x["model"] == fp32) if " int8" in r["model"] else t
         goal.append({"model": r["model"], "vs": base["model"],
                      "accuracy_points": round(100 * (r["accuracy"] - base["accuracy"]), 2),
                      "kid_ratio": round(r["kid"] / base["kid"], 3) if base["kid"] > 0 else None})

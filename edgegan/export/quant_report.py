@@ -207,10 +207,14 @@ def most_sensitive(report: dict[str, Any], count: int, *, weight_bytes: dict[str
     """The ``count`` layers (module paths) that lose the most SNR, worst first; with ``weight_bytes``
     (each layer's float32 weight bytes) and ``budget``, only layers whose float weights are at most that
     fraction of all of them: a layer that holds most of the weights (a small generator's first layer)
-    would undo the file's compression for a fraction of a dB."""
+    would undo the file's compression for a fraction of a dB. A layer fed an exactly held input (a
+    conditional file's one-hot label) is never chosen: its "drop" is the SNR cap against its own rounding,
+    and keeping it in float changes nothing downstream (the module doc)."""
     out: list[str] = []
     total = sum((weight_bytes or {}).values())
     for r in sorted(report["layers"], key=lambda r: -r["drop_db"]):
+        if r.get("exact_input"):
+            continue
         if weight_bytes is not None and budget is not None and total and \
                 weight_bytes.get(r["layer"], 0) > budget * total:
             continue
