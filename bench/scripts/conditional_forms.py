@@ -1,7 +1,8 @@
 """Which conditional form for a dcgan student (issue 20): the one-hot label concatenated to z (what
 edgegan ships, ``edgegan.models.conditional``) against class-conditional BatchNorm (CBN: BigGAN's and
-TinyGAN's form, every hidden stage normalised without affine and then scaled and shifted per class), and
-the concat student with an EMA of its weights (decay 0.999, exported instead of them).
+TinyGAN's form, every hidden stage normalised without affine and then scaled and shifted per class), both
+at once (cbn+concat), and the concat student with an EMA of its weights (decay 0.999, exported instead of
+them).
 
 All students are distilled from the same conditional teacher by the product's own loop
 (``edgegan.distill``, the same recipe, steps and seeds); the CBN student is a research family registered
@@ -48,7 +49,8 @@ from bench_conditional import GRID_Z, summarise, torch_images  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # name -> (student family, EMA decay of the student's weights or None: the recipe's)
-FORMS = {"concat": ("dcgan", None), "cbn": ("dcgan_cbn", None), "concat-ema": ("dcgan", 0.999)}
+FORMS = {"concat": ("dcgan", None), "cbn": ("dcgan_cbn", None), "cbn+concat": ("dcgan_cbn_concat", None),
+         "concat-ema": ("dcgan", 0.999)}
 
 
 class ClassAffine(nn.Module):
@@ -70,8 +72,10 @@ class ClassAffine(nn.Module):
 
 
 class CBNGenerator(DCGANGenerator):
-    """The dcgan student's stages and widths, z alone into the first layer, class-conditional BatchNorm
-    after every transposed convolution."""
+    """The dcgan student's stages and widths, z alone into the first layer (z ++ one-hot with ``concat``),
+    class-conditional BatchNorm after every transposed convolution."""
+
+    concat = False
 
     def __init__(self, args: DCGANArgs):
         nn.Module.__init__(self)  # its own layers; the latent_dim / num_classes properties are DCGANGenerator's
@@ -81,7 +85,7 @@ class CBNGenerator(DCGANGenerator):
         widths = args.widths()
         layers: list[nn.Module] = []
         for i, cout in enumerate(widths):
-            cin = args.latent_dim if i == 0 else widths[i - 1]
+            cin = args.latent_dim + (args.num_classes if self.concat else 0) if i == 0 else widths[i - 1]
             conv = nn.ConvTranspose2d(cin, cout, 4, 1, 0, bias=False) if i == 0 else \
                 nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
             layers += [conv, nn.BatchNorm2d(cout, affine=False), ClassAffine(args.num_classes, cout), nn.ReLU(inplace=True)]
@@ -99,20 +103,27 @@ class CBNGenerator(DCGANGenerator):
             if isinstance(m, ClassAffine):
                 m.label = oh
         try:
-            return self.net(z)
+            return self.net(torch.cat([z, oh[:, :, None, None]], 1) if self.concat else z)
         finally:
             for m in self.net:
                 if isinstance(m, ClassAffine):
                     m.label = None
 
 
+class CBNConcatGenerator(CBNGenerator):
+    """Both: the one-hot concatenated to z and class-conditional BatchNorm in every stage."""
+
+    concat = True
+
+
 def register() -> None:
     dc = get_family("dcgan")
-    if "dcgan_cbn" not in FAMILIES.names():
-        FAMILIES.add("dcgan_cbn", Family(name="dcgan_cbn", make_args=DCGANArgs, build_generator=CBNGenerator,
-                                         build_discriminator=DCGANDiscriminator,
-                                         description="research: dcgan with class-conditional BatchNorm",
-                                         student_args=dc.student_args))
+    for name, gen in (("dcgan_cbn", CBNGenerator), ("dcgan_cbn_concat", CBNConcatGenerator)):
+        if name not in FAMILIES.names():
+            FAMILIES.add(name, Family(name=name, make_args=DCGANArgs, build_generator=gen,
+                                      build_discriminator=DCGANDiscriminator,
+                                      description="research: dcgan with class-conditional BatchNorm",
+                                      student_args=dc.student_args))
 
 
 def train(teacher: str, work: Path, form: str, seed: int, a) -> Path:
