@@ -20,6 +20,7 @@ Runs already complete in DIR are reused, an interrupted one resumes (the product
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -150,11 +151,22 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=500)
     ap.add_argument("--z-seed", type=int, default=123)
     ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--existing", action="store_true", help="score the runs already finished in --work; train none")
     ap.add_argument("--out", default=str(RESULTS / "conditional-forms"))
     a = ap.parse_args()
     register()
     work = Path(a.work)
-    runs = {(f, s): train(a.teacher, work, f, s, a) for s in a.seeds for f in a.forms}
+    if a.existing:  # score the finished runs in --work, train nothing
+        runs = {}
+        for s in a.seeds:
+            for f in a.forms:
+                m = work / f"{f}-d{a.d}-s{s}" / "manifest.json"
+                if m.exists() and json.loads(m.read_text())["distill"]["steps"] == a.steps:
+                    runs[(f, s)] = m.parent
+                else:
+                    print(f"{m.parent.name}: not finished at {a.steps} steps, left out", flush=True)
+    else:
+        runs = {(f, s): train(a.teacher, work, f, s, a) for s in a.seeds for f in a.forms}
     if a.train_only:
         return
 
@@ -188,10 +200,13 @@ def main() -> None:
     summary = {}
     for form in a.forms:
         mine = [s for s in students if s["form"] == form]
+        if not mine:
+            continue
         summary[form] = {k2: {"mean": statistics.mean(s[k2] for s in mine),
                               "min": min(s[k2] for s in mine), "max": max(s[k2] for s in mine)}
                          for k2 in ("accuracy_points", "kid_ratio")}
         summary[form]["params"] = mine[0]["params"]
+        summary[form]["seeds"] = [s["seed"] for s in mine]
         summary[form]["fid"] = statistics.mean(r["classifier_fid"] for r in rows if r["model"].startswith(form + " "))
     out = {"created": now_iso(), "machine": machine(), "versions": versions(), "teacher": str(Path(a.teacher).resolve()),
            "teacher_params": teacher.manifest["model"]["params"], "dataset": a.dataset, "per_class": a.per_class,
@@ -200,8 +215,7 @@ def main() -> None:
     dest = Path(a.out)
     atomic_write_json(dest.with_suffix(".json"), out)
     pick = np.concatenate([np.where(y == c)[0][:GRID_Z] for c in range(k)])
-    s0 = min(a.seeds)
-    panels = ["teacher", *[f"{f} seed {s0}" for f in a.forms]]
+    panels = ["teacher", *[f"{f} seed {min(s for g, s in runs if g == f)}" for f in a.forms if any(g == f for g, _ in runs)]]
     save_comparison({n: images[n][pick] for n in panels}, dest.parent / f"{dest.name}-grid.png", nrow=GRID_Z, scale=1)
     write_md(dest.with_suffix(".md"), out, dest.name)
 
@@ -223,11 +237,11 @@ def write_md(path: Path, out: dict, stem: str) -> None:
                      f"{'' if s is None else format(s['accuracy_points'], '+.2f')} | {'' if s is None else s['kid_ratio']} |")
     lines += ["", "| student | s/step | MSE to teacher (end) |", "|---|---:|---:|"]
     lines += [f"| {s['form']} seed {s['seed']} | {s['seconds_per_step']:.3f} | {s['mse_end']:.4f} |" for s in out["students"]]
-    lines += ["", "| form | params | accuracy vs teacher, mean (min … max) | KID / teacher, mean (min … max) | mean classifier FID |",
-              "|---|---:|---|---|---:|"]
+    lines += ["", "| form | params | seeds | accuracy vs teacher, mean (min … max) | KID / teacher, mean (min … max) | "
+                  "mean classifier FID |", "|---|---:|---|---|---|---:|"]
     for form, sm in out["summary"].items():
         a, kr = sm["accuracy_points"], sm["kid_ratio"]
-        lines.append(f"| {form} | {sm['params']:,} | {a['mean']:+.2f} ({a['min']:+.2f} … {a['max']:+.2f}) | "
+        lines.append(f"| {form} | {sm['params']:,} | {', '.join(map(str, sm['seeds']))} | {a['mean']:+.2f} ({a['min']:+.2f} … {a['max']:+.2f}) | "
                      f"{kr['mean']:.2f} ({kr['min']:.2f} … {kr['max']:.2f}) | {sm['fid']:.3f} |")
     lines += ["", f"![rows = labels; teacher and each form's first seed, same z]({stem}-grid.png)", ""]
     atomic_write_bytes(path, "\n".join(lines).encode())
