@@ -44,11 +44,20 @@ def torch_images(gen, z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+PARITY: dict[str, dict] = {}  # file name -> the exporter's parity verdict and worst numbers
+
+
 def int8_file(run: Path, work: Path, keep_float: str | None = None) -> Path:
+    """The student's int8 file as `edgegan export --format tflite --quantize int8` makes it, kept (and scored)
+    even where the exporter's parity check refuses it; its verdict is recorded in PARITY."""
     from edgegan.export import export_run
 
     dest = work / (run.name + ("-keep-float" if keep_float else ""))
-    entry = export_run(run, out=dest, format="tflite", quantize="int8", batch=[1, 64], keep_float=keep_float)
+    entry = export_run(run, out=dest, format="tflite", quantize="int8", batch=[1, 64], keep_float=keep_float,
+                       allow_mismatch=True)
+    par = entry.get("parity") or {}
+    PARITY[entry["file"]] = {"passed": par.get("passed"), "failures": par.get("failures"),
+                             **{k: par.get(k) for k in ("psnr_db", "p999_abs", "changed_pixels", "max_abs")}}
     return dest / entry["file"]
 
 
@@ -161,7 +170,7 @@ def main() -> None:
     out = {"created": now_iso(), "machine": machine(), "versions": versions(), "teacher": str(Path(a.teacher).resolve()),
            "teacher_params": teacher.manifest["model"]["params"], "dataset": a.dataset, "per_class": a.per_class,
            "classifier": clf.summary(), "students": students, "results": rows, "comparisons": goal,
-           "per_class_results": {n: r["classes"] for n, r in results.items()}, "latency": latency,
+           "per_class_results": {n: r["classes"] for n, r in results.items()}, "latency": latency, "parity": PARITY,
            "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
            "goal": "student accuracy within 3 points of the teacher's, KID <= 1.5x the teacher's; "
                    "int8 within 2% of its fp32 on both"}
@@ -197,6 +206,16 @@ def write_md(path: Path, out: dict, stem: str) -> None:
         for n, lat in out["latency"].items():
             lines.append(f"| {n} | {lat.get('backend', '?')} | {lat.get('p50_us', float('nan')):,.1f} | "
                          f"{lat.get('peak_rss_mb', float('nan')):.0f} |")
+    if out.get("parity"):
+        lines += ["", "The exporter's parity check on each int8 file (against its PyTorch student, every class, each "
+                  "signature; `--allow-mismatch` keeps a refused file so it is scored too):", "",
+                  "| file | verdict | PSNR dB | p99.9 abs | changed pixels | max abs |", "|---|---|---:|---:|---:|---:|"]
+        for f, p in out["parity"].items():
+            verdict = "pass" if p["passed"] else "refused: " + "; ".join(
+                f"{k}: {v[0]}" + (f" (+{len(v) - 1})" if len(v) > 1 else "") for k, v in (p["failures"] or {}).items())[:160]
+            num = [("—" if p[k] is None else format(p[k], fm)) for k, fm in
+                   (("psnr_db", ".1f"), ("p999_abs", ".3f"), ("changed_pixels", ".3f"), ("max_abs", ".3f"))]
+            lines.append(f"| {Path(f).name} | {verdict} | {' | '.join(num)} |")
     lines += ["", f"![rows = labels; teacher / student / int8 for the same z]({stem}-grid.png)", ""]
     atomic_write_bytes(path, "\n".join(lines).encode())
 
