@@ -135,7 +135,16 @@ INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
 #                  (PSNR >= 35 dB, 8 dB under the sharpest; p99.9 <= 0.25, an error confined to > 0.1 % of
 #                  the pixels; <= 50 % changed: untrained N(0, 0.3) generators of the tests, 8 channels, measure
 #                  34-43 % at 36-37 dB, and every image defect under 50 % is below 39 dB or caught per layer)
-#                  and the channel is caught per layer:
+#                  and the channel is caught per layer.
+#   p99.9 raised from 0.25 to 0.5 (2026-12-07): conditional MNIST d=2 students of the `best` recipe trained
+#                  6,000 steps (issue 20; bench/results/int8-parity-conditional.md) are sharper than any
+#                  student above: their int8 files (TFLite, ONNX; also int16x8, whose int8 weights dominate)
+#                  measure p99.9 0.25-0.28 on their worst class at 36-38 dB, 6-7 % changed pixels, with the
+#                  asked-for digit and KID of their fp32 selves (bench/results/conditional.md); 0.25 refused
+#                  them. Every injected defect above that p99.9 alone caught is under 35 dB (the PSNR limit
+#                  catches it) and those over 35 dB have p99.9 <= 0.24 (the per-layer check catches them), so
+#                  0.5 loses no measured defect; the defects injected into these students measure p99.9 >= 1.7.
+#   The per-layer check:
 #   worst channel of any layer, error power against the layer's mean channel power (floored at
 #                  quant_report.STEP_FLOOR quantization steps; layout operators skipped, their tensors may be
 #                  NCHW), float vs quantized file on 64 calibration latents (bench/scripts/int8_channels.py,
@@ -152,8 +161,8 @@ INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
 #                  stays 16.5-16.8 dB under its own signal (256 calibration inputs, --report).
 #                  10 dB is 4 dB over the mildest measured defect and 6.5 dB under those correct channels.
 CHANNEL_SNR_DB = 10.0
-INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.50)
-TFLITE_INT8 = Thresholds(psnr_db=35.0, p999_abs=0.25, changed_pixels=0.50, channel_err_db=-15.0,
+INT8 = Thresholds(psnr_db=35.0, p999_abs=0.5, changed_pixels=0.50)
+TFLITE_INT8 = Thresholds(psnr_db=35.0, p999_abs=0.5, changed_pixels=0.50, channel_err_db=-15.0,
                          channel_snr_db=CHANNEL_SNR_DB)
 # int16x8 (a16w8) files measured 46.1-66.6 dB, p99.9 <= 0.075, <= 5.7 % changed (the sharp d=2 student: its
 # int8 weights, not its activations, dominate): the int8 limits, which a 16-bit file should clear by far.
