@@ -246,3 +246,21 @@ def test_unconditional_export_keeps_one_input_and_no_label(tmp_path):
     assert "label" not in file_contract(path) and "label" not in entry and "classes" not in entry
     assert entry["names"] == {"input": "z", "output": "images"} and "labels" not in entry["parity"]
     assert list(entry["parity"]["runs"]) == ["all", "batch_1"] and "label_layer_split" not in entry["rewrites"]
+
+
+def test_auto_keep_float_counts_the_split_first_layer_s_weights():
+    """The report names a conditional file's split first layer "z" and "label" (it runs outside the generator's
+    module calls); --keep-float auto must see their weights, or it keeps the z half, most of a small student's
+    bytes, in float (it did: 119,656 bytes against int8's 43,368)."""
+    from edgegan.export import quant_report
+    from edgegan.export.formats import AUTO_KEEP_BUDGET
+    from edgegan.export.labels import LabelledToImage
+    from edgegan.testing import tiny_conditional_student
+
+    module = LabelledToImage(tiny_conditional_student(steps=1), 100)
+    sizes = quant_report.weight_bytes(module)
+    assert sizes["z"] == 4 * 100 * 16 * 16 and sizes["label"] == 4 * 10 * 16 * 16  # ConvT(100 or 10 -> 16 channels, 4x4)
+    rows = [{"layer": "z", "modules": ["z"], "drop_db": 5.0, "exact_input": False},
+            {"layer": "net.13", "modules": ["net.13"], "drop_db": 4.0, "exact_input": False}]
+    chosen = quant_report.most_sensitive({"layers": rows}, 1, weight_bytes=sizes, budget=AUTO_KEEP_BUDGET)
+    assert chosen == ["net.13"]
