@@ -136,14 +136,16 @@ INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
 #                  the pixels; <= 50 % changed: untrained N(0, 0.3) generators of the tests, 8 channels, measure
 #                  34-43 % at 36-37 dB, and every image defect under 50 % is below 39 dB or caught per layer)
 #                  and the channel is caught per layer.
-#   p99.9 raised from 0.25 to 0.5 (2026-12-07): conditional MNIST d=2 students of the `best` recipe trained
-#                  6,000 steps (issue 20; bench/results/int8-parity-conditional.md) are sharper than any
-#                  student above: their int8 files (TFLite, ONNX; also int16x8, whose int8 weights dominate)
-#                  measure p99.9 0.25-0.28 on their worst class at 36-38 dB, 6-7 % changed pixels, with the
-#                  asked-for digit and KID of their fp32 selves (bench/results/conditional.md); 0.25 refused
-#                  them. Every injected defect above that p99.9 alone caught is under 35 dB (the PSNR limit
-#                  catches it) and those over 35 dB have p99.9 <= 0.24 (the per-layer check catches them), so
-#                  0.5 loses no measured defect; the defects injected into these students measure p99.9 >= 1.7.
+#   Limits moved 2026-12-07 (p99.9 0.25 -> 0.5, PSNR 35 -> 33 dB): conditional MNIST d=2 students of the
+#                  `best` recipe trained 6,000 steps, and 7,000 with a quant-aware tail (issue 20, 3 seeds;
+#                  bench/results/int8-parity-conditional.md), are sharper than any student above: their int8
+#                  files (TFLite and ONNX; int16x8 too, whose int8 weights dominate) measure p99.9 0.24-0.32
+#                  and 35.5-39.2 dB on their worst class, 6-8 % changed pixels, with the asked-for digit and
+#                  the KID of their fp32 selves (bench/results/conditional.md); 0.25 refused them, and 35 dB
+#                  sat 0.5 dB under one. No measured defect is lost: those p99.9 caught were all under 32.6 dB
+#                  (PSNR catches them), those over 35 dB have p99.9 <= 0.24 and are caught per layer, none
+#                  measured between 32.6 and 35 dB; the defects injected into these students measure 10-19 dB
+#                  and p99.9 >= 1.7.
 #   The per-layer check:
 #   worst channel of any layer, error power against the layer's mean channel power (floored at
 #                  quant_report.STEP_FLOOR quantization steps; layout operators skipped, their tensors may be
@@ -161,8 +163,8 @@ INT8_WEIGHTS = Thresholds(max_abs=0.25, psnr_db=35.0)
 #                  stays 16.5-16.8 dB under its own signal (256 calibration inputs, --report).
 #                  10 dB is 4 dB over the mildest measured defect and 6.5 dB under those correct channels.
 CHANNEL_SNR_DB = 10.0
-INT8 = Thresholds(psnr_db=35.0, p999_abs=0.5, changed_pixels=0.50)
-TFLITE_INT8 = Thresholds(psnr_db=35.0, p999_abs=0.5, changed_pixels=0.50, channel_err_db=-15.0,
+INT8 = Thresholds(psnr_db=33.0, p999_abs=0.5, changed_pixels=0.50)
+TFLITE_INT8 = Thresholds(psnr_db=33.0, p999_abs=0.5, changed_pixels=0.50, channel_err_db=-15.0,
                          channel_snr_db=CHANNEL_SNR_DB)
 # int16x8 (a16w8) files measured 46.1-66.6 dB, p99.9 <= 0.075, <= 5.7 % changed (the sharp d=2 student: its
 # int8 weights, not its activations, dominate): the int8 limits, which a 16-bit file should clear by far.
