@@ -58,7 +58,8 @@ def markdown(res: dict[str, Any]) -> str:
              "file against its float file on the calibration latents, every intermediate tensor (`--report`); "
              "`worst channel` is the largest per-channel error of any layer, in dB of that layer's mean channel "
              f"power (floored at {res['step_floor']:g} quantization steps). Limit: {limit:g} dB. Defects as in "
-             "`int8-parity.md`: channel 0 of the last transposed convolution dead or x4.", "",
+             "`int8-parity.md`: channel 0 of the last transposed convolution dead or x4. `image limits` is the "
+             "exporter's image verdict on the day of the run (`int8-parity.md` re-judges its rows by today's limits).", "",
              "| student | variant | image PSNR dB | image limits | worst channel dB | layer, channel | channel check |",
              "|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
