@@ -90,7 +90,8 @@ class RunOptions:
     eval_samples: int = opt(256, "fixed latents on which the student-teacher MSE is reported", bounds=Bounds(1, 65536))
     checkpoint_every: int = opt(500, "steps between resumable checkpoints (0: only at the end)", bounds=EVERY)
     progress_every: int = opt(0, "seconds between progress lines on stderr (step, s/step, ETA, MSE), for hour-long runs "
-                              "whose stderr is a log file, not a terminal (0: off)", bounds=EVERY)
+                              "whose stderr is a log file, not a terminal (0: off; the CLI's default is 60 when stderr is "
+                              "not a terminal, unless --quiet)", bounds=EVERY)
 
 
 def config_bases(own: type, terms: Registry | None = None) -> tuple[type, ...]:

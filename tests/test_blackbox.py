@@ -287,6 +287,18 @@ def test_dcgan_shape_options_are_refused_for_a_teacher_that_gets_an_anyshape_stu
     assert not (tmp_path / "s").exists()
 
 
+def test_log_progress_default_only_fills_in_for_a_log_file():
+    from edgegan.app.cli.commands import LOG_PROGRESS_EVERY, log_progress_default
+
+    cfg = DistillConfig(teacher="t")
+    assert log_progress_default(cfg, quiet=False, given=False, terminal=False).progress_every == LOG_PROGRESS_EVERY
+    for kw in ({"quiet": True, "given": False, "terminal": False}, {"quiet": False, "given": True, "terminal": False},
+               {"quiet": False, "given": False, "terminal": True}):
+        assert log_progress_default(cfg, **kw).progress_every == 0, kw
+    assert log_progress_default(DistillConfig(teacher="t", progress_every=5), quiet=False, given=False,
+                                terminal=False).progress_every == 5
+
+
 def test_progress_line_closed_form():
     assert progress_line(100, 0, 1000, 50.0, 0.5) == "step 100/1000 (10%), 0.500 s/step, ETA 0:07:30, loss 0.5"
     # a resumed run: the pace of this session only

@@ -81,6 +81,13 @@ def test_train_distill_info_cli(tmp_path):
     assert m["config"]["steps"] == 3 and m["config"]["seed"] == 0
     r = run("info", str(t))
     assert "teacher: dcgan" in r.stdout
+    # stderr is a pipe here, as in `nohup ... > log 2>&1`: progress lines every 60 s unless asked otherwise
+    assert m["config"]["progress_every"] == 0  # --quiet
+    for extra, want in (([], 60), (["--progress-every", "0"], 0), (["--progress-every", "5"], 5)):
+        out = tmp_path / f"s{want}"
+        r = run("distill", "--teacher", str(t), "--d", "2", "--steps", "2", "--out", str(out), *extra)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(run("info", str(out), "--json").stdout)["config"]["progress_every"] == want
 
 
 # ------------------------------------------------------------------ click: generated, strict, scriptable

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,18 @@ import click
 
 from edgegan.app.cli.group import _STATE, cli
 from edgegan.app.cli.options import _not_empty, config_options, json_option, out_option, quiet_option
+
+# Seconds between progress lines when stderr is a log file (``nohup edgegan distill ... > log 2>&1 &``): the
+# bar is silent there, and an hour-long run with an empty log looks hung (issue 19).
+LOG_PROGRESS_EVERY = 60
+
+
+def log_progress_default(cfg: Any, *, quiet: bool, given: bool, terminal: bool) -> Any:
+    """``cfg`` with progress lines every ``LOG_PROGRESS_EVERY`` s when nobody asked otherwise and stderr is
+    not a terminal (where the bar shows progress); --quiet and an explicit --progress-every win."""
+    if quiet or given or terminal or cfg.progress_every:
+        return cfg
+    return replace(cfg, progress_every=LOG_PROGRESS_EVERY)
 
 log = logging.getLogger("edgegan")
 
@@ -57,6 +71,9 @@ def _training_commands() -> None:
         """Distil a teacher (an edgegan run, an ONNX or TorchScript file, or module:factory) into a student."""
         from edgegan.distill import distill
 
+        src = click.get_current_context().get_parameter_source("progress_every")
+        cfg = log_progress_default(cfg, quiet=quiet, given=src is not click.core.ParameterSource.DEFAULT,
+                                   terminal=sys.stderr.isatty())
         m = distill(cfg, out, resume=resume, progress=not quiet)
         if m is None:  # a rank other than 0 of a torchrun job: rank 0 reports
             return
