@@ -26,18 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.manifest import now_iso, versions
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_int8 import METRICS, _metric  # noqa: E402 - the same metrics, read the same way
+
+from edgegan.manifest import now_iso, versions  # noqa: E402
 
 log = logging.getLogger("int8_kid_floor")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 FILES = [("fp32", "none", None), ("int8", "int8", None), ("int8+auto", "int8", "auto"),
          ("int16x8", "int16x8", None), ("int16x8+auto", "int16x8", "auto")]
-METRICS = ("classifier_kid", "classifier_fid", "swd")
-
-
-def _val(m: dict[str, Any], k: str) -> float:
-    v = m[k]
-    return float(v["mean"] if isinstance(v, dict) else v)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def score(name: str, images: np.ndarray, **extra: Any) -> None:
         q = evaluate(images.astype(np.float32), prepared)["metrics"]
-        rows.append({"case": name, **{k: _val(q, k) for k in METRICS}, **extra})
+        rows.append({"case": name, **{k: _metric(q, k) for k in METRICS}, **extra})
         log.info("%-28s %s", name, "  ".join(f"{k} {rows[-1][k]:.5g}" for k in METRICS))
 
     images: dict[str, np.ndarray] = {}
