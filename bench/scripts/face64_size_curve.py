@@ -4,9 +4,9 @@ to the teacher against compression ratio, one line per width profile, with the i
     python bench/scripts/face64_size_curve.py bench/results/face64-flat.json bench/results/face64-size.json \
         --out bench/results/face64-size-curve.png
 
-A row's profile is read from its label ("flat ..." or "paper ..."; "wall-clock" in it marks a run given the
-flat student's wall-clock, drawn apart); exported files (no ratio) and fresh-z pilots are left out.
-Several seeds of one size are drawn as their mean with the range as an error bar.
+A row's profile is read from its label ("flat ..." or "paper ..."); "k steps" in it ("15k steps") marks a
+long run, drawn apart from the equal-step points. Exported files (no ratio) and fresh-z pilots are left out.
+Several seeds of one size are drawn as their mean, each run as a faint point.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if "fresh z" in label:  # a pilot of another budget, not a point of the curve
                 continue
-            extra = ", at flat's wall-clock" if "wall-clock" in label else ""
+            extra = ", long runs (15-20k steps)" if "k steps" in label else ""
             points[profile + extra][round(float(r["ratio"]), 1)].append((r["psnr_db"], r["ssim"], label))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, i, name in ((axes[0], 0, "PSNR to the teacher, dB"), (axes[1], 1, "SSIM to the teacher")):
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 ax.scatter([x] * len(by_ratio[x]), [v[i] for v in by_ratio[x]], s=12, alpha=0.4,
                            color="C0" if profile.startswith("flat") else "C1")
             means = [sum(v[i] for v in by_ratio[x]) / len(by_ratio[x]) for x in xs]
-            ax.plot(xs, means, "*" if "wall-clock" in profile else "o-", ms=10 if "wall-clock" in profile else 6,
+            ax.plot(xs, means, "*--" if "long" in profile else "o-", ms=10 if "long" in profile else 6,
                     label=profile.replace("flat", "flat profile").replace("paper", "paper profile"),
                     color="C0" if profile.startswith("flat") else "C1")
         for ratio, psnr, ssim in GOALS:
