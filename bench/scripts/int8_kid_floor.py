@@ -55,19 +55,21 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     import edgegan_runtime as rt
     from edgegan.checkpoint import load_run
+    from edgegan.bench.harness import _dataset_of
     from edgegan.data import load_dataset
+    from edgegan.manifest import read_manifest
     from edgegan.export import export_run
     from edgegan.metrics.classifier import get_classifier
     from edgegan.metrics.evaluate import evaluate, prepare_reference
     from edgegan_runtime.probe import cpu_name
 
     student = load_run(a.run)
-    ap_ds = a.dataset
-    m = json.loads((a.run / "manifest.json").read_text())
-    ds = ap_ds or (m["distill"].get("dataset") or {}).get("name")
-    if ds is None:  # an edgegan teacher's dataset
-        t = Path(m["distill"]["teacher"]["spec"])
-        ds = json.loads(((t if t.is_dir() else t.parent) / "manifest.json").read_text())["dataset"]["name"]
+    m = read_manifest(a.run)
+    t = Path(m["distill"]["teacher"]["spec"])
+    tm = read_manifest(t) if (t if t.is_dir() else t.parent).joinpath("manifest.json").exists() else None
+    ds, _ = _dataset_of(m, tm, a.dataset, None)  # as `edgegan bench` picks it
+    if ds is None:
+        raise SystemExit(f"{a.run}: no dataset to score against: pass --dataset")
     size = student.output_shape[-1]
     ref = load_dataset(ds, split="test", image_size=size)
     clf = get_classifier(ds, image_size=size, progress=False)
@@ -118,6 +120,25 @@ def _mean_noise(res: dict[str, Any], case: str, k: str) -> float:
     return sum(v) / len(v)
 
 
+def _noise_cases(results: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, float]]]:
+    by: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for res in results:
+        for r in res["rows"]:
+            if r["case"].startswith("fp32 + noise at "):
+                by.setdefault((res["run"], r["case"].rsplit(" #", 1)[0]), []).append(r["change_vs_fp32"])
+    return by
+
+
+def _noise_seeds(results: list[dict[str, Any]]) -> int:
+    return max((len(v) for v in _noise_cases(results).values()), default=0)
+
+
+def _noise_spread(results: list[dict[str, Any]]) -> float:
+    """The widest spread, in percentage points, of one metric over the noise seeds of one case."""
+    return max((100 * (max(c[k] for c in v) - min(c[k] for c in v))
+                for v in _noise_cases(results).values() for k in METRICS), default=0.0)
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     """One table of every run's files, each beside the mean change white noise of its own rms makes."""
     r0 = results[0]
@@ -129,7 +150,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
              f"run through edgegan_runtime on the bench's {r0['samples']} latents and scored like `edgegan bench` "
              "(the dataset's domain classifier; one reference draw); Δ against the same run's fp32 file. "
              "`noise Δ` is the mean change of the fp32 images plus white noise with the file's own rms error "
-             "(3 noise seeds; they agree to 0.02 points): what an error of that size does to the metric when it "
+             f"({_noise_seeds(results)} noise seeds; they agree to {_noise_spread(results):.2f} points): what an error "
+             "of that size does to the metric when it "
              "carries no structure. `8-bit` is the fp32 images rounded to display levels.", "",
              "| run | file | parity | PSNR vs fp32 dB | ΔKID | noise ΔKID | ΔFID | noise ΔFID | ΔSWD | noise ΔSWD |",
              "|---|---|---|---|---|---|---|---|---|---|"]
